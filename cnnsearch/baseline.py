@@ -1,0 +1,122 @@
+"""Train the reference CNN and write its run folder: model, metrics and the reference's figures."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from cnnsearch import data as data_mod
+from cnnsearch import viz
+from cnnsearch.arch import ArchSpec
+from cnnsearch.train import TrainConfig, TrainResult, fit, versions
+
+#: Reference result the whole tool compares against (Keras MNIST CNN example).
+REFERENCE_TEST_ACCURACY = 0.9915
+REFERENCE_TEST_LOSS = 0.0284
+
+#: Files written into a baseline run folder.
+FIGURES = {
+    "learning_curve": "learning_curve.png",
+    "conv1_filters": "conv1_filters.png",
+    "conv2_filters": "conv2_filters_ch0.png",
+    "digits_maps": "digits_feature_maps.png",
+}
+
+
+@dataclass
+class BaselineRun:
+    """A finished baseline run: its metrics and where the files are."""
+
+    metrics: dict[str, Any]
+    out_dir: Path
+    result: TrainResult
+
+
+def run(
+    *,
+    data_path: str | None = None,
+    epochs: int = 20,
+    train_limit: int = 0,
+    seed: int = 0,
+    out_dir: str | os.PathLike[str] = "reports/baseline",
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    verbose: int = 0,
+) -> BaselineRun:
+    """Train the reference CNN with its settings and write model, metrics.json and figures.
+
+    Data are resolved as :func:`cnnsearch.data.load_raw` describes (``data_path`` first).
+    """
+    ds = data_mod.load(data_path)
+    config = TrainConfig(epochs=epochs, train_limit=train_limit, seed=seed)
+    splits = data_mod.split(ds, train_limit=train_limit)
+    spec = ArchSpec()
+    result = fit(spec, splits, config, on_epoch=on_epoch, verbose=verbose)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    model_path = out / "model.keras"
+    tmp = out / "model.tmp.keras"
+    result.model.save(tmp)
+    os.replace(tmp, model_path)
+    figures = draw_figures(result, splits.x_test, out)
+
+    metrics: dict[str, Any] = {
+        "params": result.params,
+        "flops_forward_per_image": result.flops,
+        "epochs": result.epochs_run,
+        "train_images": len(splits.x_train),
+        "val_images": len(splits.x_val),
+        "test_images": len(splits.x_test),
+        "seconds": round(result.seconds, 2),
+        "seconds_per_epoch": [round(s, 2) for s in result.epoch_seconds],
+        "test_loss": result.test_loss,
+        "test_accuracy": result.test_accuracy,
+        "val_accuracy_by_epoch": result.history["val_accuracy"],
+        "history": result.history,
+        "reference": {"test_accuracy": REFERENCE_TEST_ACCURACY, "test_loss": REFERENCE_TEST_LOSS},
+        "difference_from_reference_pp": round(100 * (result.test_accuracy - REFERENCE_TEST_ACCURACY), 3),
+        "spec": spec.to_dict(),
+        "training": config.to_dict(),
+        "data": ds.source,
+        "versions": versions(),
+        "files": {"model": str(model_path), **{k: str(v) for k, v in figures.items()}},
+    }
+    _write_json(out / "metrics.json", metrics)
+    return BaselineRun(metrics=metrics, out_dir=out, result=result)
+
+
+def draw_figures(result: TrainResult, x_test: np.ndarray, out: Path) -> dict[str, Path]:
+    """The reference's figures for a trained model, into ``out``."""
+    model = result.model
+    paths: dict[str, Path] = {}
+    paths["learning_curve"] = viz.draw_learning_curve(result.history, out / FIGURES["learning_curve"],
+                                                      title="baseline CNN: learning curve")
+    w1 = viz.filters(model, "conv1", limit=32)
+    paths["conv1_filters"] = viz.draw_grid(w1, 4, 8, out / FIGURES["conv1_filters"],
+                                           title="first-layer filters (32, 3x3)")
+    w2 = viz.filters(model, "conv2", in_channel=0, limit=32)
+    paths["conv2_filters"] = viz.draw_grid(w2, 4, 8, out / FIGURES["conv2_filters"],
+                                           title="second-layer filters 0-31, input channel 0")
+    digits = x_test[:16]
+    maps = viz.feature_maps(model, digits)
+    paths["digits_maps"] = viz.draw_digits_with_maps(
+        list(digits), list(maps["conv1"][..., 0]), list(maps["conv2"][..., 0]), out / FIGURES["digits_maps"],
+        title="first 16 test digits, conv1 and conv2 channel-0 maps")
+    picked = x_test[list(viz.REFERENCE_DIGITS)]
+    maps = viz.feature_maps(model, picked)
+    for j, idx in enumerate(viz.REFERENCE_DIGITS):
+        key = f"digit_{idx}_maps"
+        paths[key] = viz.draw_digit_maps(picked[j], maps["conv1"][j], maps["conv2"][j], out / f"{key}.png",
+                                         title=f"test digit #{idx}: 16 conv1 and 32 conv2 feature maps")
+    return paths
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)

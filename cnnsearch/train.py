@@ -1,0 +1,221 @@
+"""Fit and evaluate one :class:`~cnnsearch.arch.ArchSpec` with the reference's training settings.
+
+The defaults of :class:`TrainConfig` are the reference's: categorical
+cross-entropy, Adadelta(learning_rate=1.0, rho=0.95, epsilon=1e-7) (the old
+Keras defaults: today's 0.001 trains the baseline to only ~84%), batch 128,
+20 epochs, the last 10% of the training set for validation.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from cnnsearch.arch import ArchSpec, build_model, summarize
+from cnnsearch.data import Splits
+from cnnsearch.errors import ConfigError, TrialFailed
+
+#: Optimizers a study may name, with the keyword arguments each accepts.
+OPTIMIZERS = {
+    "adadelta": ("learning_rate", "rho", "epsilon"),
+    "adam": ("learning_rate", "beta_1", "beta_2", "epsilon"),
+    "sgd": ("learning_rate", "momentum", "nesterov"),
+    "rmsprop": ("learning_rate", "rho", "momentum", "epsilon"),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one spec is trained; stored on a study so a resumed run trains the same way."""
+
+    epochs: int = 20  # full passes over the training subset (reference: 20)
+    batch_size: int = 128  # images per gradient step (reference: 128)
+    train_limit: int = 0  # first N training images after the validation split; 0 = all 54,000
+    optimizer: str = "adadelta"  # one of OPTIMIZERS
+    learning_rate: float = 1.0  # Adadelta's old Keras default; 0.001 (today's) underfits badly
+    optimizer_args: dict[str, Any] = field(default_factory=lambda: {"rho": 0.95, "epsilon": 1e-7})
+    seed: int = 0  # weights, dropout and shuffling (keras.utils.set_random_seed)
+    jit_compile: bool | str = "auto"  # Keras's XLA switch; see the benchmarks for the choice
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1; received {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1; received {self.batch_size}")
+        if self.train_limit < 0:
+            raise ConfigError(f"train_limit must be >= 0 (0 = all training images); received {self.train_limit}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; received {self.optimizer!r}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be > 0; received {self.learning_rate}")
+        unknown = sorted(set(self.optimizer_args) - set(OPTIMIZERS[self.optimizer]))
+        if unknown:
+            raise ConfigError(
+                f"optimizer {self.optimizer!r} takes {', '.join(OPTIMIZERS[self.optimizer])};"
+                f" received unknown argument(s) {', '.join(unknown)}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    """What one fit produced."""
+
+    model: Any  # the trained keras.Model
+    history: dict[str, list[float]]  # loss, accuracy, val_loss, val_accuracy by epoch
+    test_loss: float
+    test_accuracy: float
+    seconds: float  # wall time of fit + evaluate
+    epoch_seconds: list[float]
+    params: int
+    flops: int  # analytic forward FLOPs per image
+    test_predictions: np.ndarray | None = None  # predicted class per test image (for McNemar)
+
+    @property
+    def epochs_run(self) -> int:
+        """Epochs actually run (fewer than asked when pruned or stopped on NaN)."""
+        return len(self.history.get("loss", []))
+
+    @property
+    def val_accuracy(self) -> float:
+        """Validation accuracy after the last epoch run: the search objective."""
+        return float(self.history["val_accuracy"][-1])
+
+
+def configure_threads(intra_op: int | None = None, inter_op: int | None = None) -> None:
+    """Size TensorFlow's thread pools; call before the first model is built.
+
+    Several worker processes on one machine each take ``cores // workers`` so
+    they do not oversubscribe the cores.
+    """
+    from cnnsearch._tf import tensorflow
+
+    tf = tensorflow()
+    try:
+        if intra_op:
+            tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        if inter_op:
+            tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError:
+        # TensorFlow refuses once its runtime has started; the pools keep their size.
+        pass
+
+
+def make_optimizer(config: TrainConfig) -> Any:
+    """The Keras optimizer named by ``config``."""
+    from cnnsearch._tf import keras
+
+    opt = keras().optimizers
+    cls = {"adadelta": opt.Adadelta, "adam": opt.Adam, "sgd": opt.SGD, "rmsprop": opt.RMSprop}[config.optimizer]
+    return cls(learning_rate=config.learning_rate, **config.optimizer_args)
+
+
+def fit(
+    spec: ArchSpec,
+    data: Splits,
+    config: TrainConfig = TrainConfig(),
+    *,
+    callbacks: Sequence[Any] = (),
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    verbose: int = 0,
+    predict_test: bool = False,
+) -> TrainResult:
+    """Train ``spec`` on ``data`` and evaluate it on the test set.
+
+    Args:
+        spec: The architecture.
+        data: Training/validation/test arrays from :func:`cnnsearch.data.split`
+            (``config.train_limit`` is applied here).
+        config: Training settings.
+        callbacks: Extra Keras callbacks (e.g. optuna-integration's pruning callback).
+        on_epoch: Called with (epoch index, logs) after each epoch, for progress lines.
+        verbose: Keras's own progress output (0 = none).
+        predict_test: Also return the predicted class of every test image.
+
+    Raises:
+        ArchitectureError: the spec cannot be built (checked before Keras is touched).
+        TrialFailed: the loss became NaN or infinite.
+    """
+    summary = summarize(spec, data.input_shape, data.n_classes)
+    from cnnsearch._tf import keras
+
+    K = keras()
+    release()
+    K.utils.set_random_seed(config.seed)
+    model = build_model(spec, data.input_shape, data.n_classes)
+    model.compile(loss="categorical_crossentropy", optimizer=make_optimizer(config), metrics=["accuracy"],
+                  jit_compile=config.jit_compile)
+    n = len(data.x_train) if config.train_limit == 0 else min(config.train_limit, len(data.x_train))
+    y_train = K.utils.to_categorical(data.y_train[:n], data.n_classes)
+    y_val = K.utils.to_categorical(data.y_val, data.n_classes)
+    y_test = K.utils.to_categorical(data.y_test, data.n_classes)
+
+    epoch_seconds: list[float] = []
+    marks = {"t": 0.0}
+
+    def _begin(epoch: int, logs: dict[str, float] | None = None) -> None:
+        marks["t"] = time.perf_counter()
+
+    def _end(epoch: int, logs: dict[str, float] | None = None) -> None:
+        epoch_seconds.append(time.perf_counter() - marks["t"])
+        if on_epoch is not None:
+            on_epoch(epoch, dict(logs or {}))
+
+    timing = K.callbacks.LambdaCallback(on_epoch_begin=_begin, on_epoch_end=_end)
+    # TerminateOnNaN goes before the caller's callbacks so a NaN never reaches a pruner.
+    all_callbacks = [K.callbacks.TerminateOnNaN(), timing, *callbacks]
+    start = time.perf_counter()
+    history = model.fit(
+        data.x_train[:n], y_train, batch_size=config.batch_size, epochs=config.epochs,
+        validation_data=(data.x_val, y_val), shuffle=True, callbacks=all_callbacks, verbose=verbose,
+    )
+    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    losses = hist.get("loss", [])
+    if not losses or any(not math.isfinite(v) for v in losses + hist.get("val_loss", [])):
+        epoch = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
+        raise TrialFailed(f"loss became NaN or infinite at epoch {epoch + 1}; lower the learning rate or dropout")
+    test_loss, test_acc = model.evaluate(data.x_test, y_test, batch_size=512, verbose=0)
+    preds = None
+    if predict_test:
+        preds = np.argmax(model.predict(data.x_test, batch_size=512, verbose=0), axis=1)
+    seconds = time.perf_counter() - start
+    return TrainResult(model=model, history=hist, test_loss=float(test_loss), test_accuracy=float(test_acc),
+                       seconds=seconds, epoch_seconds=epoch_seconds, params=summary.params, flops=summary.flops,
+                       test_predictions=preds)
+
+
+def release() -> None:
+    """Free the previous models' graph state and memory (between trials)."""
+    from cnnsearch._tf import keras
+
+    keras().backend.clear_session()
+    gc.collect()
+
+
+def versions() -> dict[str, str]:
+    """Framework versions, stored with each trial."""
+    import platform
+
+    import optuna
+
+    from cnnsearch._tf import keras, tensorflow
+
+    return {"python": platform.python_version(), "tensorflow": tensorflow().__version__,
+            "keras": keras().__version__, "optuna": optuna.__version__, "numpy": np.__version__}
