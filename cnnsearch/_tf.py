@@ -61,5 +61,7 @@ def _import() -> None:
 
     # Device discovery prints the "failed call to cuInit" line on machines without a GPU.
     tf.config.list_physical_devices()
+    # tf.function retracing notices fire once per new model in a search: expected, not a problem.
+    tf.get_logger().setLevel("ERROR")
     _loaded["tensorflow"] = tf
     _loaded["keras"] = k

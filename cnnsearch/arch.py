@@ -137,7 +137,8 @@ def check(spec: ArchSpec) -> None:
         raise bad("dense_units", ">= 0 (0 = no hidden dense layer)", spec.dense_units)
 
 
-def _pool_after(spec: ArchSpec, i: int) -> bool:
+def pool_after(spec: ArchSpec, i: int) -> bool:
+    """Does pooling (and conv dropout) follow conv layer ``i`` (0-based)?"""
     last = i == len(spec.conv_filters) - 1
     every = spec.pool_every > 0 and (i + 1) % spec.pool_every == 0
     return spec.pool != "none" and (last or every)
@@ -169,7 +170,7 @@ def summarize(spec: ArchSpec, input_shape: tuple[int, ...] = (28, 28, 1), n_clas
         flops = 2 * oh * ow * filters * k * k * c
         layers.append(LayerInfo(name, "conv", (oh, ow, filters), params, flops))
         h, w, c = oh, ow, filters
-        if _pool_after(spec, i):
+        if pool_after(spec, i):
             pool_no += 1
             p = spec.pool_size
             ph, pw = conv_output(h, p, p, "valid"), conv_output(w, p, p, "valid")
@@ -209,7 +210,7 @@ def build_model(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int) ->
     for i, (filters, k) in enumerate(zip(spec.conv_filters, spec.kernel_sizes)):
         model_layers.append(layers.Conv2D(filters, (k, k), strides=spec.stride, padding=spec.padding,
                                           activation="relu", name=CONV_LAYER.format(i + 1)))
-        if _pool_after(spec, i):
+        if pool_after(spec, i):
             pool_no += 1
             pool_cls = layers.MaxPooling2D if spec.pool == "max" else layers.AveragePooling2D
             model_layers.append(pool_cls(pool_size=(spec.pool_size, spec.pool_size), name=f"pool{pool_no}"))

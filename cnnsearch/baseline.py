@@ -63,7 +63,7 @@ def run(
     tmp = out / "model.tmp.keras"
     result.model.save(tmp)
     os.replace(tmp, model_path)
-    figures = draw_figures(result, splits.x_test, out)
+    figures = draw_figures(result, spec, splits.x_test, out)
 
     metrics: dict[str, Any] = {
         "params": result.params,
@@ -90,8 +90,8 @@ def run(
     return BaselineRun(metrics=metrics, out_dir=out, result=result)
 
 
-def draw_figures(result: TrainResult, x_test: np.ndarray, out: Path) -> dict[str, Path]:
-    """The reference's figures for a trained model, into ``out``."""
+def draw_figures(result: TrainResult, spec: ArchSpec, x_test: np.ndarray, out: Path) -> dict[str, Path]:
+    """The reference's figures for a trained model of ``spec``, into ``out``."""
     model = result.model
     paths: dict[str, Path] = {}
     paths["learning_curve"] = viz.draw_learning_curve(result.history, out / FIGURES["learning_curve"],
@@ -102,13 +102,14 @@ def draw_figures(result: TrainResult, x_test: np.ndarray, out: Path) -> dict[str
     w2 = viz.filters(model, "conv2", in_channel=0, limit=32)
     paths["conv2_filters"] = viz.draw_grid(w2, 4, 8, out / FIGURES["conv2_filters"],
                                            title="second-layer filters 0-31, input channel 0")
+    weights = viz.conv_weights(model)
     digits = x_test[:16]
-    maps = viz.feature_maps(model, digits)
+    maps = viz.feature_maps(weights, spec, digits)
     paths["digits_maps"] = viz.draw_digits_with_maps(
         list(digits), list(maps["conv1"][..., 0]), list(maps["conv2"][..., 0]), out / FIGURES["digits_maps"],
         title="first 16 test digits, conv1 and conv2 channel-0 maps")
     picked = x_test[list(viz.REFERENCE_DIGITS)]
-    maps = viz.feature_maps(model, picked)
+    maps = viz.feature_maps(weights, spec, picked)
     for j, idx in enumerate(viz.REFERENCE_DIGITS):
         key = f"digit_{idx}_maps"
         paths[key] = viz.draw_digit_maps(picked[j], maps["conv1"][j], maps["conv2"][j], out / f"{key}.png",

@@ -91,5 +91,164 @@ def baseline(data_path: str | None, epochs: int, train_limit: int, seed: int, ou
     click.echo(f"wrote {run.out_dir}/ (model.keras, metrics.json, figures)")
 
 
+
+_storage_option = click.option("--storage", "url", default=None, metavar="URL",
+                               help="Optuna storage URL (default: $CNNSEARCH_STORAGE, then"
+                                    " sqlite:///studies/cnnsearch.db).")
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+
+
+@main.group()
+def study() -> None:
+    """Create, run, inspect and delete architecture searches (Optuna studies)."""
+    import optuna
+
+    # Optuna logs "A new study created" and every trial at INFO; cnnsearch prints its own lines.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@study.command("create")
+@click.argument("name")
+@click.option("--space", "space_path", required=True, type=click.Path(dir_okay=False),
+              help="Space file (TOML), e.g. studies/seed.toml.")
+@_storage_option
+def study_create(name: str, space_path: str, url: str | None) -> None:
+    """Create study NAME from a space file; the reference model is queued as trial 0."""
+    from cnnsearch import study as study_mod
+
+    h = study_mod.create(name, space_path, url)
+    t = h.training
+    click.echo(f"created study {name!r} in {h.url}: {len(h.space.searched)} searched dimensions"
+               f" ({', '.join(h.space.searched)}); {t.epochs} epochs on"
+               f" {'all' if not t.train_limit else f'{t.train_limit:,}'} training images per trial;"
+               f" sampler {h.space.study['sampler']}, pruner {h.space.study['pruner']}")
+    click.echo(f"next: cnnsearch study run {name} --trials 20")
+
+
+@study.command("run")
+@click.argument("name")
+@click.option("--trials", type=click.IntRange(min=0), default=10, show_default=True,
+              help="New finished trials to add (the queued baseline, if not run yet, comes on top).")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Start no new trial after SEC seconds.")
+@click.option("--data", "data_path", default=None, help="MNIST .npz or IDX folder (default: $CNNSEARCH_DATA, ...).")
+@_storage_option
+@click.option("--verbose", is_flag=True, help="Keras's per-epoch bars and Optuna's log on.")
+@click.option("--quiet", is_flag=True, help="No per-trial lines (errors only).")
+def study_run(name: str, trials: int, timeout: float | None, data_path: str | None, url: str | None,
+              verbose: bool, quiet: bool) -> None:
+    """Run (or resume) study NAME: add --trials finished trials."""
+    from cnnsearch import study as study_mod
+
+    def line(t: study_mod.TrialLine) -> None:
+        if quiet:
+            return
+        parts = [f"[{t.done}/{t.total}] trial {t.number}{' (baseline)' if t.baseline else ''} {t.state.lower()}"]
+        if t.params is not None:
+            parts.append(f"params {t.params:,}")
+        if t.val_accuracy is not None:
+            parts.append(f"val_acc {t.val_accuracy:.4f}")
+        if t.vs_baseline_pp is not None and not t.baseline:
+            parts.append(f"{t.vs_baseline_pp:+.2f} pp vs baseline")
+        if t.seconds is not None:
+            parts.append(f"{t.seconds:.0f} s")
+        if t.reason and t.state != "COMPLETE":
+            parts.append(f"({t.reason})")
+        click.echo("  ".join(parts), err=True)
+
+    h = study_mod.run(name, trials=trials, timeout=timeout, data_path=data_path, url=url, on_trial=line,
+                      verbose=1 if verbose else 0)
+    if not quiet:
+        best = study_mod.best_trial(h.study)
+        if best is not None:
+            click.echo(f"best so far: trial {best.number}, val_acc {best.user_attrs['val_accuracy']:.4f},"
+                       f" {best.user_attrs.get('params', 0):,} params", err=True)
+
+
+@study.command("list")
+@_storage_option
+@_json_option
+def study_list(url: str | None, as_json: bool) -> None:
+    """List the studies in a storage."""
+    from cnnsearch import study as study_mod
+
+    rows = study_mod.summaries(url)
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        click.echo(f"no studies in {study_mod.resolve_storage(url)}")
+    for r in rows:
+        best = "-" if r["best_val_accuracy"] is None else f"{r['best_val_accuracy']:.4f} (trial {r['best_trial']})"
+        states = ", ".join(f"{v} {k.lower()}" for k, v in sorted(r["counts"].items()))
+        click.echo(f"{r['name']}: {r['trials']} trials ({states}); best val_acc {best}")
+
+
+@study.command("show")
+@click.argument("name")
+@_storage_option
+@_json_option
+def study_show(name: str, url: str | None, as_json: bool) -> None:
+    """Show study NAME: settings and every trial."""
+    from cnnsearch import study as study_mod
+
+    doc = study_mod.show(name, url)
+    if as_json:
+        _emit_json(doc)
+        return
+    click.echo(f"study {name} ({doc['storage']}), created {doc['created']} from {doc['space_source']}")
+    click.echo(f"training: {doc['training']}")
+    click.echo(f"trials: {doc['counts']}")
+    base = next((t for t in doc["trials"] if t["number"] == doc["baseline_trial"]), None)
+    for t in doc["trials"]:
+        val = "-" if t["val_accuracy"] is None else f"{t['val_accuracy']:.4f}"
+        test = "-" if t["test_accuracy"] is None else f"{t['test_accuracy']:.4f}"
+        vs = ""
+        if base and t["val_accuracy"] is not None and not t["baseline"]:
+            vs = f" ({100 * (t['val_accuracy'] - base['val_accuracy']):+.2f} pp)"
+        params = "-" if t["param_count"] is None else f"{t['param_count']:,}"
+        mark = " baseline" if t["baseline"] else ""
+        reason = f"  {t['fail_reason']}" if t["fail_reason"] else ""
+        click.echo(f"  #{t['number']:<4} {t['state']:<8}{mark:<9} params {params:>10}  val {val}{vs}  test {test}"
+                   f"{reason}")
+
+
+@study.command("best")
+@click.argument("name")
+@click.option("--export", type=click.Path(dir_okay=False), default=None, help="Write the best model to this .keras file.")
+@_storage_option
+@_json_option
+def study_best(name: str, export: str | None, url: str | None, as_json: bool) -> None:
+    """The best trial of NAME by validation accuracy."""
+    from cnnsearch import study as study_mod
+
+    rec = study_mod.best(name, url, export=export)
+    if as_json:
+        _emit_json(rec)
+        return
+    click.echo(f"best trial {rec['number']}: val_acc {rec['val_accuracy']:.4f}, test_acc {rec['test_accuracy']:.4f},"
+               f" {rec['param_count']:,} params")
+    click.echo(f"params: {rec['params']}")
+    if rec.get("exported"):
+        click.echo(f"exported the trained model to {rec['exported']}")
+
+
+@study.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_storage_option
+def study_delete(name: str, yes: bool, url: str | None) -> None:
+    """Delete study NAME, its trials and kept weights."""
+    from cnnsearch import study as study_mod
+    from cnnsearch.errors import ConfigError
+
+    study_mod.load(name, url)  # fail clearly on a missing study before asking anything
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ConfigError(f"refusing to delete study {name!r} without confirmation; add --yes")
+        click.confirm(f"Delete study {name!r} and all its trials?", abort=True)
+    study_mod.delete(name, url)
+    click.echo(f"deleted study {name!r}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

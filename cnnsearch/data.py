@@ -112,7 +112,7 @@ def load_raw(path: str | os.PathLike[str] | None = None, *, download: bool = Tru
     env = os.environ.get(DATA_ENV)
     if env:
         return _read_path(Path(env), origin=DATA_ENV)
-    tried = [f"--data (not given)", f"${DATA_ENV} (not set)"]
+    tried = ["--data (not given)", f"${DATA_ENV} (not set)"]
     cache = keras_cache_path()
     if cache.is_file():
         return _read_path(cache, origin="Keras cache")
@@ -323,9 +323,14 @@ def _read_idx_folder(folder: Path) -> RawData:
 
 
 def _download() -> RawData:
+    import contextlib
+    import sys
+
     from cnnsearch._tf import keras
 
-    (x_train, y_train), (x_test, y_test) = keras().datasets.mnist.load_data()
+    # Keras prints "Downloading data from ..." on stdout, which must stay clean for --json.
+    with contextlib.redirect_stdout(sys.stderr):
+        (x_train, y_train), (x_test, y_test) = keras().datasets.mnist.load_data()
     return validate(RawData(x_train, y_train, x_test, y_test, source="keras.datasets.mnist.load_data()"))
 
 

@@ -157,6 +157,12 @@ def fit(
     from cnnsearch._tf import keras
 
     K = keras()
+    if verbose:
+        K.config.enable_interactive_logging()
+    else:
+        # Keras prints some notices (TerminateOnNaN's "Invalid loss") on stdout, which must stay
+        # clean for --json; without interactive logging they go to the (quiet) absl log instead.
+        K.config.disable_interactive_logging()
     release()
     K.utils.set_random_seed(config.seed)
     model = build_model(spec, data.input_shape, data.n_classes)
@@ -190,7 +196,7 @@ def fit(
     losses = hist.get("loss", [])
     if not losses or any(not math.isfinite(v) for v in losses + hist.get("val_loss", [])):
         epoch = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
-        raise TrialFailed(f"loss became NaN or infinite at epoch {epoch + 1}; lower the learning rate or dropout")
+        raise TrialFailed(f"loss became NaN or infinite at epoch {epoch + 1}; lower the learning rate")
     test_loss, test_acc = model.evaluate(data.x_test, y_test, batch_size=512, verbose=0)
     preds = None
     if predict_test:

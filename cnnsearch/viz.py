@@ -1,9 +1,9 @@
 """Figures: compute plain arrays first, then draw them (after optuna's ``visualization``).
 
-The ``*_data`` / ``filters`` / ``feature_maps`` functions return NumPy arrays
-that tests check; the ``draw_*`` functions only draw what they are given and
-write a PNG. Nothing here imports Keras at module load; the learned-filter
-functions read weights from the model they are handed.
+The ``filters`` / ``feature_maps`` functions return NumPy arrays that tests
+check; the ``draw_*`` functions only draw what they are given and write a PNG.
+Nothing here imports Keras: feature maps are computed from the conv weights by
+:mod:`cnnsearch.im2col`, so drawing them needs only the weights.
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from cnnsearch import im2col
+from cnnsearch.arch import ArchSpec, pool_after
 
 #: The test digits the reference drew its per-digit feature maps for (a 7, a 0 and a 6).
 REFERENCE_DIGITS = (0, 3, 11)
@@ -43,16 +46,39 @@ def filters(model: Any, layer: str = "conv1", *, in_channel: int = 0, limit: int
     return np.moveaxis(kernel[:, :, in_channel, :limit], -1, 0)
 
 
-def feature_maps(model: Any, images: np.ndarray, layers: Sequence[str] = ("conv1", "conv2")) -> dict[str, np.ndarray]:
-    """Activations of ``layers`` for ``images`` (N, H, W, C): {layer: (N, h, w, filters)}."""
-    from cnnsearch._tf import keras
+def conv_weights(model: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Kernel and bias of every conv layer of a cnnsearch model: {"conv1": (w, b), ...}."""
+    out = {}
+    for layer in model.layers:
+        if layer.name.startswith("conv"):
+            w, b = layer.get_weights()
+            out[layer.name] = (np.asarray(w), np.asarray(b))
+    return out
 
-    K = keras()
-    probe = K.Model(inputs=model.inputs, outputs=[model.get_layer(name).output for name in layers])
-    outs = probe.predict(images, verbose=0)
-    if not isinstance(outs, (list, tuple)):
-        outs = [outs]
-    return {name: np.asarray(out) for name, out in zip(layers, outs)}
+
+def feature_maps(weights: dict[str, tuple[np.ndarray, np.ndarray]], spec: ArchSpec, images: np.ndarray,
+                 layers: Sequence[str] = ("conv1", "conv2")) -> dict[str, np.ndarray]:
+    """Activations (after ReLU) of conv ``layers`` for ``images`` (N, H, W, C), from stored weights.
+
+    Computed with :mod:`cnnsearch.im2col` in bounded memory, so drawing feature
+    maps needs no TensorFlow: only the weights. Pooling between conv layers
+    follows ``spec`` (dropout is inactive at inference).
+    """
+    wanted = set(layers)
+    maps: dict[str, np.ndarray] = {}
+    z = np.asarray(images, dtype=np.float32)
+    for i in range(len(spec.conv_filters)):
+        name = f"conv{i + 1}"
+        w, b = weights[name]
+        z = im2col.relu(im2col.conv2d(z, w, b, spec.stride, spec.padding))
+        if name in wanted:
+            maps[name] = z
+        if len(maps) == len(wanted):
+            break
+        if pool_after(spec, i):
+            pool = im2col.max_pool2d if spec.pool == "max" else im2col.avg_pool2d
+            z = pool(z, spec.pool_size)
+    return maps
 
 
 # --- draw --------------------------------------------------------------------------------------

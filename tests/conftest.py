@@ -1,0 +1,106 @@
+"""Shared fixtures: tiny synthetic MNIST-shaped data (fast) and the real MNIST file (for a few tests)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+#: Tiny data: 12x12 images of 3 classes, a bright bar whose position is the class.
+TINY_SIDE = 12
+TINY_CLASSES = 3
+
+
+def make_tiny(n_train: int = 240, n_test: int = 60, side: int = TINY_SIDE, seed: int = 0) -> dict[str, np.ndarray]:
+    """A learnable toy data set in Keras layout: class k has a horizontal bar in band k, plus noise."""
+    rng = np.random.default_rng(seed)
+
+    def images(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, TINY_CLASSES, size=n).astype(np.uint8)
+        x = rng.integers(0, 60, size=(n, side, side)).astype(np.uint8)
+        band = side // TINY_CLASSES
+        for i, label in enumerate(y):
+            row = label * band + band // 2
+            x[i, row - 1:row + 1, 1:-1] = 255
+        return x, y
+
+    x_train, y_train = images(n_train)
+    x_test, y_test = images(n_test)
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def write_idx(path: Path, arr: np.ndarray, *, magic: int | None = None, gz: bool = False) -> Path:
+    """Write ``arr`` (uint8) as an IDX file, optionally with a forged magic number or gzipped."""
+    magic = magic if magic is not None else (0x0800 | arr.ndim)
+    blob = struct.pack(">I", magic) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.astype(np.uint8).tobytes()
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(blob))
+    else:
+        path.write_bytes(blob)
+    return path
+
+
+@pytest.fixture
+def tiny_arrays() -> dict[str, np.ndarray]:
+    return make_tiny()
+
+
+@pytest.fixture
+def tiny_npz(tmp_path: Path, tiny_arrays: dict[str, np.ndarray]) -> Path:
+    path = tmp_path / "tiny.npz"
+    np.savez(path, **tiny_arrays)
+    return path
+
+
+@pytest.fixture
+def mnist_path() -> Path:
+    """The real MNIST file: $CNNSEARCH_DATA, or ../shared/data/mnist.npz beside the repo.
+
+    Under CI (CI=true) a missing file fails the test rather than skipping it,
+    so a green CI always means the real-data tests ran.
+    """
+    env = os.environ.get("CNNSEARCH_DATA")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist.npz")
+    for p in candidates:
+        if p.is_file():
+            return p
+    if os.environ.get("CI"):
+        pytest.fail(f"real MNIST not found (tried {', '.join(map(str, candidates))}); set CNNSEARCH_DATA")
+    pytest.skip("real MNIST not found; set CNNSEARCH_DATA=path/to/mnist.npz")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Keep tests from reading the user's Keras cache or study database."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setenv("CNNSEARCH_STORAGE", f"sqlite:///{tmp_path / 'studies.db'}")
+
+
+#: A tiny space for study tests: 3 dimensions, 2 epochs on the tiny data.
+TINY_SPACE = """
+[study]
+seed = 1
+pruner = "none"
+heartbeat_seconds = {heartbeat}
+[training]
+epochs = {epochs}
+batch_size = 32
+[space]
+conv1_filters = [4, 8, 32]
+conv2_filters = [8, 64]
+conv1_kernel = [3, 13]
+dropout_dense = {{ low = 0.0, high = 0.5, step = 0.25 }}
+"""
+
+
+@pytest.fixture
+def tiny_space(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_SPACE.format(epochs=2, heartbeat=60))
+    return path

@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnsearch import data
+from cnnsearch.errors import DataError
+from conftest import make_tiny, write_idx
+
+
+def _idx_folder(tmp_path: Path, arrays: dict[str, np.ndarray], *, gz: bool) -> Path:
+    folder = tmp_path / ("idx_gz" if gz else "idx_raw")
+    folder.mkdir()
+    for key, stem in data.IDX_STEMS.items():
+        write_idx(folder / stem, arrays[key], gz=gz)
+    return folder
+
+
+def test_npz_loads_scaled_with_channel_axis(tiny_npz: Path, tiny_arrays: dict[str, np.ndarray]) -> None:
+    ds = data.load(tiny_npz)
+    assert ds.x_train.dtype == np.float32 and ds.x_train.shape == (240, 12, 12, 1)
+    assert 0.0 <= ds.x_train.min() and ds.x_train.max() == pytest.approx(1.0)
+    assert ds.input_shape == (12, 12, 1)
+    assert ds.n_classes == 3
+    np.testing.assert_array_equal(ds.y_test, tiny_arrays["y_test"])
+    np.testing.assert_allclose(ds.x_test[..., 0], tiny_arrays["x_test"] / 255.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_folder_loads_raw_and_gzipped(tmp_path: Path, tiny_arrays: dict[str, np.ndarray], gz: bool) -> None:
+    ds = data.load(_idx_folder(tmp_path, tiny_arrays, gz=gz))
+    np.testing.assert_array_equal(ds.y_train, tiny_arrays["y_train"])
+    assert ds.x_test.shape == (60, 12, 12, 1)
+
+
+def test_env_variable_is_used_when_no_path(monkeypatch: pytest.MonkeyPatch, tiny_npz: Path) -> None:
+    monkeypatch.setenv(data.DATA_ENV, str(tiny_npz))
+    assert data.load_raw().source == str(tiny_npz)
+
+
+def test_explicit_path_beats_env(monkeypatch: pytest.MonkeyPatch, tiny_npz: Path, tmp_path: Path) -> None:
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "nothing.npz"))
+    assert data.load_raw(tiny_npz).source == str(tiny_npz)
+
+
+def test_keras_cache_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                             tiny_arrays: dict[str, np.ndarray]) -> None:
+    monkeypatch.delenv(data.DATA_ENV, raising=False)
+    cache = data.keras_cache_path()
+    cache.parent.mkdir(parents=True)
+    np.savez(cache, **tiny_arrays)
+    assert data.load_raw(download=False).source == str(cache)
+
+
+def test_split_holds_out_last_tenth_and_limits_training(tiny_npz: Path) -> None:
+    ds = data.load(tiny_npz)
+    sp = data.split(ds, train_limit=50)
+    assert len(sp.x_val) == 24 and len(sp.x_train) == 50
+    np.testing.assert_array_equal(sp.y_val, ds.y_train[-24:])
+    assert len(data.split(ds).x_train) == 216
+
+
+# --- bad input: one line naming the file and what is wrong -----------------------------------------
+
+def _one_line(exc: DataError) -> str:
+    text = str(exc)
+    assert "\n" not in text
+    return text
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as err:
+        data.load_raw(tmp_path / "nope.npz")
+    assert "nope.npz" in _one_line(err.value) and "no such file" in str(err.value)
+
+
+def test_truncated_npz(tmp_path: Path, tiny_npz: Path) -> None:
+    bad = tmp_path / "truncated.npz"
+    bad.write_bytes(tiny_npz.read_bytes()[:500])
+    with pytest.raises(DataError) as err:
+        data.load_raw(bad)
+    assert "truncated.npz" in _one_line(err.value) and "truncated or corrupted" in str(err.value)
+
+
+def test_garbage_npz(tmp_path: Path) -> None:
+    bad = tmp_path / "garbage.npz"
+    bad.write_bytes(b"this is not a zip archive at all" * 10)
+    with pytest.raises(DataError, match="garbage.npz: cannot read"):
+        data.load_raw(bad)
+
+
+def test_corrupted_member_npz(tmp_path: Path, tiny_npz: Path) -> None:
+    blob = bytearray(tiny_npz.read_bytes())
+    blob[200:260] = b"\xff" * 60  # inside the first stored array
+    bad = tmp_path / "flipped.npz"
+    bad.write_bytes(bytes(blob))
+    with pytest.raises(DataError) as err:
+        data.load_raw(bad)
+    assert "flipped.npz" in _one_line(err.value)
+
+
+def test_npz_missing_keys(tmp_path: Path, tiny_arrays: dict[str, np.ndarray]) -> None:
+    bad = tmp_path / "partial.npz"
+    np.savez(bad, x_train=tiny_arrays["x_train"], y_train=tiny_arrays["y_train"])
+    with pytest.raises(DataError, match="missing x_test, y_test"):
+        data.load_raw(bad)
+
+
+def test_idx_wrong_magic(tmp_path: Path, tiny_arrays: dict[str, np.ndarray]) -> None:
+    folder = _idx_folder(tmp_path, tiny_arrays, gz=False)
+    write_idx(folder / data.IDX_STEMS["y_train"], tiny_arrays["y_train"], magic=0x12345678)
+    with pytest.raises(DataError) as err:
+        data.load_raw(folder)
+    msg = _one_line(err.value)
+    assert "train-labels-idx1-ubyte" in msg and "0x12345678" in msg and "0x00000801" in msg
+
+
+def test_idx_truncated(tmp_path: Path, tiny_arrays: dict[str, np.ndarray]) -> None:
+    folder = _idx_folder(tmp_path, tiny_arrays, gz=False)
+    f = folder / data.IDX_STEMS["x_test"]
+    f.write_bytes(f.read_bytes()[:-7])
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte: header says .* truncated"):
+        data.load_raw(folder)
+
+
+def test_idx_folder_missing_file(tmp_path: Path, tiny_arrays: dict[str, np.ndarray]) -> None:
+    folder = _idx_folder(tmp_path, tiny_arrays, gz=True)
+    next(folder.glob("t10k-labels*")).unlink()
+    with pytest.raises(DataError, match="no t10k-labels-idx1-ubyte"):
+        data.load_raw(folder)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda a: a.update(y_train=a["y_train"][:-5]), "x_train has 240 images but y_train has 235 labels"),
+    (lambda a: a.update(x_test=np.zeros((60, 10, 10), np.uint8)), "must be the same size"),
+    (lambda a: a.update(x_train=a["x_train"].astype(np.float32)), "x_train must be uint8"),
+    (lambda a: a.update(y_test=np.full(60, 7, np.uint8)), "y_test holds label 7 but y_train has only 3 classes"),
+    (lambda a: a.update(y_train=a["y_train"].reshape(-1, 1)), "one label per image"),
+])
+def test_inconsistent_arrays(tmp_path: Path, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+    arrays = make_tiny()
+    mutate(arrays)
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError) as err:
+        data.load_raw(path)
+    assert message in _one_line(err.value) and "bad.npz" in str(err.value)
+
+
+def test_nothing_found_lists_every_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(data.DATA_ENV, raising=False)
+
+    def offline() -> data.RawData:
+        raise OSError("URL fetch failure: [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(data, "_download", offline)
+    with pytest.raises(DataError) as err:
+        data.load_raw()
+    msg = _one_line(err.value)
+    for place in ("--data", data.DATA_ENV, "Keras cache", "load_data()", "Name or service not known",
+                  "Fix: pass --data PATH"):
+        assert place in msg

@@ -1,0 +1,258 @@
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from click.testing import CliRunner
+from optuna.trial import TrialState
+
+from cnnsearch import study as study_mod
+from cnnsearch.cli import main
+from conftest import TINY_SPACE
+
+ITEM5_FIELDS = ("params", "val_accuracy", "test_accuracy", "test_loss", "param_count", "flops", "seconds",
+                "epochs_run", "history", "versions", "intermediate_values")
+
+
+def cli(*args: str) -> "CliRunner.invoke":  # type: ignore[name-defined]
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_npz: Path) -> dict[str, str]:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    monkeypatch.setenv("CNNSEARCH_STORAGE", url)
+    monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
+    return {"url": url, "db": str(tmp_path / "s.db"), "data": str(tiny_npz)}
+
+
+def test_create_run_show_best_export(env: dict[str, str], tiny_space: Path, tmp_path: Path) -> None:
+    r = cli("study", "create", "demo", "--space", str(tiny_space))
+    assert r.exit_code == 0, r.output
+    r = cli("study", "run", "demo", "--trials", "3")
+    assert r.exit_code == 0, r.output
+    assert "trial 0 (baseline) complete" in r.stderr and "[4/4]" in r.stderr
+
+    doc = json.loads(cli("study", "show", "demo", "--json").stdout)
+    assert len(doc["trials"]) == 4 and doc["baseline_trial"] == 0
+    base = doc["trials"][0]
+    assert base["baseline"] and base["params"] == {"conv1_filters": 32, "conv2_filters": 64, "conv1_kernel": 3,
+                                                   "dropout_dense": 0.5}
+    assert doc["training"]["epochs"] == 2 and "conv1_filters" in doc["space"]
+    for t in doc["trials"]:
+        if t["state"] == "COMPLETE":
+            for field in ITEM5_FIELDS:
+                assert t[field] is not None, field
+            assert t["values"] == [t["val_accuracy"]]  # the objective is validation accuracy
+            assert len(t["history"]["val_accuracy"]) == 2 == t["epochs_run"]
+            assert t["versions"]["tensorflow"] and t["versions"]["optuna"] == optuna.__version__
+        else:  # the only way to fail here: conv1_kernel 13 on 12x12 images
+            assert t["state"] == "FAIL" and "would shrink it to nothing" in t["fail_reason"]
+
+    rows = json.loads(cli("study", "list", "--json").stdout)
+    assert [r["name"] for r in rows] == ["demo"] and rows[0]["trials"] == 4
+
+    out = tmp_path / "best.keras"
+    r = cli("study", "best", "demo", "--export", str(out), "--json")
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout)
+    import keras
+
+    model = keras.models.load_model(out)
+    assert model.count_params() == rec["param_count"]
+    # Only the best trial's weights are kept.
+    assert len(list(study_mod.artifact_dir(env["url"]).iterdir())) == 1
+
+
+def test_resume_adds_trials_and_keeps_settings(env: dict[str, str], tiny_space: Path) -> None:
+    assert cli("study", "create", "r", "--space", str(tiny_space)).exit_code == 0
+    tiny_space.write_text("changed on disk after create: must not matter")
+    assert cli("study", "run", "r", "--trials", "1").exit_code == 0
+    assert cli("study", "run", "r", "--trials", "2").exit_code == 0
+    doc = json.loads(cli("study", "show", "r", "--json").stdout)
+    assert len(doc["trials"]) == 4 and sum(t["baseline"] for t in doc["trials"]) == 1
+    assert all(t["epochs_run"] in (2, None) for t in doc["trials"])
+
+
+def test_invalid_architecture_fails_one_trial_and_search_goes_on(env: dict[str, str], tiny_space: Path) -> None:
+    h = study_mod.create("inv", tiny_space)
+    h.study.enqueue_trial({"conv1_filters": 8, "conv2_filters": 8, "conv1_kernel": 13, "dropout_dense": 0.0})
+    r = cli("study", "run", "inv", "--trials", "2")
+    assert r.exit_code == 0, r.output
+    trials = study_mod.load("inv").study.get_trials()
+    assert trials[1].state == TrialState.FAIL
+    assert "conv1 (13x13 kernel" in trials[1].user_attrs["fail_reason"]
+    assert trials[1].user_attrs["failure_kind"] == "invalid_architecture"
+    assert "history" not in trials[1].user_attrs  # never trained
+    assert trials[0].state == TrialState.COMPLETE and trials[2].state != TrialState.RUNNING
+
+
+def test_nan_fails_trials_and_five_in_a_row_stop_the_run(env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "nan.toml"
+    f.write_text("[training]\nepochs = 2\nbatch_size = 32\noptimizer = { name = 'sgd', learning_rate = 1e12 }\n"
+                 "[space]\nconv1_filters = [4, 8, 32]\n")
+    assert cli("study", "create", "nan", "--space", str(f)).exit_code == 0
+    r = cli("study", "run", "nan", "--trials", "9")
+    assert r.exit_code == 1
+    assert "stopped: 5 trials in a row failed during training" in r.stderr
+    assert "Traceback" not in r.output and r.stdout == ""
+    trials = study_mod.load("nan").study.get_trials()
+    assert len(trials) == 5 and all(t.state == TrialState.FAIL for t in trials)
+    assert "NaN or infinite" in trials[0].user_attrs["fail_reason"]
+
+
+def test_errors_for_existing_and_missing_studies(env: dict[str, str], tiny_space: Path, tmp_path: Path) -> None:
+    missing_db = tmp_path / "nothing_here.db"
+    r = cli("study", "show", "x", "--storage", f"sqlite:///{missing_db}")
+    assert r.exit_code == 1 and "no such database file" in r.stderr and not missing_db.exists()
+    r = cli("study", "list", "--storage", str(missing_db))
+    assert r.exit_code == 2 and f"sqlite:///{missing_db}" in r.stderr
+    assert cli("study", "create", "dup", "--space", str(tiny_space)).exit_code == 0
+    r = cli("study", "create", "dup", "--space", str(tiny_space))
+    assert r.exit_code == 1 and "already exists" in r.stderr
+    r = cli("study", "run", "ghost", "--trials", "1")
+    assert r.exit_code == 1 and "no study 'ghost'" in r.stderr and "dup" in r.stderr
+    r = cli("study", "delete", "dup")
+    assert r.exit_code == 2 and "--yes" in r.stderr
+    assert cli("study", "delete", "dup", "--yes").exit_code == 0
+    assert json.loads(cli("study", "list", "--json").stdout) == []
+
+
+def test_best_of_study_without_completed_trial(env: dict[str, str], tiny_space: Path) -> None:
+    assert cli("study", "create", "empty", "--space", str(tiny_space)).exit_code == 0
+    r = cli("study", "best", "empty")
+    assert r.exit_code == 1 and "no completed trial" in r.stderr
+
+
+def test_multi_objective_pareto(env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "mo.toml"
+    f.write_text("[study]\nsampler = 'nsga2'\npruner = 'none'\nobjectives = ['accuracy', 'params']\n"
+                 "[training]\nepochs = 1\nbatch_size = 32\n[space]\nconv1_filters = [4, 32]\nconv2_filters = [8, 64]\n")
+    assert cli("study", "create", "mo", "--space", str(f)).exit_code == 0
+    assert cli("study", "run", "mo", "--trials", "3").exit_code == 0
+    study = study_mod.load("mo").study
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert all(t.values[1] == t.user_attrs["params"] for t in done)
+    assert study.best_trials  # the Pareto front
+
+
+@pytest.mark.parametrize("pruner", ["median", "hyperband", "halving"])
+def test_pruners_use_the_keras_callback(env: dict[str, str], tmp_path: Path, pruner: str) -> None:
+    f = tmp_path / "p.toml"
+    f.write_text(f"[study]\npruner = '{pruner}'\n[training]\nepochs = 3\nbatch_size = 32\n"
+                 "[space]\nconv1_filters = [4, 32]\n")
+    assert cli("study", "create", "p", "--space", str(f)).exit_code == 0
+    assert cli("study", "run", "p", "--trials", "2").exit_code == 0
+    study = study_mod.load("p").study
+    assert isinstance(study.pruner, {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner,
+                                     "halving": optuna.pruners.SuccessiveHalvingPruner}[pruner])
+    for t in study.get_trials()[1:]:  # the baseline (trial 0) is never pruned and reports nothing
+        assert sorted(t.intermediate_values) == list(range(t.user_attrs["epochs_run"]))
+    assert study.get_trials()[0].intermediate_values == {}
+
+
+# --- real processes --------------------------------------------------------------------------------
+
+def _spawn(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "cnnsearch.cli", *args], env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_running(url: str, name: str, min_number: int, timeout: float = 90) -> int:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+        except Exception:
+            trials = []
+        running = [t for t in trials if t.state == TrialState.RUNNING and t.number >= min_number
+                   and t.user_attrs.get("versions")]
+        if running:
+            return running[0].number
+        time.sleep(0.2)
+    raise AssertionError("no trial started running")
+
+
+def test_two_processes_write_then_resume(env: dict[str, str], tiny_space: Path) -> None:
+    e = {"CNNSEARCH_STORAGE": env["url"], "CNNSEARCH_DATA": env["data"]}
+    p = _spawn("study", "create", "two", "--space", str(tiny_space), env=e)
+    assert p.wait(60) == 0
+    p = _spawn("study", "run", "two", "--trials", "1", env=e)
+    assert p.wait(120) == 0, p.stderr.read() if p.stderr else ""
+    p = _spawn("study", "run", "two", "--trials", "2", env=e)
+    assert p.wait(120) == 0
+    trials = study_mod.load("two").study.get_trials()
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)
+
+
+def test_sigint_mid_trial(env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "long.toml"
+    f.write_text(TINY_SPACE.format(epochs=150, heartbeat=60).replace("[3, 13]", "[3]"))
+    e = {"CNNSEARCH_STORAGE": env["url"], "CNNSEARCH_DATA": env["data"]}
+    assert cli("study", "create", "int", "--space", str(f)).exit_code == 0
+    h = study_mod.load("int")
+    # Trial 0 (the baseline) finished before the interrupted run starts.
+    h.study.enqueue_trial({"conv1_filters": 4, "conv2_filters": 8, "conv1_kernel": 3, "dropout_dense": 0.0})
+    p = _spawn("study", "run", "int", "--trials", "3", env=e)
+    number = _wait_running(env["url"], "int", 1, timeout=180)
+    time.sleep(1.5)
+    p.send_signal(signal.SIGINT)
+    rc = p.wait(60)
+    assert rc == 130, p.stderr.read() if p.stderr else ""
+    trials = study_mod.load("int").study.get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert trials[0].state == TrialState.COMPLETE and trials[0].user_attrs["val_accuracy"] > 0
+    assert trials[number].state == TrialState.FAIL
+    # The next run continues the study.
+    r = cli("study", "run", "int", "--trials", "0")
+    assert r.exit_code == 0
+
+
+def test_sigkill_trial_is_requeued_by_heartbeat(env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "hb.toml"
+    f.write_text(TINY_SPACE.format(epochs=150, heartbeat=1).replace("[3, 13]", "[3]"))
+    e = {"CNNSEARCH_STORAGE": env["url"], "CNNSEARCH_DATA": env["data"]}
+    assert cli("study", "create", "hb", "--space", str(f)).exit_code == 0
+    p = _spawn("study", "run", "hb", "--trials", "1", env=e)
+    number = _wait_running(env["url"], "hb", 0, timeout=180)
+    time.sleep(2.5)  # at least one heartbeat written
+    p.send_signal(signal.SIGKILL)
+    p.wait(30)
+    killed = study_mod.load("hb").study.get_trials()[number]
+    assert killed.state == TrialState.RUNNING  # nobody has noticed yet
+    time.sleep(3)  # past the grace period (2 x heartbeat)
+    r = cli("study", "run", "hb", "--trials", "0")
+    assert r.exit_code == 0, r.output
+    trials = study_mod.load("hb").study.get_trials()
+    assert trials[number].state == TrialState.FAIL
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == number]
+    assert len(retries) == 1 and retries[0].params == killed.params
+    assert retries[0].state == TrialState.COMPLETE and retries[0].user_attrs["baseline"] is True
+
+
+def test_memory_growth_over_50_trials(env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "mem.toml"
+    f.write_text("[study]\nsampler = 'random'\npruner = 'none'\n[training]\nepochs = 1\nbatch_size = 64\n"
+                 "[space]\nconv1_filters = [4, 8, 16, 32]\nconv2_filters = [8, 16, 64]\n")
+    study_mod.create("mem", f)
+    rss: list[int] = []
+
+    def sample(_: study_mod.TrialLine) -> None:
+        with open("/proc/self/statm") as fh:
+            rss.append(int(fh.read().split()[1]) * resource.getpagesize())
+
+    study_mod.run("mem", trials=50, on_trial=sample)
+    assert len(rss) == 51
+    growth_mb = (max(rss[10:]) - rss[10]) / 2**20
+    print(f"RSS after trial 10: {rss[10] / 2**20:.0f} MB, max after: {max(rss[10:]) / 2**20:.0f} MB")
+    assert growth_mb < 200

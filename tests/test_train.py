@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnsearch import data
+from cnnsearch.arch import ArchSpec
+from cnnsearch.errors import ConfigError, TrialFailed
+from cnnsearch.train import TrainConfig, fit
+
+SMALL = ArchSpec(conv_filters=(8, 16), dense_units=32)
+
+
+def test_fit_learns_tiny_data_and_reports_history(tiny_npz: Path) -> None:
+    sp = data.split(data.load(tiny_npz))
+    epochs_seen: list[int] = []
+    r = fit(SMALL, sp, TrainConfig(epochs=4, batch_size=32), on_epoch=lambda e, logs: epochs_seen.append(e),
+            predict_test=True)
+    assert set(r.history) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert r.epochs_run == 4 and epochs_seen == [0, 1, 2, 3] and len(r.epoch_seconds) == 4
+    assert r.history["loss"][-1] < r.history["loss"][0]
+    assert r.test_accuracy > 0.6  # chance is 1/3
+    assert r.params == r.model.count_params()
+    assert r.test_predictions is not None and r.test_predictions.shape == (60,)
+
+
+def test_same_seed_same_result(tiny_npz: Path) -> None:
+    sp = data.split(data.load(tiny_npz))
+    a = fit(SMALL, sp, TrainConfig(epochs=1, batch_size=32, seed=3))
+    b = fit(SMALL, sp, TrainConfig(epochs=1, batch_size=32, seed=3))
+    assert a.history["loss"] == pytest.approx(b.history["loss"], rel=1e-5)
+
+
+def test_train_limit_uses_first_images(tiny_npz: Path) -> None:
+    sp = data.split(data.load(tiny_npz), train_limit=64)
+    r = fit(SMALL, sp, TrainConfig(epochs=1, batch_size=16, train_limit=64))
+    assert r.epochs_run == 1 and len(sp.x_train) == 64
+
+
+def test_nan_loss_fails_the_trial(tiny_npz: Path) -> None:
+    ds = data.load(tiny_npz)
+    x = ds.x_train.copy()
+    x[:5] = np.nan
+    poisoned = data.Dataset(x, ds.y_train, ds.x_test, ds.y_test, ds.n_classes, ds.source)
+    with pytest.raises(TrialFailed, match="NaN or infinite at epoch 1"):
+        fit(SMALL, data.split(poisoned), TrainConfig(epochs=3, batch_size=32))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"epochs": 0}, "epochs must be >= 1"),
+    ({"optimizer": "lbfgs"}, "optimizer must be one of"),
+    ({"learning_rate": 0}, "learning_rate must be > 0"),
+    ({"optimizer": "sgd", "optimizer_args": {"rho": 0.9}}, "unknown argument"),
+])
+def test_bad_training_settings(kwargs: dict, match: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**kwargs)
