@@ -130,19 +130,37 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
 @click.option("--trials", type=click.IntRange(min=0), default=10, show_default=True,
               help="New finished trials to add (the queued baseline, if not run yet, comes on top).")
 @click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Start no new trial after SEC seconds.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes on this machine, sharing the trials.")
 @click.option("--data", "data_path", default=None, help="MNIST .npz or IDX folder (default: $CNNSEARCH_DATA, ...).")
 @_storage_option
 @click.option("--verbose", is_flag=True, help="Keras's per-epoch bars and Optuna's log on.")
 @click.option("--quiet", is_flag=True, help="No per-trial lines (errors only).")
-def study_run(name: str, trials: int, timeout: float | None, data_path: str | None, url: str | None,
-              verbose: bool, quiet: bool) -> None:
+@click.option("--worker", is_flag=True, hidden=True, help="Internal: one process of --workers K.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, hidden=True,
+              help="Internal: TensorFlow intra-op threads for this process.")
+def study_run(name: str, trials: int, timeout: float | None, workers: int, data_path: str | None, url: str | None,
+              verbose: bool, quiet: bool, worker: bool, threads: int | None) -> None:
     """Run (or resume) study NAME: add --trials finished trials."""
     from cnnsearch import study as study_mod
+
+    if workers > 1:
+        codes = study_mod.run_workers(name, trials=trials, workers=workers, timeout=timeout, data_path=data_path,
+                                      url=url, quiet=quiet)
+        failed = [c for c in codes if c != 0]
+        if failed:
+            raise click.exceptions.Exit(130 if 130 in failed else max(failed))
+        return
+    if threads:
+        from cnnsearch.train import configure_threads
+
+        configure_threads(intra_op=threads, inter_op=1)
 
     def line(t: study_mod.TrialLine) -> None:
         if quiet:
             return
-        parts = [f"[{t.done}/{t.total}] trial {t.number}{' (baseline)' if t.baseline else ''} {t.state.lower()}"]
+        who = f"worker {os.getpid()} " if worker else ""
+        parts = [f"{who}[{t.done}/{t.total}] trial {t.number}{' (baseline)' if t.baseline else ''} {t.state.lower()}"]
         if t.params is not None:
             parts.append(f"params {t.params:,}")
         if t.val_accuracy is not None:
@@ -156,7 +174,7 @@ def study_run(name: str, trials: int, timeout: float | None, data_path: str | No
         click.echo("  ".join(parts), err=True)
 
     h = study_mod.run(name, trials=trials, timeout=timeout, data_path=data_path, url=url, on_trial=line,
-                      verbose=1 if verbose else 0)
+                      verbose=1 if verbose else 0, worker=worker)
     if not quiet:
         best = study_mod.best_trial(h.study)
         if best is not None:
@@ -248,6 +266,23 @@ def study_delete(name: str, yes: bool, url: str | None) -> None:
         click.confirm(f"Delete study {name!r} and all its trials?", abort=True)
     study_mod.delete(name, url)
     click.echo(f"deleted study {name!r}")
+
+
+@main.command()
+@_storage_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="TCP port.")
+def dashboard(url: str | None, host: str, port: int) -> None:
+    """Open optuna-dashboard on the study storage (Ctrl-C stops it)."""
+    from cnnsearch import dashboard as dashboard_mod
+
+    def ready(address: str) -> None:
+        click.echo(f"optuna-dashboard on {address} (storage {url or 'default'}); Ctrl-C to stop", err=True)
+
+    try:
+        dashboard_mod.serve(url, host=host, port=port, on_ready=ready)
+    except KeyboardInterrupt:
+        click.echo("dashboard stopped", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -173,7 +173,52 @@ def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
     study.set_user_attr(SETTINGS_KEY, settings)
     study.set_metric_names(["val_accuracy", "params"][: len(sp.directions)])
     study.enqueue_trial(space_mod.baseline_params(sp), user_attrs={"baseline": True})
+    write_note(study, settings)
     return Handle(study, sp, TrainConfig.from_dict(sp.training), url)
+
+
+def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
+    """The study note shown by optuna-dashboard: space, training settings, baseline references."""
+    base = baseline_trial(study)
+    if base is not None:
+        ua = base.user_attrs
+        in_study = (f"trial {base.number}: val accuracy {ua.get('val_accuracy', float('nan')):.4f}, test accuracy"
+                    f" {ua.get('test_accuracy', float('nan')):.4f}, {ua.get('params', 0):,} params, at this study's"
+                    " fidelity")
+    else:
+        in_study = "trial 0, not finished yet"
+    training = settings["training"]
+    limit = training["train_limit"] or "all"
+    return "\n".join([
+        f"# cnnsearch study: {study.study_name}",
+        "",
+        settings["study"].get("description") or "",
+        "",
+        "## Baselines every trial is compared with",
+        f"- the reference Keras MNIST CNN: test accuracy {REFERENCE_ACCURACY:.2%} (20 epochs, all data)",
+        f"- the in-study baseline (the same model at this study's fidelity): {in_study}",
+        "",
+        "The objective is validation accuracy; test accuracy is recorded (user attribute test_accuracy) but never"
+        " used to select. User attributes per trial: params, flops, test_accuracy, baseline, history.",
+        "",
+        "## Training (fixed at create)",
+        f"- {training['epochs']} epochs on {limit} training images, batch {training['batch_size']},"
+        f" {training['optimizer']} learning rate {training['learning_rate']} {training['optimizer_args']}",
+        f"- sampler {settings['study']['sampler']}, pruner {settings['study']['pruner']},"
+        f" seed {settings['study']['seed']}",
+        "",
+        f"## Space ({settings['space_source']})",
+        "```toml",
+        settings["space_text"].strip(),
+        "```",
+    ])
+
+
+def write_note(study: optuna.Study, settings: dict[str, Any]) -> None:
+    """Save (or refresh) the optuna-dashboard study note."""
+    import optuna_dashboard
+
+    optuna_dashboard.save_note(study, note_text(study, settings))
 
 
 def load(name: str, url: str | None = None, *, heartbeat: bool = False) -> Handle:
@@ -388,6 +433,7 @@ def run(
     url: str | None = None,
     on_trial: Callable[[TrialLine], None] | None = None,
     verbose: int = 0,
+    worker: bool = False,
 ) -> Handle:
     """Add ``trials`` finished trials to study ``name`` (plus the baseline if it has not run yet).
 
@@ -397,6 +443,10 @@ def run(
     ``max_consecutive_failures`` training failures in a row the run stops
     with a :class:`~cnnsearch.errors.CnnsearchError`. Ctrl-C fails the running
     trial (Optuna marks it FAIL, never leaves it RUNNING) and re-raises.
+
+    ``worker=True`` is one process of :func:`run_workers`: it runs exactly
+    ``trials`` trials (whichever queued ones it pops, the baseline included),
+    the parent having done the baseline accounting.
     """
     if trials < 0:
         raise ConfigError(f"--trials: expected >= 0; received {trials}")
@@ -409,7 +459,10 @@ def run(
     except ArchitectureError as exc:
         raise DataError(f"{ds.source}: images of {splits.input_shape} are too small for the reference"
                                 f" model: {exc}") from exc
-    total = trials + (1 if _ensure_baseline_queued(study, sp) else 0)
+    # A worker that died without a word leaves its trial RUNNING: fail it now (and re-queue it once,
+    # through the heartbeat callback) rather than at the next trial start, which --trials 0 never reaches.
+    optuna.storages.fail_stale_trials(study)
+    total = trials if worker else trials + (1 if _ensure_baseline_queued(study, sp) else 0)
     objective = Objective(handle, splits, verbose=verbose)
     state = {"done": 0, "failures": 0, "last": ""}
     limit = sp.study["max_consecutive_failures"]
@@ -424,6 +477,8 @@ def run(
             state["failures"] = 0
         if t.state == TrialState.PRUNED:
             reason = f"pruned after epoch {t.user_attrs.get('epochs_run', '?')}"
+        if t.user_attrs.get("baseline") and t.state == TrialState.COMPLETE:
+            write_note(study, study.user_attrs[SETTINGS_KEY])  # now with the in-study baseline's numbers
         if on_trial is not None:
             on_trial(_line(study, t, reason, state["done"], total))
         if limit and state["failures"] >= limit:
@@ -436,6 +491,63 @@ def run(
         raise CnnsearchError(f"stopped: {state['failures']} trials in a row failed during training (last: "
                              f"{state['last']}); check the space's ranges and [training] settings, then run again")
     return handle
+
+
+def run_workers(
+    name: str,
+    *,
+    trials: int,
+    workers: int,
+    timeout: float | None = None,
+    data_path: str | None = None,
+    url: str | None = None,
+    quiet: bool = False,
+    cores: int | None = None,
+) -> list[int]:
+    """Run ``trials`` new trials of study ``name`` in ``workers`` processes on this machine.
+
+    Each process runs a fixed share, so the study gains exactly ``trials``
+    finished trials (plus the baseline if it has not run) and trial numbers
+    stay unique (Optuna's storage assigns them). Each process's TensorFlow
+    thread pools get ``cores // workers`` threads so the workers do not
+    oversubscribe the CPU. Ctrl-C is passed to every worker, which marks its
+    running trial failed; then KeyboardInterrupt is raised here.
+
+    Returns:
+        The workers' exit statuses.
+    """
+    import subprocess
+    import sys
+
+    if workers < 1:
+        raise ConfigError(f"--workers: expected >= 1; received {workers}")
+    h = load(name, url)
+    total = trials + (1 if _ensure_baseline_queued(h.study, h.space) else 0)
+    shares = [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
+    threads = max(1, (cores or os.cpu_count() or 1) // workers)
+    base_cmd = [sys.executable, "-m", "cnnsearch.cli", "study", "run", name, "--storage", h.url, "--worker",
+                "--threads", str(threads)]
+    if timeout is not None:
+        base_cmd += ["--timeout", str(timeout)]
+    if data_path:
+        base_cmd += ["--data", data_path]
+    if quiet:
+        base_cmd += ["--quiet"]
+    procs = [subprocess.Popen([*base_cmd, "--trials", str(n)]) for n in shares if n > 0]
+    try:
+        return [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        import signal
+
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
 
 
 def _line(study: optuna.Study, t: FrozenTrial, reason: str, done: int, total: int) -> TrialLine:
@@ -590,4 +702,5 @@ def _version() -> str:
 
 
 __all__ = ["Handle", "Objective", "TrialLine", "baseline_trial", "best", "best_trial", "counts", "create", "delete",
-           "load", "open_storage", "resolve_storage", "run", "show", "summaries", "trial_record"]
+           "load", "note_text", "open_storage", "resolve_storage", "run", "run_workers", "show", "summaries",
+           "trial_record", "write_note"]

@@ -157,13 +157,13 @@ def fit(
     from cnnsearch._tf import keras
 
     K = keras()
+    release()  # clears Keras's global state too, so the logging switch below comes after it
     if verbose:
         K.config.enable_interactive_logging()
     else:
         # Keras prints some notices (TerminateOnNaN's "Invalid loss") on stdout, which must stay
         # clean for --json; without interactive logging they go to the (quiet) absl log instead.
         K.config.disable_interactive_logging()
-    release()
     K.utils.set_random_seed(config.seed)
     model = build_model(spec, data.input_shape, data.n_classes)
     model.compile(loss="categorical_crossentropy", optimizer=make_optimizer(config), metrics=["accuracy"],
@@ -208,11 +208,35 @@ def fit(
 
 
 def release() -> None:
-    """Free the previous models' graph state and memory (between trials)."""
+    """Free the previous models' graph state and memory (between trials).
+
+    ``clear_session`` is not enough with TensorFlow 2.21: every traced
+    ``tf.custom_gradient`` registers a "CustomGradient-N" entry in TensorFlow's
+    global gradient registry that is never removed, and its closure keeps the
+    whole traced training graph alive, about 8.5 MB per trained model (measured:
+    RSS +8.4 MB per model over 20 models, +0.1 MB with the purge). Those
+    entries are only needed while a model's gradient is being traced, which is
+    over once its training function exists, so they are dropped here.
+    """
     from cnnsearch._tf import keras
 
     keras().backend.clear_session()
+    registry = _gradient_registry()
+    if registry is not None:
+        for name in [k for k in registry if k.startswith("CustomGradient-")]:
+            del registry[name]
     gc.collect()
+
+
+def _gradient_registry() -> dict[str, Any] | None:
+    # A private TensorFlow structure: if a release moves it, skip the purge rather than fail.
+    try:
+        from tensorflow.python.framework import ops
+
+        registry = ops._gradient_registry._registry
+    except (ImportError, AttributeError):
+        return None
+    return registry if isinstance(registry, dict) else None
 
 
 def versions() -> dict[str, str]:

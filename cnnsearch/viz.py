@@ -94,6 +94,7 @@ def draw_learning_curve(history: dict[str, list[float]], path: str | os.PathLike
         if f"val_{key}" in history:
             ax.plot(epochs, history[f"val_{key}"], marker="o", label=f"validation {label}")
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
