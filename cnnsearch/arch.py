@@ -221,3 +221,39 @@ def build_model(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int) ->
         model_layers.append(layers.Dropout(spec.dropout_dense, name="dropout_dense"))
     model_layers.append(layers.Dense(n_classes, activation="softmax", name="output"))
     return K.Sequential(model_layers, name="cnnsearch")
+
+
+def read_weights(path: str | Any) -> dict[str, list[Any]]:
+    """Layer weights of a saved cnnsearch model (``.keras``), without TensorFlow.
+
+    A ``.keras`` file is a zip of ``config.json`` (layer names in order) and
+    ``model.weights.h5``, whose groups Keras names by layer class in order
+    (conv2d, conv2d_1, dense, ...). Matching the two orders gives
+    ``{"conv1": [kernel, bias], "dense1": [...], "output": [...]}``.
+    """
+    import io
+    import json
+    import re
+    import zipfile
+
+    import h5py
+    import numpy as np
+
+    with zipfile.ZipFile(path) as z:
+        config = json.loads(z.read("config.json"))
+        blob = z.read("model.weights.h5")
+    layers = [layer for layer in config["config"]["layers"] if layer["class_name"] != "InputLayer"]
+    counts: dict[str, int] = {}
+    out: dict[str, list[Any]] = {}
+    with h5py.File(io.BytesIO(blob), "r") as h5:
+        for layer in layers:
+            base = re.sub(r"(?<!^)(?=[A-Z])", "_", layer["class_name"]).lower()
+            base = {"max_pooling2_d": "max_pooling2d", "average_pooling2_d": "average_pooling2d",
+                    "conv2_d": "conv2d"}.get(base, base)
+            n = counts.get(base, 0)
+            counts[base] = n + 1
+            group = f"layers/{base}" if n == 0 else f"layers/{base}_{n}"
+            if group in h5 and "vars" in h5[group] and len(h5[group]["vars"]):
+                variables = h5[group]["vars"]
+                out[layer["config"]["name"]] = [np.asarray(variables[str(i)]) for i in range(len(variables))]
+    return out

@@ -94,26 +94,27 @@ def draw_figures(result: TrainResult, spec: ArchSpec, x_test: np.ndarray, out: P
     """The reference's figures for a trained model of ``spec``, into ``out``."""
     model = result.model
     paths: dict[str, Path] = {}
-    paths["learning_curve"] = viz.draw_learning_curve(result.history, out / FIGURES["learning_curve"],
-                                                      title="baseline CNN: learning curve")
-    w1 = viz.filters(model, "conv1", limit=32)
-    paths["conv1_filters"] = viz.draw_grid(w1, 4, 8, out / FIGURES["conv1_filters"],
-                                           title="first-layer filters (32, 3x3)")
-    w2 = viz.filters(model, "conv2", in_channel=0, limit=32)
-    paths["conv2_filters"] = viz.draw_grid(w2, 4, 8, out / FIGURES["conv2_filters"],
-                                           title="second-layer filters 0-31, input channel 0")
+    paths["learning_curve"] = viz.save(viz.draw_learning_curve(result.history, title="baseline CNN: learning curve"),
+                                       out / FIGURES["learning_curve"])
     weights = viz.conv_weights(model)
+    w1 = viz.filters(weights, "conv1", limit=32)
+    paths["conv1_filters"] = viz.save(viz.draw_grid(w1, 4, 8, title="first-layer filters (32, 3x3)"),
+                                      out / FIGURES["conv1_filters"])
+    w2 = viz.filters(weights, "conv2", in_channel=0, limit=32)
+    paths["conv2_filters"] = viz.save(viz.draw_grid(w2, 4, 8, title="second-layer filters 0-31, input channel 0"),
+                                      out / FIGURES["conv2_filters"])
     digits = x_test[:16]
     maps = viz.feature_maps(weights, spec, digits)
-    paths["digits_maps"] = viz.draw_digits_with_maps(
-        list(digits), list(maps["conv1"][..., 0]), list(maps["conv2"][..., 0]), out / FIGURES["digits_maps"],
-        title="first 16 test digits, conv1 and conv2 channel-0 maps")
+    paths["digits_maps"] = viz.save(viz.draw_digits_with_maps(
+        list(digits), list(maps["conv1"][..., 0]), list(maps["conv2"][..., 0]),
+        title="first 16 test digits, conv1 and conv2 channel-0 maps"), out / FIGURES["digits_maps"])
     picked = x_test[list(viz.REFERENCE_DIGITS)]
     maps = viz.feature_maps(weights, spec, picked)
     for j, idx in enumerate(viz.REFERENCE_DIGITS):
         key = f"digit_{idx}_maps"
-        paths[key] = viz.draw_digit_maps(picked[j], maps["conv1"][j], maps["conv2"][j], out / f"{key}.png",
-                                         title=f"test digit #{idx}: 16 conv1 and 32 conv2 feature maps")
+        paths[key] = viz.save(viz.draw_digit_maps(picked[j], maps["conv1"][j], maps["conv2"][j],
+                                                  title=f"test digit #{idx}: 16 conv1 and 32 conv2 feature maps"),
+                              out / f"{key}.png")
     return paths
 
 

@@ -269,6 +269,52 @@ def study_delete(name: str, yes: bool, url: str | None) -> None:
 
 
 @main.command()
+@click.argument("name")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Output file (default: reports/NAME/index.html).")
+@click.option("--data", "data_path", default=None,
+              help="Test images for the model figures (default: $CNNSEARCH_DATA, then the Keras cache).")
+@click.option("--no-models", is_flag=True, help="Skip the learned-filter figures (tables and study figures only).")
+@_storage_option
+def report(name: str, out: str | None, data_path: str | None, no_models: bool, url: str | None) -> None:
+    """Write the HTML report of study NAME: every trial against the 99.15% baseline."""
+    from cnnsearch import report as report_mod
+
+    path = report_mod.write(name, out, url, data_path=data_path, models=not no_models)
+    click.echo(f"wrote {path} (open it in a browser; it makes no network requests)")
+
+
+@study.command("confirm")
+@click.argument("name")
+@click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="Configurations to retrain.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per configuration.")
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Epochs per run (the reference trains 20).")
+@click.option("--train-limit", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Training images per run (0 = all 54,000).")
+@click.option("--data", "data_path", default=None, help="MNIST .npz or IDX folder.")
+@_storage_option
+@_json_option
+def study_confirm(name: str, top: int, seeds: int, epochs: int, train_limit: int, data_path: str | None,
+                  url: str | None, as_json: bool) -> None:
+    """Retrain the top configurations and the baseline over seeds; test whether the win is real."""
+    from cnnsearch import confirm as confirm_mod
+
+    def line(r: dict[str, Any]) -> None:
+        click.echo(f"{r['config']} seed {r['seed']}: test_acc {r['test_accuracy']:.4f}, {r['seconds']:.0f} s", err=True)
+
+    summary = confirm_mod.run(name, top=top, seeds=seeds, epochs=epochs, train_limit=train_limit,
+                              data_path=data_path, url=url, on_run=line)
+    if as_json:
+        _emit_json(summary)
+        return
+    for r in summary["configs"]:
+        click.echo(f"{r['config']:>10}: {r['mean_test_accuracy']:.4f} ± {r['std_test_accuracy']:.4f} over"
+                   f" {r['seeds']} seeds, {r['param_count']:,} params")
+    click.echo(summary["verdict"])
+
+
+@main.command()
 @_storage_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="TCP port.")

@@ -373,18 +373,20 @@ class Objective:
         trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
 
     def _keep_if_best(self, trial: optuna.Trial, result: Any) -> None:
-        """Store this trial's weights if it beats every finished trial (the previous best's are removed)."""
+        """Store this trial's weights if it beats every finished trial (the previous best's are removed).
+
+        The in-study baseline's weights are kept too (``baseline_weights``): the
+        report draws its filters beside the best model's.
+        """
         study = self.handle.study
+        store = _artifact_store(self.handle.url)
+        if trial.user_attrs.get("baseline") and not study.user_attrs.get("baseline_weights"):
+            study.set_user_attr("baseline_weights", {"trial": trial.number, "val_accuracy": result.val_accuracy,
+                                                     "artifact_id": _save_model(store, study, trial, result.model)})
         current = study.user_attrs.get("best_weights")
         if current and current["val_accuracy"] >= result.val_accuracy:
             return
-        store = _artifact_store(self.handle.url)
-        artifact_id = f"{_safe(study.study_name)}-trial{trial.number}-{os.getpid()}.keras"
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "model.keras"
-            result.model.save(path)
-            with open(path, "rb") as fh:
-                store.write(artifact_id, fh)
+        artifact_id = _save_model(store, study, trial, result.model, "best")
         # Re-read: another worker may have stored a better one meanwhile.
         current = optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs.get("best_weights")
         if current and current["val_accuracy"] >= result.val_accuracy:
@@ -397,6 +399,25 @@ class Objective:
                 store.remove(current["artifact_id"])
             except Exception:  # already gone: nothing to free
                 pass
+
+
+def _save_model(store: Any, study: optuna.Study, trial: optuna.Trial, model: Any, tag: str = "baseline") -> str:
+    artifact_id = f"{_safe(study.study_name)}-{tag}-trial{trial.number}-{os.getpid()}.keras"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(path)
+        with open(path, "rb") as fh:
+            store.write(artifact_id, fh)
+    return artifact_id
+
+
+def model_file(handle: Handle, which: str = "best") -> Path | None:
+    """Path of the kept ``.keras`` file of the best (or ``"baseline"``) trial, if any."""
+    meta = handle.study.user_attrs.get(f"{which}_weights")
+    if not meta:
+        return None
+    path = artifact_dir(handle.url) / meta["artifact_id"]
+    return path if path.is_file() else None
 
 
 def _artifact_store(url: str) -> Any:
@@ -677,13 +698,14 @@ def best(name: str, url: str | None = None, *, export: str | Path | None = None)
 def delete(name: str, url: str | None = None) -> None:
     """Delete study ``name`` and its kept weights."""
     h = load(name, url)
-    weights = h.study.user_attrs.get("best_weights")
+    kept = [h.study.user_attrs.get(k) for k in ("best_weights", "baseline_weights")]
     optuna.delete_study(study_name=name, storage=h.study._storage)
-    if weights:
-        try:
-            _artifact_store(h.url).remove(weights["artifact_id"])
-        except Exception:  # already gone
-            pass
+    for weights in kept:
+        if weights:
+            try:
+                _artifact_store(h.url).remove(weights["artifact_id"])
+            except Exception:  # already gone
+                pass
 
 
 def _safe(name: str) -> str:
