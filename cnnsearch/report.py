@@ -395,6 +395,11 @@ nav a{margin-right:1rem}pre{background:#f6f6f6;padding:.6rem;overflow-x:auto}
 """
 
 
+def _all_failed(table: pd.DataFrame) -> bool:
+    finished = table[~table["state"].isin(["WAITING", "RUNNING"])] if len(table) else table
+    return bool(len(finished)) and bool((finished["state"] == "FAIL").all())
+
+
 def render(d: ReportData, sections: list[Section]) -> str:
     """The whole HTML document."""
     nav = " ".join(f'<a href="#{s.anchor}">{html.escape(s.title.split(":")[0])}</a>' for s in sections if s.anchor)
@@ -420,8 +425,8 @@ def build(name: str, url: str | None = None, *, data_path: str | None = None, mo
     d, h = compute(name, url)
     sections = [header_section(d), summary_section(d)]
     trials_body = (_p("Only the baseline has run so far." if len(d.table) == 1 else "")
-                   + (_p("Every trial failed: see the reasons below.", "missing")
-                      if len(d.table) and (d.table["state"] == "FAIL").all() else "")
+                   + (_p("Every finished trial failed: see the reasons below.", "missing")
+                      if _all_failed(d.table) else "")
                    + "<div class='scroll'>" + (_fmt_table(d.table) if len(d.table) else
                                                _p("No trials yet.", "missing")) + "</div>")
     sections.append(Section("Every trial", trials_body, "trials"))

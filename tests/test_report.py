@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from click.testing import CliRunner
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from cnnsearch import report as report_mod
+from cnnsearch import study as study_mod
+from cnnsearch.arch import ArchSpec, summarize
+from cnnsearch.cli import main
+
+DISTS = {"conv1_filters": CategoricalDistribution([4, 8, 32]), "conv2_filters": CategoricalDistribution([8, 64]),
+         "conv1_kernel": CategoricalDistribution([3, 13]),
+         "dropout_dense": FloatDistribution(0.0, 0.5, step=0.25)}
+
+
+def fake_trial(i: int, *, state: TrialState = TrialState.COMPLETE, baseline: bool = False) -> optuna.trial.FrozenTrial:
+    """A trial as cnnsearch stores it, without training (val accuracy grows with conv2_filters)."""
+    import random
+
+    rng = random.Random(i)
+    params = ({"conv1_filters": 32, "conv2_filters": 64, "conv1_kernel": 3, "dropout_dense": 0.5} if baseline else
+              {"conv1_filters": rng.choice([4, 8, 32]), "conv2_filters": rng.choice([8, 64]), "conv1_kernel": 3,
+               "dropout_dense": rng.choice([0.0, 0.25, 0.5])})
+    spec = ArchSpec(conv_filters=(params["conv1_filters"], params["conv2_filters"]), dense_units=128)
+    s = summarize(spec, (28, 28, 1), 10)
+    val = 0.97 + 0.0002 * params["conv2_filters"] - 0.01 * params["dropout_dense"] + rng.random() * 0.002
+    attrs = {"baseline": baseline, "spec": spec.to_dict(), "params": s.params, "flops": s.flops,
+             "history": {"val_accuracy": [val - 0.01, val], "loss": [0.3, 0.2]}, "epochs_run": 2,
+             "seconds": 3.0, "versions": {"tensorflow": "2.21.0"}}
+    if state == TrialState.COMPLETE:
+        attrs.update(val_accuracy=val, test_accuracy=val - 0.001, test_loss=0.05)
+        return create_trial(state=state, params=params, distributions=DISTS, value=val, user_attrs=attrs,
+                            intermediate_values={0: val - 0.01, 1: val})
+    attrs["fail_reason"] = "loss became NaN or infinite at epoch 1; lower the learning rate"
+    return create_trial(state=state, params=params, distributions=DISTS, user_attrs=attrs)
+
+
+@pytest.fixture
+def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    u = f"sqlite:///{tmp_path / 'r.db'}"
+    monkeypatch.setenv("CNNSEARCH_STORAGE", u)
+    return u
+
+
+def make_study(name: str, space: Path, trials: list[optuna.trial.FrozenTrial]) -> study_mod.Handle:
+    h = study_mod.create(name, space)
+    # The enqueued baseline is replaced by the fabricated one.
+    h.study.add_trials(trials)
+    return h
+
+
+def trial_rows(text: str) -> int:
+    table = text.split("<section id='trials'>")[1].split("</section>")[0]
+    return len(re.findall(r"<tr(?: class=\"baseline\")?>\s*<td>", table))
+
+
+def test_report_of_a_study_built_with_create_trial(url: str, tiny_space: Path, tmp_path: Path) -> None:
+    make_study("fab", tiny_space, [fake_trial(0, baseline=True)] + [fake_trial(i) for i in range(1, 25)]
+               + [fake_trial(99, state=TrialState.FAIL)])
+    out = tmp_path / "report" / "index.html"
+    path = report_mod.write("fab", out, models=False)
+    text = path.read_text()
+    assert trial_rows(text) == 27  # 26 fabricated + the WAITING baseline queued at create
+    assert 'class="baseline"' in text
+    assert "99.15%" in text and "in-study baseline" in text
+    assert "the choices that mattered most for validation accuracy were" in text
+    assert "loss became NaN" in text  # the failed trial's reason
+    assert "Not confirmed yet" in text
+    assert not re.search(r"(src|href)=[\"']https?:", text)  # nothing loads from the network
+    assert text.count("data:image/png;base64,") >= 5
+
+
+def test_edge_cases_render_with_statements(url: str, tiny_space: Path, tmp_path: Path) -> None:
+    study_mod.create("only", tiny_space)  # the baseline queued, nothing run
+    text = report_mod.build("only")
+    assert "No trial has completed yet" in text and "No trial has completed, so there is nothing to plot" in text
+    make_study("failed", tiny_space, [fake_trial(i, state=TrialState.FAIL) for i in range(3)])
+    assert "Every finished trial failed" in report_mod.build("failed")
+    h = make_study("running", tiny_space, [fake_trial(0, baseline=True), fake_trial(1)])
+    h.study.ask()  # pops the queued baseline: a RUNNING trial
+    text = report_mod.build("running")
+    assert "still running when this report was written" in text
+    r = CliRunner().invoke(main, ["report", "ghost"])
+    assert r.exit_code == 1 and "no study 'ghost'" in r.stderr
+
+
+def test_atomic_write_keeps_the_old_report(url: str, tiny_space: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    make_study("atomic", tiny_space, [fake_trial(0, baseline=True), fake_trial(1)])
+    out = tmp_path / "index.html"
+    report_mod.write("atomic", out, models=False)
+    good = out.read_text()
+    assert oct(out.stat().st_mode & 0o777) != oct(0o600)
+
+    def broken(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(report_mod, "build", broken)
+    with pytest.raises(RuntimeError):
+        report_mod.write("atomic", out)
+    assert out.read_text() == good
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report-")] == []
+    # A failure while writing the file itself: the temporary file is removed, the old report stays.
+    monkeypatch.setattr(report_mod, "build", lambda *a, **k: "<html>new</html>")
+    monkeypatch.setattr(report_mod.os, "replace", broken)
+    with pytest.raises(RuntimeError):
+        report_mod.write("atomic", out)
+    assert out.read_text() == good and not list(tmp_path.glob(".report-*"))
+
+
+def test_report_imports_no_tensorflow(url: str, tiny_space: Path, tmp_path: Path, tiny_npz: Path) -> None:
+    make_study("notf", tiny_space, [fake_trial(0, baseline=True)] + [fake_trial(i) for i in range(1, 6)])
+    code = ("import sys; from cnnsearch import report; report.write('notf', sys.argv[1]);"
+            " assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.html")], check=True,
+                   env={**os.environ, "CNNSEARCH_STORAGE": url})
+    assert (tmp_path / "x.html").stat().st_size > 10_000
+
+
+def test_report_of_a_trained_study_shows_filters(tmp_path: Path, tiny_space: Path, tiny_npz: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
+    study_mod.create("trained", tiny_space, url)
+    h = study_mod.load("trained", url)
+    h.study.enqueue_trial({"conv1_filters": 8, "conv2_filters": 8, "conv1_kernel": 3, "dropout_dense": 0.0})
+    study_mod.run("trained", trials=2, url=url)
+    text = report_mod.build("trained", url)
+    section = text.split("<section id='model'>")[1].split("</section>")[0]
+    assert "first-layer filters" in section or section.count("<img") >= 6
+    assert section.count("<img") >= 7  # filters x2, three digits' maps, confusion, mistakes (per model)
+    assert "trial #0" in section
+
+
+def test_report_in_chromium(url: str, tiny_space: Path, tmp_path: Path) -> None:
+    """The file opened from disk in a real headless Chromium: no failed request, no console error."""
+    from playwright.sync_api import sync_playwright
+
+    make_study("browser", tiny_space, [fake_trial(0, baseline=True)] + [fake_trial(i) for i in range(1, 12)])
+    out = report_mod.write("browser", tmp_path / "index.html", models=False)
+    errors: list[str] = []
+    failed: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                                          "--disable-background-networking", "--disable-component-update",
+                                          "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("requestfailed", lambda r: failed.append(r.url))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(out.as_uri())
+        rows = page.locator("section#trials table.trials tbody tr").count()
+        shot = page.screenshot(full_page=True)
+        images_loaded = page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        browser.close()
+    assert errors == [] and failed == []
+    assert all(u.startswith(("file:", "data:")) for u in requests)
+    assert rows == 13  # 12 fabricated trials + the queued baseline
+    assert images_loaded
+    from io import BytesIO
+
+    from PIL import Image
+
+    img = Image.open(BytesIO(shot)).convert("L")
+    assert img.size[1] > 2000 and len(set(img.resize((64, 256)).getdata())) > 20  # not blank
