@@ -219,7 +219,8 @@ def build_model(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int) ->
     if spec.dense_units:
         model_layers.append(layers.Dense(spec.dense_units, activation="relu", name="dense1"))
         model_layers.append(layers.Dropout(spec.dropout_dense, name="dropout_dense"))
-    model_layers.append(layers.Dense(n_classes, activation="softmax", name="output"))
+    # float32 output even under a mixed-precision policy: softmax and the loss stay numerically stable.
+    model_layers.append(layers.Dense(n_classes, activation="softmax", name="output", dtype="float32"))
     return K.Sequential(model_layers, name="cnnsearch")
 
 

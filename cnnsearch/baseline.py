@@ -46,13 +46,14 @@ def run(
     out_dir: str | os.PathLike[str] = "reports/baseline",
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     verbose: int = 0,
+    precision: str = "float32",
 ) -> BaselineRun:
     """Train the reference CNN with its settings and write model, metrics.json and figures.
 
     Data are resolved as :func:`cnnsearch.data.load_raw` describes (``data_path`` first).
     """
     ds = data_mod.load(data_path)
-    config = TrainConfig(epochs=epochs, train_limit=train_limit, seed=seed)
+    config = TrainConfig(epochs=epochs, train_limit=train_limit, seed=seed, precision=precision)
     splits = data_mod.split(ds, train_limit=train_limit)
     spec = ArchSpec()
     result = fit(spec, splits, config, on_epoch=on_epoch, verbose=verbose)

@@ -72,14 +72,17 @@ def _epoch_line(epochs: int) -> Any:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="reports/baseline", show_default=True,
               help="Run folder for the model, metrics.json and figures.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout, nothing else.")
+@click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16"]), default="float32", show_default=True,
+              help="Keras dtype policy (mixed_bfloat16: faster on AVX512-BF16 CPUs; see README's benchmarks).")
 @click.option("--verbose", is_flag=True, help="Show Keras's own progress bars (they go to stdout: not with --json).")
 def baseline(data_path: str | None, epochs: int, train_limit: int, seed: int, out_dir: str, as_json: bool,
-             verbose: bool) -> None:
+             precision: str, verbose: bool) -> None:
     """Train the reference CNN (99.15% in the reference) and draw its figures."""
     from cnnsearch import baseline as baseline_mod
 
     run = baseline_mod.run(data_path=data_path, epochs=epochs, train_limit=train_limit, seed=seed,
-                           out_dir=out_dir, on_epoch=_epoch_line(epochs), verbose=1 if verbose else 0)
+                           out_dir=out_dir, on_epoch=_epoch_line(epochs), verbose=1 if verbose else 0,
+                           precision=precision)
     m = run.metrics
     if as_json:
         _emit_json(m)
@@ -323,7 +326,7 @@ def dashboard(url: str | None, host: str, port: int) -> None:
     from cnnsearch import dashboard as dashboard_mod
 
     def ready(address: str) -> None:
-        click.echo(f"optuna-dashboard on {address} (storage {url or 'default'}); Ctrl-C to stop", err=True)
+        click.echo(f"optuna-dashboard on {address}; Ctrl-C to stop", err=True)
 
     try:
         dashboard_mod.serve(url, host=host, port=port, on_ready=ready)

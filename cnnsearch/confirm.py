@@ -101,6 +101,7 @@ def run(
     from cnnsearch.train import fit
 
     h = study_mod.load(name, url)
+    stored_runs = stored(h.study)
     cands = candidates(h, top)
     if len(cands) == 1:
         raise StorageError(f"study {name!r} has no completed trial besides the baseline to confirm; run the search"
@@ -109,16 +110,16 @@ def run(
     splits = data_mod.split(ds, train_limit=train_limit)
     fid = fidelity_key(epochs, train_limit)
     labels = encode(splits.y_test)
-    stored = h.study.user_attrs.get("confirm_labels")
-    if stored is None:
-        h.study.set_user_attr("confirm_labels", labels)
-    elif stored != labels:
+    known = stored_runs.get("confirm_labels")
+    if known is None:
+        _store(h.study, "confirm_labels", labels)
+    elif known != labels:
         raise ConfigError(f"{ds.source}: these test labels differ from the ones earlier confirmation runs of {name!r}"
                           " used; confirm with the same data (--data) so runs stay comparable")
     for seed in range(seeds):
         for c in cands:
             key = f"{PREFIX}{fid}:{c.key}:seed{seed}"
-            if key in h.study.user_attrs:
+            if key in stored_runs:
                 continue
             config = replace(h.training, epochs=epochs, train_limit=train_limit, seed=1000 + seed, **c.overrides)
             r = fit(c.spec, splits, config, predict_test=True)
@@ -126,10 +127,22 @@ def run(
                       "params": c.params, "param_count": r.params, "test_accuracy": r.test_accuracy,
                       "test_loss": r.test_loss, "val_accuracy": r.val_accuracy, "seconds": round(r.seconds, 1),
                       "predictions": encode(r.test_predictions)}
-            h.study.set_user_attr(key, record)
+            _store(h.study, key, record)
             if on_run is not None:
                 on_run(record)
-    return summarize(h.study.user_attrs, fid)
+    return summarize(stored(h.study), fid)
+
+
+def _store(study: Any, key: str, value: Any) -> None:
+    # Study *system* attributes: kept in the same storage, but out of optuna-dashboard's
+    # user-attribute table, where 10,000 predictions per run would bury everything else.
+    study._storage.set_study_system_attr(study._study_id, key, value)
+
+
+def stored(study: Any) -> dict[str, Any]:
+    """Everything confirmation stored on a study (runs and test labels)."""
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    return {k: v for k, v in attrs.items() if k.startswith(PREFIX) or k == "confirm_labels"}
 
 
 def encode(pred: np.ndarray | None) -> str:
@@ -144,9 +157,9 @@ def decode(text: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), dtype=np.uint8).astype(np.int64)
 
 
-def runs(user_attrs: dict[str, Any], fidelity: str | None = None) -> list[dict[str, Any]]:
-    """Stored confirmation runs (optionally of one fidelity)."""
-    out = [v for k, v in user_attrs.items() if k.startswith(PREFIX)]
+def runs(attrs: dict[str, Any], fidelity: str | None = None) -> list[dict[str, Any]]:
+    """Confirmation runs among ``attrs`` (see :func:`stored`), optionally of one fidelity."""
+    out = [v for k, v in attrs.items() if k.startswith(PREFIX)]
     if fidelity is not None:
         out = [r for r in out if fidelity_key(r["epochs"], r["train_limit"]) == fidelity]
     return out
@@ -162,16 +175,16 @@ def mcnemar(base_correct: np.ndarray, cand_correct: np.ndarray) -> tuple[int, in
     return b, c, p
 
 
-def summarize(user_attrs: dict[str, Any], fidelity: str | None = None, labels: np.ndarray | None = None
+def summarize(attrs: dict[str, Any], fidelity: str | None = None, labels: np.ndarray | None = None
               ) -> dict[str, Any]:
     """Per-configuration statistics against the baseline, from the stored runs.
 
-    McNemar needs the test labels: ``labels`` if given, else the copy
-    :func:`run` stored on the study (``confirm_labels``).
+    ``attrs`` is :func:`stored` of a study. McNemar needs the test labels:
+    ``labels`` if given, else the copy :func:`run` stored (``confirm_labels``).
     """
     from scipy import stats
 
-    all_runs = runs(user_attrs)
+    all_runs = runs(attrs)
     if fidelity is None and all_runs:
         # The fidelity with the most runs.
         keys = [fidelity_key(r["epochs"], r["train_limit"]) for r in all_runs]
@@ -179,8 +192,8 @@ def summarize(user_attrs: dict[str, Any], fidelity: str | None = None, labels: n
     rs = [r for r in all_runs if fidelity_key(r["epochs"], r["train_limit"]) == fidelity]
     if not rs:
         return {"fidelity": fidelity, "configs": [], "verdict": None}
-    if labels is None and "confirm_labels" in user_attrs:
-        labels = decode(user_attrs["confirm_labels"])
+    if labels is None and "confirm_labels" in attrs:
+        labels = decode(attrs["confirm_labels"])
     by_config: dict[str, dict[int, dict[str, Any]]] = {}
     for r in rs:
         by_config.setdefault(r["config"], {})[r["seed"]] = r

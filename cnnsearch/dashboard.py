@@ -57,5 +57,5 @@ def serve(url: str | None = None, *, host: str = DEFAULT_HOST, port: int = DEFAU
         store = FileSystemArtifactStore(str(artifacts))
     shown = f"[{host}]" if ":" in host else host
     if on_ready is not None:
-        on_ready(f"http://{shown}:{port}/dashboard")
+        on_ready(f"http://{shown}:{port}/dashboard (storage {url})")
     optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=store)

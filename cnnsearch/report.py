@@ -74,7 +74,7 @@ def compute(name: str, url: str | None = None) -> tuple[ReportData, study_mod.Ha
                       histories={r["number"]: r["history"]["val_accuracy"] for r in records
                                  if r["history"] and r["history"].get("val_accuracy")})
     data.importance, data.importance_note = importance(h)
-    data.confirm = confirm_mod.summarize(h.study.user_attrs)
+    data.confirm = confirm_mod.summarize(confirm_mod.stored(h.study))
     return data, h
 
 

@@ -46,7 +46,7 @@ STUDY_DEFAULTS: dict[str, Any] = {
 }
 
 #: [training] keys: TrainConfig fields a space file may set (optimizer is a table).
-TRAINING_KEYS = ("epochs", "train_limit", "batch_size", "optimizer", "jit_compile")
+TRAINING_KEYS = ("epochs", "train_limit", "batch_size", "optimizer", "jit_compile", "precision")
 
 #: The seed architecture's value of every dimension, and the ArchSpec field it feeds.
 _LAYER_DIMS = {f"conv{i}_{kind}": (kind, i) for i in range(1, MAX_CONV_LAYERS + 1) for kind in ("filters", "kernel")}
@@ -261,6 +261,10 @@ def _parse_training(raw: dict[str, Any], err: Any, source: str) -> dict[str, Any
             if value not in (True, False, "auto"):
                 raise err("training.jit_compile", 'true, false or "auto"', value)
             cfg[key] = value
+        elif key == "precision":
+            if value not in ("float32", "mixed_bfloat16"):
+                raise err("training.precision", '"float32" or "mixed_bfloat16"', value)
+            cfg[key] = value
         else:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise err(f"training.{key}", "an integer", value)
@@ -303,7 +307,7 @@ def _parse_dim(name: str, value: Any, err: Any) -> Dimension:
             raise err(key, "a range with both low and high", value)
         low, high = typed(value["low"], f"{key}.low"), typed(value["high"], f"{key}.high")
         if low > high:
-            raise err(key, f"low <= high", f"low={low}, high={high}")
+            raise err(key, "low <= high", f"low={low}, high={high}")
         log = value.get("log", False)
         if not isinstance(log, bool):
             raise err(f"{key}.log", "true or false", log)
