@@ -240,7 +240,9 @@ def verdict(rows: list[dict[str, Any]]) -> str:
     ptext = f"McNemar p = {p:.3g}" if p is not None else "McNemar not computed (no test labels)"
     n = best["paired_seeds"]
     if best.get("beyond_noise"):
+        caveat = ("" if lo > 0 else f" The seed-to-seed interval still includes 0 with only {n} seeds: more seeds"
+                  " would make the claim firmer.")
         return (f"{best['config']} beats the baseline beyond noise: {pp:+.2f} pp test accuracy over {n} seeds"
-                f" (95% interval {lo:+.2f} to {hi:+.2f} pp; {ptext}).")
+                f" (95% interval {lo:+.2f} to {hi:+.2f} pp; {ptext}).{caveat}")
     return (f"No configuration beats the baseline beyond noise: the best, {best['config']}, differs by {pp:+.2f} pp"
             f" over {n} seeds (95% interval {lo:+.2f} to {hi:+.2f} pp; {ptext}), which noise can explain.")

@@ -127,9 +127,12 @@ def importance_sentence(imp: dict[str, float], n_trials: int) -> str:
     s = (f"Evidence from {n_trials} completed trials: the choices that mattered most for validation accuracy were "
          f"{' and '.join(top)}")
     s += f"; hardly at all: {', '.join(low)}." if low else "; every searched choice mattered somewhat."
-    return s + (" Importance is the share of the variance in validation accuracy that each choice explains"
-                " (fANOVA) within this space and fidelity; it says which knobs to tune first, not which value"
-                " is best: the slice plots show that.")
+    s += (" Importance is the share of the variance in validation accuracy that each choice explains"
+          " (fANOVA) within this space and fidelity; it says which knobs to tune first, not which value"
+          " is best: the slice plots show that.")
+    if n_trials < 20:
+        s += f" With only {n_trials} completed trials this ranking is tentative: run more trials to firm it up."
+    return s
 
 
 # --- rendering -------------------------------------------------------------------------------------
@@ -162,6 +165,11 @@ def _p(text: str, cls: str = "") -> str:
     return f"<p{c}>{html.escape(text)}</p>"
 
 
+def _tidy(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters for display: 0.15000000000000002 (a float step's rounding) shows as 0.15."""
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in params.items()}
+
+
 def _pp(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:+.2f} pp"
 
@@ -184,7 +192,7 @@ def summary_section(d: ReportData) -> Section:
     body.append(_p(f"Best trial: #{b['number']}{' (the baseline itself)' if b['baseline'] else ''} with"
                    f" {b['param_count']:,} parameters"
                    + (f" ({b['param_count'] / base['param_count']:.1%} of the baseline's)" if base else "")
-                   + f"; parameters {b['params']}."))
+                   + f"; parameters {_tidy(b['params'])}."))
     body.append(_p("The search selected on validation accuracy only. The reference's 99.15% is a test accuracy after"
                    " 20 epochs on all 54,000 images; this study trains at a reduced fidelity, so its in-study baseline"
                    " is the fair comparison. A difference of a few tenths of a point between single runs can be"

@@ -376,25 +376,30 @@ class Objective:
         """Store this trial's weights if it beats every finished trial (the previous best's are removed).
 
         The in-study baseline's weights are kept too (``baseline_weights``): the
-        report draws its filters beside the best model's.
+        report draws its filters beside the best model's. When the baseline is
+        also the best (it always is at first), one file serves both.
         """
         study = self.handle.study
         store = _artifact_store(self.handle.url)
-        if trial.user_attrs.get("baseline") and not study.user_attrs.get("baseline_weights"):
+        saved: str | None = None
+        baseline_id = (study.user_attrs.get("baseline_weights") or {}).get("artifact_id")
+        if trial.user_attrs.get("baseline") and baseline_id is None:
+            saved = baseline_id = _save_model(store, study, trial, result.model)
             study.set_user_attr("baseline_weights", {"trial": trial.number, "val_accuracy": result.val_accuracy,
-                                                     "artifact_id": _save_model(store, study, trial, result.model)})
+                                                     "artifact_id": saved})
         current = study.user_attrs.get("best_weights")
         if current and current["val_accuracy"] >= result.val_accuracy:
             return
-        artifact_id = _save_model(store, study, trial, result.model, "best")
+        artifact_id = saved or _save_model(store, study, trial, result.model, "best")
         # Re-read: another worker may have stored a better one meanwhile.
         current = optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs.get("best_weights")
         if current and current["val_accuracy"] >= result.val_accuracy:
-            store.remove(artifact_id)
+            if artifact_id != saved:
+                store.remove(artifact_id)
             return
         study.set_user_attr("best_weights", {"trial": trial.number, "artifact_id": artifact_id,
                                              "val_accuracy": result.val_accuracy})
-        if current:
+        if current and current["artifact_id"] != baseline_id:
             try:
                 store.remove(current["artifact_id"])
             except Exception:  # already gone: nothing to free
@@ -698,14 +703,13 @@ def best(name: str, url: str | None = None, *, export: str | Path | None = None)
 def delete(name: str, url: str | None = None) -> None:
     """Delete study ``name`` and its kept weights."""
     h = load(name, url)
-    kept = [h.study.user_attrs.get(k) for k in ("best_weights", "baseline_weights")]
+    kept = {(h.study.user_attrs.get(k) or {}).get("artifact_id") for k in ("best_weights", "baseline_weights")}
     optuna.delete_study(study_name=name, storage=h.study._storage)
-    for weights in kept:
-        if weights:
-            try:
-                _artifact_store(h.url).remove(weights["artifact_id"])
-            except Exception:  # already gone
-                pass
+    for artifact_id in kept - {None}:
+        try:
+            _artifact_store(h.url).remove(artifact_id)
+        except Exception:  # already gone
+            pass
 
 
 def _safe(name: str) -> str:

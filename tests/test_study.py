@@ -71,6 +71,9 @@ def test_create_run_show_best_export(env: dict[str, str], tiny_space: Path, tmp_
     # Only the best trial's weights are kept, and the in-study baseline's for the report.
     kept = sorted(p.name for p in study_mod.artifact_dir(env["url"]).iterdir())
     assert len(kept) == (1 if rec["baseline"] else 2) and any("-baseline-trial0-" in k for k in kept)
+    # Deleting the study frees its kept weights too.
+    assert cli("study", "delete", "demo", "--yes").exit_code == 0
+    assert list(study_mod.artifact_dir(env["url"]).iterdir()) == []
 
 
 def test_resume_adds_trials_and_keeps_settings(env: dict[str, str], tiny_space: Path) -> None:

@@ -51,7 +51,17 @@ def test_nan_loss_fails_the_trial(tiny_npz: Path, capfd: pytest.CaptureFixture[s
     ({"optimizer": "lbfgs"}, "optimizer must be one of"),
     ({"learning_rate": 0}, "learning_rate must be > 0"),
     ({"optimizer": "sgd", "optimizer_args": {"rho": 0.9}}, "unknown argument"),
+    ({"precision": "float16"}, "precision must be one of float32, mixed_bfloat16"),
 ])
 def test_bad_training_settings(kwargs: dict, match: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ConfigError, match=match):
         TrainConfig(**kwargs)
+
+
+def test_mixed_bfloat16_is_opt_in_and_scoped(tiny_npz: Path) -> None:
+    sp = data.split(data.load(tiny_npz))
+    r = fit(SMALL, sp, TrainConfig(epochs=1, batch_size=32, precision="mixed_bfloat16"))
+    assert r.model.get_layer("conv1").compute_dtype == "bfloat16"
+    assert r.model.get_layer("output").compute_dtype == "float32"  # stable softmax and loss
+    plain = fit(SMALL, sp, TrainConfig(epochs=1, batch_size=32))
+    assert plain.model.get_layer("conv1").compute_dtype == "float32"  # the policy did not leak

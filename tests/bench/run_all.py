@@ -8,7 +8,8 @@
 3. start-up: `cnnsearch --help`, `study list`, a table-only report (and that none imports TensorFlow);
 4. memory: peak RSS after 10 and after 100 tiny trials in one process;
 5. search efficiency: TPE+median, TPE+hyperband, random without pruning on one time budget;
-6. scaling: seconds per epoch against training-set size and against model FLOPs.
+6. scaling: seconds per epoch against training-set size and against model FLOPs;
+7. the report of a 1,000-trial study (built with create_trial) without model figures.
 
 These are benchmarks, not tests: they print figures. Machines are noisy, so each
 comparison is made in one run, as ratios.
@@ -93,7 +94,7 @@ def bench_overhead(data: str, reps: int = 3, train_limit: int = 6000, epochs: in
         ns["plain_keras"](sp.x_train, sp.y_train, sp.x_val, sp.y_val, sp.x_test, sp.y_test, epochs, i)
         return time.perf_counter() - t
 
-    plain(-1)  # warm-up: TensorFlow's first graph and oneDNN kernels
+    plain(100)  # warm-up: TensorFlow's first graph and oneDNN kernels
     ours, theirs = [], []
     for i in range(reps):
         theirs.append(plain(i))
@@ -312,10 +313,34 @@ def bench_scaling(data: str) -> None:
     RESULTS["scaling"] = rows
 
 
+# 7 (issue 4's bound) -----------------------------------------------------------------------------------
+
+def bench_report_1000() -> None:
+    """A table-and-figures report of a 1,000-trial study built with create_trial: under 30 s."""
+    from test_report import fake_trial
+
+    from cnnsearch import report as report_mod
+    from cnnsearch import study as study_mod
+    from conftest import TINY_SPACE
+
+    tmp = Path(tempfile.mkdtemp())
+    space = tmp / "s.toml"
+    space.write_text(TINY_SPACE.format(epochs=2, heartbeat=60))
+    url = f"sqlite:///{tmp / 'big.db'}"
+    h = study_mod.create("big", space, url)
+    h.study.add_trials([fake_trial(0, baseline=True)] + [fake_trial(i) for i in range(1, 1000)])
+    t = time.perf_counter()
+    path = report_mod.write("big", tmp / "big.html", url, models=False)
+    seconds = time.perf_counter() - t
+    RESULTS["report_1000"] = {"seconds": seconds, "bytes": path.stat().st_size}
+    log(f"7 report of a 1,000-trial study (create_trial, no model figures): {seconds:.1f} s (bound 30 s),"
+        f" {path.stat().st_size / 1e6:.1f} MB")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=os.environ.get("CNNSEARCH_DATA", str(ROOT.parent / "shared/data/mnist.npz")))
-    p.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated benchmark numbers")
+    p.add_argument("--only", default="1,2,3,4,5,6,7", help="comma-separated benchmark numbers")
     p.add_argument("--search-minutes", type=float, default=3.0, help="time budget per strategy in benchmark 5")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     a = p.parse_args()
@@ -323,7 +348,8 @@ def main() -> None:
     log(f"cnnsearch benchmarks, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, data {a.data}")
     t0 = time.time()
     steps = {1: lambda: bench_overhead(a.data), 2: lambda: bench_throughput(a.data), 3: bench_startup,
-             4: bench_memory, 5: lambda: bench_search(a.data, a.search_minutes), 6: lambda: bench_scaling(a.data)}
+             4: bench_memory, 5: lambda: bench_search(a.data, a.search_minutes), 6: lambda: bench_scaling(a.data),
+             7: bench_report_1000}
     for k in sorted(only):
         t = time.time()
         steps[k]()
