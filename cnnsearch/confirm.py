@@ -182,8 +182,6 @@ def summarize(attrs: dict[str, Any], fidelity: str | None = None, labels: np.nda
     ``attrs`` is :func:`stored` of a study. McNemar needs the test labels:
     ``labels`` if given, else the copy :func:`run` stored (``confirm_labels``).
     """
-    from scipy import stats
-
     all_runs = runs(attrs)
     if fidelity is None and all_runs:
         # The fidelity with the most runs.
@@ -192,6 +190,7 @@ def summarize(attrs: dict[str, Any], fidelity: str | None = None, labels: np.nda
     rs = [r for r in all_runs if fidelity_key(r["epochs"], r["train_limit"]) == fidelity]
     if not rs:
         return {"fidelity": fidelity, "configs": [], "verdict": None}
+    from scipy import stats  # only when there is something to test: it costs most of a second to import
     if labels is None and "confirm_labels" in attrs:
         labels = decode(attrs["confirm_labels"])
     by_config: dict[str, dict[int, dict[str, Any]]] = {}
