@@ -63,7 +63,7 @@ def plain_keras(x, y, xv, yv, xt, yt, epochs, seed):
 """
 
 
-def bench_overhead(data: str, reps: int = 3, train_limit: int = 12000, epochs: int = 4) -> None:
+def bench_overhead(data: str, reps: int = 5, train_limit: int = 12000, epochs: int = 4) -> None:
     """The shipped seed.toml fidelity (4 epochs on 12,000 images): what a user's trial costs."""
     import optuna
 
