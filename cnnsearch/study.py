@@ -36,6 +36,8 @@ DEFAULT_STORAGE = "sqlite:///studies/cnnsearch.db"
 STORAGE_ENV = "CNNSEARCH_STORAGE"
 #: Folder for the best trial's weights; default: beside the SQLite or journal file, else studies/artifacts.
 ARTIFACTS_ENV = "CNNSEARCH_ARTIFACTS"
+#: Set by run_workers for each worker process (0, 1, ...): offsets the sampler's seed.
+WORKER_ENV = "CNNSEARCH_WORKER_INDEX"
 #: Study user attribute holding the settings fixed at create.
 SETTINGS_KEY = "cnnsearch"
 #: The reference's published test accuracy: every trial is compared with it.
@@ -238,10 +240,15 @@ def load(name: str, url: str | None = None, *, heartbeat: bool = False) -> Handl
     training = TrainConfig.from_dict(settings["training"])
     if heartbeat and sp.study["heartbeat_seconds"] and isinstance(storage, optuna.storages.RDBStorage):
         storage = open_storage(url, heartbeat_s=sp.study["heartbeat_seconds"])
-    # Seed the sampler by how far the study has come, so a resumed run does not replay
-    # the first run's random start-up points.
-    offset = len(study.get_trials(deepcopy=False))
-    study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(sp, offset + os.getpid() % 997),
+    # Seed the sampler by how far the study has come, so a resumed run does not replay the first
+    # run's random start-up points, and by worker index and machine, so parallel workers do not
+    # propose the same points; the same command on the same machine stays reproducible.
+    import socket
+    import zlib
+
+    offset = (len(study.get_trials(deepcopy=False)) + 7919 * int(os.environ.get(WORKER_ENV, "0") or 0)
+              + zlib.crc32(socket.gethostname().encode()) % 10007)
+    study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(sp, offset),
                               pruner=make_pruner(sp, training.epochs))
     return Handle(study, sp, training, url)
 
@@ -559,7 +566,8 @@ def run_workers(
         base_cmd += ["--data", data_path]
     if quiet:
         base_cmd += ["--quiet"]
-    procs = [subprocess.Popen([*base_cmd, "--trials", str(n)]) for n in shares if n > 0]
+    procs = [subprocess.Popen([*base_cmd, "--trials", str(n)], env={**os.environ, WORKER_ENV: str(i + 1)})
+             for i, n in enumerate(shares) if n > 0]
     try:
         return [p.wait() for p in procs]
     except KeyboardInterrupt:

