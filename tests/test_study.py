@@ -261,3 +261,32 @@ def test_memory_growth_over_50_trials(env: dict[str, str], tmp_path: Path) -> No
     growth_mb = (max(rss) - rss[0]) / 2**20
     print(f"RSS after the first trial: {rss[0] / 2**20:.0f} MB, peak over 50 more: {max(rss) / 2**20:.0f} MB")
     assert growth_mb < 200
+
+
+def test_timeout_stops_starting_new_trials(env: dict[str, str], tiny_space: Path) -> None:
+    assert cli("study", "create", "to", "--space", str(tiny_space)).exit_code == 0
+    r = cli("study", "run", "to", "--trials", "5", "--timeout", "0.01")
+    assert r.exit_code == 0, r.output
+    trials = study_mod.load("to").study.get_trials()
+    assert len(trials) == 1 and trials[0].state == TrialState.COMPLETE  # the running one finishes, no new one
+
+
+def test_ctrl_c_stops_every_worker(env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "long.toml"
+    f.write_text(TINY_SPACE.format(epochs=150, heartbeat=60).replace("[3, 13]", "[3]"))
+    assert cli("study", "create", "wint", "--space", str(f)).exit_code == 0
+    e = {"CNNSEARCH_STORAGE": env["url"], "CNNSEARCH_DATA": env["data"]}
+    p = _spawn("study", "run", "wint", "--trials", "6", "--workers", "2", env=e)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        running = optuna.load_study(study_name="wint", storage=env["url"]).get_trials(states=(TrialState.RUNNING,))
+        if len([t for t in running if t.user_attrs.get("versions")]) == 2:
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError("two workers never ran at once")
+    p.send_signal(signal.SIGINT)  # the parent only: it must pass Ctrl-C on to its workers
+    assert p.wait(90) == 130
+    trials = study_mod.load("wint").study.get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert len([t for t in trials if t.state == TrialState.FAIL]) == 2
