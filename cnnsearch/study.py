@@ -143,12 +143,6 @@ class Handle:
         return self.study.study_name
 
 
-def study_names(url: str | None = None) -> list[str]:
-    """Names of the studies in a storage (which must exist)."""
-    storage = open_storage(url)
-    return optuna.study.get_all_study_names(storage=storage)
-
-
 def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
     """Create study ``name`` from a space file, storing its settings and enqueuing the baseline as trial 0.
 
@@ -227,8 +221,8 @@ def load(name: str, url: str | None = None, *, heartbeat: bool = False) -> Handl
     """Load study ``name`` with its stored space, training settings, sampler and pruner."""
     url = resolve_storage(url)
     storage = open_storage(url)
-    if name not in optuna.study.get_all_study_names(storage=storage):
-        known = optuna.study.get_all_study_names(storage=storage)
+    known = optuna.study.get_all_study_names(storage=storage)
+    if name not in known:
         raise StorageError(f"no study {name!r} in {url} (studies there: {', '.join(known) or 'none'});"
                            f" create it with 'cnnsearch study create {name} --space studies/seed.toml'")
     study = optuna.load_study(study_name=name, storage=storage)
