@@ -22,10 +22,13 @@ import random
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from cnnsearch.arch import ArchSpec, summarize
 from cnnsearch.errors import ArchitectureError, ConfigError
+
+if TYPE_CHECKING:
+    from cnnsearch.train import TrainConfig
 
 #: Most conv layers a space may ask for (the dimension ``conv_layers``).
 MAX_CONV_LAYERS = 4
@@ -151,7 +154,7 @@ class Space:
     source: str  # the file it came from
     text: str  # the file's exact text, stored on the study
     study: dict[str, Any] = field(default_factory=dict)
-    training: dict[str, Any] = field(default_factory=dict)
+    training: TrainConfig = field(default_factory=lambda: _train_config({}))
     dims: dict[str, Dimension] = field(default_factory=dict)
 
     @property
@@ -241,9 +244,13 @@ def _parse_study(raw: dict[str, Any], err: Any) -> dict[str, Any]:
     return study
 
 
-def _parse_training(raw: dict[str, Any], err: Any, source: str) -> dict[str, Any]:
+def _train_config(cfg: dict[str, Any]) -> TrainConfig:
     from cnnsearch.train import TrainConfig  # no Keras at import: train imports Keras lazily
 
+    return TrainConfig(**cfg)
+
+
+def _parse_training(raw: dict[str, Any], err: Any, source: str) -> TrainConfig:
     cfg: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in TRAINING_KEYS:
@@ -270,7 +277,7 @@ def _parse_training(raw: dict[str, Any], err: Any, source: str) -> dict[str, Any
                 raise err(f"training.{key}", "an integer", value)
             cfg[key] = value
     try:
-        return TrainConfig(**cfg).to_dict()
+        return _train_config(cfg)
     except ConfigError as exc:
         raise ConfigError(f"{source}: training: {exc}") from exc
 
@@ -354,7 +361,7 @@ def baseline_params(space: Space) -> dict[str, Any]:
 
 def _reference_value(space: Space, name: str) -> Any:
     if name in TRAINING_DIMS:
-        return space.training[name]
+        return getattr(space.training, name)
     return seed_value(name)
 
 

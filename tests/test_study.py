@@ -14,6 +14,8 @@ import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
+from cnnsearch import runner
+from cnnsearch import storage
 from cnnsearch import study as study_mod
 from cnnsearch.cli import main
 from conftest import TINY_SPACE
@@ -69,11 +71,11 @@ def test_create_run_show_best_export(env: dict[str, str], tiny_space: Path, tmp_
     model = keras.models.load_model(out)
     assert model.count_params() == rec["param_count"]
     # Only the best trial's weights are kept, and the in-study baseline's for the report.
-    kept = sorted(p.name for p in study_mod.artifact_dir(env["url"]).iterdir())
+    kept = sorted(p.name for p in storage.artifact_dir(env["url"]).iterdir())
     assert len(kept) == (1 if rec["baseline"] else 2) and any("-baseline-trial0-" in k for k in kept)
     # Deleting the study frees its kept weights too.
     assert cli("study", "delete", "demo", "--yes").exit_code == 0
-    assert list(study_mod.artifact_dir(env["url"]).iterdir()) == []
+    assert list(storage.artifact_dir(env["url"]).iterdir()) == []
 
 
 def test_resume_adds_trials_and_keeps_settings(env: dict[str, str], tiny_space: Path) -> None:
@@ -251,11 +253,11 @@ def test_memory_growth_over_50_trials(env: dict[str, str], tmp_path: Path) -> No
     study_mod.create("mem", f)
     rss: list[int] = []
 
-    def sample(_: study_mod.TrialLine) -> None:
+    def sample(_: runner.TrialLine) -> None:
         with open("/proc/self/statm") as fh:
             rss.append(int(fh.read().split()[1]) * resource.getpagesize())
 
-    study_mod.run("mem", trials=50, on_trial=sample)
+    runner.run("mem", trials=50, on_trial=sample)
     assert len(rss) == 51
     # From the first finished trial (TensorFlow's runtime is up by then) to the peak after 50 more.
     growth_mb = (max(rss) - rss[0]) / 2**20
