@@ -27,15 +27,13 @@ from optuna.trial import TrialState
 
 from cnnsearch import confirm as confirm_mod
 from cnnsearch import study as study_mod
+from cnnsearch import viz
+from cnnsearch.arch import REFERENCE as REFERENCE_RUN, ArchSpec, read_weights
+from cnnsearch.errors import CnnsearchError
 from cnnsearch.objective import model_file
 from cnnsearch.storage import artifact_dir
-from cnnsearch import viz
-from cnnsearch.arch import REFERENCE as REFERENCE_RUN
-from cnnsearch.arch import ArchSpec, read_weights
-from cnnsearch.errors import CnnsearchError
 
 REFERENCE = REFERENCE_RUN.test_accuracy
-#: The trial table's column of test accuracy minus the reference's.
 _VS_REFERENCE = f"test − {REFERENCE:.2%} (pp)"
 
 

@@ -22,13 +22,11 @@ import random
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from cnnsearch.arch import ArchSpec, summarize
 from cnnsearch.errors import ArchitectureError, ConfigError
-
-if TYPE_CHECKING:
-    from cnnsearch.train import TrainConfig
+from cnnsearch.train import TrainConfig  # no Keras at import: train imports Keras lazily
 
 #: Most conv layers a space may ask for (the dimension ``conv_layers``).
 MAX_CONV_LAYERS = 4
@@ -154,7 +152,7 @@ class Space:
     source: str  # the file it came from
     text: str  # the file's exact text, stored on the study
     study: dict[str, Any] = field(default_factory=dict)
-    training: TrainConfig = field(default_factory=lambda: _train_config({}))
+    training: TrainConfig = field(default_factory=TrainConfig)
     dims: dict[str, Dimension] = field(default_factory=dict)
 
     @property
@@ -244,12 +242,6 @@ def _parse_study(raw: dict[str, Any], err: Any) -> dict[str, Any]:
     return study
 
 
-def _train_config(cfg: dict[str, Any]) -> TrainConfig:
-    from cnnsearch.train import TrainConfig  # no Keras at import: train imports Keras lazily
-
-    return TrainConfig(**cfg)
-
-
 def _parse_training(raw: dict[str, Any], err: Any, source: str) -> TrainConfig:
     cfg: dict[str, Any] = {}
     for key, value in raw.items():
@@ -277,7 +269,7 @@ def _parse_training(raw: dict[str, Any], err: Any, source: str) -> TrainConfig:
                 raise err(f"training.{key}", "an integer", value)
             cfg[key] = value
     try:
-        return _train_config(cfg)
+        return TrainConfig(**cfg)
     except ConfigError as exc:
         raise ConfigError(f"{source}: training: {exc}") from exc
 

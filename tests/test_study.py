@@ -292,3 +292,32 @@ def test_ctrl_c_stops_every_worker(env: dict[str, str], tmp_path: Path) -> None:
     trials = study_mod.load("wint").study.get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert len([t for t in trials if t.state == TrialState.FAIL]) == 2
+
+
+def test_importing_does_not_silence_optuna_warnings_process_wide() -> None:
+    code = ("import warnings, optuna, cnnsearch.runner, cnnsearch.report, cnnsearch.cli\n"
+            "print(any(f[2] is optuna.exceptions.ExperimentalWarning for f in warnings.filters))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
+
+
+def test_experimental_features_are_quiet_where_used(tiny_space: Path) -> None:
+    import warnings
+
+    from cnnsearch import space as space_mod
+
+    sp = space_mod.load(tiny_space)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        study_mod.make_sampler(sp)
+        storage.open_storage("sqlite:///:memory:", create=True, heartbeat_s=60)
+        warnings.warn("outside", optuna.exceptions.ExperimentalWarning)  # still shown outside those calls
+    assert [str(w.message) for w in seen if issubclass(w.category, optuna.exceptions.ExperimentalWarning)] == [
+        "outside"]
+
+
+def test_study_system_attrs_are_public(env: dict[str, str], tiny_space: Path) -> None:
+    h = study_mod.create("sys", tiny_space)
+    study_mod.set_system_attr(h.study, "confirm:x", {"a": 1})
+    assert study_mod.system_attrs(study_mod.load("sys").study)["confirm:x"] == {"a": 1}
+    assert "confirm:x" not in h.study.user_attrs
