@@ -47,7 +47,8 @@ STUDY_DEFAULTS: dict[str, Any] = {
 }
 
 #: [training] keys: TrainConfig fields a space file may set (optimizer is a table).
-TRAINING_KEYS = ("epochs", "train_limit", "batch_size", "optimizer", "jit_compile", "precision")
+TRAINING_KEYS = ("epochs", "train_limit", "batch_size", "optimizer", "jit_compile", "precision",
+                 "steps_per_execution")
 
 #: The seed architecture's value of every dimension, and the ArchSpec field it feeds.
 _LAYER_DIMS = {f"conv{i}_{kind}": (kind, i) for i in range(1, MAX_CONV_LAYERS + 1) for kind in ("filters", "kernel")}

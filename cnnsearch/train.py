@@ -51,12 +51,18 @@ class TrainConfig:
     # epoch, README's benchmarks) and "auto" means no XLA on the TensorFlow backend anyway.
     jit_compile: bool | str = False
     precision: str = "float32"  # or "mixed_bfloat16" (opt-in: faster on AVX512-BF16 CPUs; see benchmarks)
+    # Batches per compiled call in fit, evaluate and predict (Keras's steps_per_execution). 1 = Keras's default;
+    # 32 was 1.3x faster for the reference at one thread but not at two (issue 12): the default changes only
+    # after tests/bench/bench_speed.py has measured it on an idle machine.
+    steps_per_execution: int = 1
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1; received {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1; received {self.batch_size}")
+        if self.steps_per_execution < 1:
+            raise ConfigError(f"steps_per_execution must be >= 1; received {self.steps_per_execution}")
         if self.train_limit < 0:
             raise ConfigError(f"train_limit must be >= 0 (0 = all training images); received {self.train_limit}")
         if self.precision not in PRECISIONS:
@@ -181,7 +187,7 @@ def fit(
         # The policy is global: later models (figures, other trials) start from float32 again.
         K.mixed_precision.set_global_policy("float32")
     model.compile(loss="categorical_crossentropy", optimizer=make_optimizer(config), metrics=["accuracy"],
-                  jit_compile=config.jit_compile)
+                  jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
     y_train = K.utils.to_categorical(data.y_train, data.n_classes)
     y_val = K.utils.to_categorical(data.y_val, data.n_classes)
     y_test = K.utils.to_categorical(data.y_test, data.n_classes)
