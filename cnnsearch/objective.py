@@ -6,14 +6,17 @@ A trial that cannot finish raises :class:`~cnnsearch.errors.TrialFailed`
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from cnnsearch import data as data_mod
 from cnnsearch import space as space_mod
@@ -31,6 +34,14 @@ class Objective:
         self.splits = splits
         self.verbose = verbose
         self.versions: dict[str, str] | None = None
+        self._data_sha256: str | None = None
+
+    @property
+    def data_sha256(self) -> str:
+        """sha256 of the arrays this run trains, validates and tests on (computed once)."""
+        if self._data_sha256 is None:
+            self._data_sha256 = splits_sha256(self.splits)
+        return self._data_sha256
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         from cnnsearch.train import fit, versions
@@ -49,6 +60,13 @@ class Objective:
         trial.set_user_attr("params", summary.params)
         trial.set_user_attr("flops", summary.flops)
         config = replace(cfg, seed=cfg.seed + trial.number, **overrides)
+        if is_baseline:
+            # What the baseline's result depends on, so a later study can reuse it instead of training it again.
+            trial.set_user_attr("training", config.to_dict())
+            trial.set_user_attr("data_sha256", self.data_sha256)
+            donor = find_reusable_baseline(self.handle, spec.to_dict(), config.to_dict(), self.data_sha256)
+            if donor is not None:
+                return self._reuse(trial, *donor)
         history: dict[str, list[float]] = {}
 
         def on_epoch(epoch: int, logs: dict[str, float]) -> None:
@@ -86,7 +104,9 @@ class Objective:
         # Recorded for the report only: selection never looks at the test set.
         trial.set_user_attr("test_loss", result.test_loss)
         trial.set_user_attr("test_accuracy", result.test_accuracy)
-        self._keep_if_best(trial, result)
+        self._keep_if_best(trial, result.val_accuracy,
+                           lambda tag: _save_model(artifact_store(self.handle.url), self.handle.study, trial,
+                                                   result.model, tag))
         if sp.multi_objective:
             return result.val_accuracy, float(summary.params)
         return result.val_accuracy
@@ -97,7 +117,24 @@ class Objective:
         trial.set_user_attr("epochs_run", len(history.get("loss", [])))
         trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
 
-    def _keep_if_best(self, trial: optuna.Trial, result: Any) -> None:
+    def _reuse(self, trial: optuna.Trial, study_name: str, donor: FrozenTrial,
+               artifact_id: str) -> float | tuple[float, float]:
+        """Make this baseline trial a copy of ``donor`` (study ``study_name``): values, history, weights."""
+        for key, value in donor.user_attrs.items():
+            if key not in ("baseline", "reused_from"):
+                trial.set_user_attr(key, value)
+        trial.set_user_attr("reused_from", {"study": study_name, "trial": donor.number})
+        if not self.handle.space.multi_objective:  # Optuna keeps no intermediate values for several objectives
+            for step, value in sorted(donor.intermediate_values.items()):
+                trial.report(value, step)
+        # The weights are copied, not referenced: deleting the donor study must not break this study's report.
+        store = artifact_store(self.handle.url)
+        self._keep_if_best(trial, donor.user_attrs["val_accuracy"],
+                           lambda tag: _copy_artifact(store, artifact_id, self.handle.study, trial, tag))
+        values = donor.values
+        return (values[0], values[1]) if self.handle.space.multi_objective else values[0]
+
+    def _keep_if_best(self, trial: optuna.Trial, val_accuracy: float, save: Callable[[str], str]) -> None:
         """Store this trial's weights if it beats every finished trial (the previous best's are removed).
 
         The in-study baseline's weights are kept too (``baseline_weights``): the
@@ -109,26 +146,76 @@ class Objective:
         saved: str | None = None
         baseline_id = (study.user_attrs.get("baseline_weights") or {}).get("artifact_id")
         if trial.user_attrs.get("baseline") and baseline_id is None:
-            saved = baseline_id = _save_model(store, study, trial, result.model)
-            study.set_user_attr("baseline_weights", {"trial": trial.number, "val_accuracy": result.val_accuracy,
+            saved = baseline_id = save("baseline")
+            study.set_user_attr("baseline_weights", {"trial": trial.number, "val_accuracy": val_accuracy,
                                                      "artifact_id": saved})
         current = study.user_attrs.get("best_weights")
-        if current and current["val_accuracy"] >= result.val_accuracy:
+        if current and current["val_accuracy"] >= val_accuracy:
             return
-        artifact_id = saved or _save_model(store, study, trial, result.model, "best")
+        artifact_id = saved or save("best")
         # Re-read: another worker may have stored a better one meanwhile.
         current = fresh_user_attrs(study).get("best_weights")
-        if current and current["val_accuracy"] >= result.val_accuracy:
+        if current and current["val_accuracy"] >= val_accuracy:
             if artifact_id != saved:
                 store.remove(artifact_id)
             return
         study.set_user_attr("best_weights", {"trial": trial.number, "artifact_id": artifact_id,
-                                             "val_accuracy": result.val_accuracy})
+                                             "val_accuracy": val_accuracy})
         if current and current["artifact_id"] != baseline_id:
             try:
                 store.remove(current["artifact_id"])
             except Exception:  # already gone: nothing to free
                 pass
+
+
+def splits_sha256(splits: data_mod.Splits) -> str:
+    """sha256 over the training, validation and test arrays (names, dtypes, shapes and bytes)."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        arr = np.ascontiguousarray(getattr(splits, name))
+        h.update(f"{name}:{arr.dtype.str}:{arr.shape};".encode())
+        h.update(arr.data)
+    return h.hexdigest()
+
+
+def find_reusable_baseline(handle: Handle, spec: dict[str, Any], training: dict[str, Any],
+                           data_sha256: str) -> tuple[str, FrozenTrial, str] | None:
+    """A finished baseline in another study of the same storage that this study's baseline would repeat.
+
+    It must have the same spec, the same effective training settings (epochs,
+    train_limit, batch, optimizer, seed, precision, ...) and the same data
+    (sha256 of the arrays), and its kept weights must still be there. Baselines
+    recorded before these keys existed are never matched. Returns (study name,
+    trial, weights artifact id), or None.
+    """
+    def norm(x: Any) -> str:  # stored attributes went through JSON: compare in that form
+        return json.dumps(x, sort_keys=True)
+
+    want = (norm(spec), norm(training), data_sha256)
+    storage = handle.study._storage
+    folder = artifact_dir(handle.url)
+    for other in storage.get_all_studies():
+        if other.study_name == handle.name:
+            continue
+        kept = other.user_attrs.get("baseline_weights") or {}
+        if not kept.get("artifact_id") or not (folder / kept["artifact_id"]).is_file():
+            continue
+        for t in storage.get_all_trials(other._study_id, deepcopy=False, states=(TrialState.COMPLETE,)):
+            ua = t.user_attrs
+            if (t.number == kept.get("trial") and ua.get("baseline")
+                    and (norm(ua.get("spec")), norm(ua.get("training")), ua.get("data_sha256")) == want
+                    and len(t.values or []) == len(handle.study.directions)):
+                return other.study_name, t, kept["artifact_id"]
+    return None
+
+
+def _copy_artifact(store: Any, source_id: str, study: optuna.Study, trial: optuna.Trial, tag: str) -> str:
+    artifact_id = f"{_safe(study.study_name)}-{tag}-trial{trial.number}-{os.getpid()}.keras"
+    with store.open_reader(source_id) as reader:
+        store.write(artifact_id, reader)
+    return artifact_id
 
 
 def _save_model(store: Any, study: optuna.Study, trial: optuna.Trial, model: Any, tag: str = "baseline") -> str:
@@ -159,4 +246,4 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
-__all__ = ["Objective", "model_file"]
+__all__ = ["Objective", "find_reusable_baseline", "model_file", "splits_sha256"]

@@ -52,7 +52,7 @@ class TrialLine:
             parts.append(f"{self.vs_baseline_pp:+.2f} pp vs baseline")
         if self.seconds is not None:
             parts.append(f"{self.seconds:.0f} s")
-        if self.reason and self.state != "COMPLETE":
+        if self.reason:
             parts.append(f"({self.reason})")
         return "  ".join(parts)
 
@@ -111,6 +111,9 @@ def run(
             state["failures"] = 0
         if t.state == TrialState.PRUNED:
             reason = f"pruned after epoch {t.user_attrs.get('epochs_run', '?')}"
+        reused = t.user_attrs.get("reused_from")
+        if reused and t.state == TrialState.COMPLETE:
+            reason = f"reused from study {reused['study']!r} trial {reused['trial']}, not trained again"
         if t.user_attrs.get("baseline") and t.state == TrialState.COMPLETE:
             write_note(study, study.user_attrs[SETTINGS_KEY])  # now with the in-study baseline's numbers
         if on_trial is not None:
@@ -159,7 +162,7 @@ def run_workers(
     h = load(name, url)
     total = trials + (1 if ensure_baseline_queued(h.study, h.space) else 0)
     shares = [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
-    threads = max(1, (cores or os.cpu_count() or 1) // workers)
+    threads = worker_threads(workers, cores)
     base_cmd = [sys.executable, "-m", "cnnsearch.runner", name, "--storage", h.url, "--threads", str(threads)]
     if timeout is not None:
         base_cmd += ["--timeout", str(timeout)]
@@ -185,6 +188,11 @@ def run_workers(
             except subprocess.TimeoutExpired:
                 p.kill()
         raise
+
+
+def worker_threads(workers: int, cores: int | None = None) -> int:
+    """TensorFlow intra-op threads each of ``workers`` processes gets on ``cores`` (default: this machine's)."""
+    return max(1, (cores or os.cpu_count() or 1) // workers)
 
 
 def _line(study: optuna.Study, t: FrozenTrial, reason: str, done: int, total: int) -> TrialLine:
@@ -248,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["TrialLine", "main", "run", "run_workers"]
+__all__ = ["TrialLine", "main", "run", "run_workers", "worker_threads"]
 
 
 if __name__ == "__main__":

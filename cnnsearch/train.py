@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
@@ -131,6 +132,52 @@ def configure_threads(intra_op: int | None = None, inter_op: int | None = None) 
     except RuntimeError:
         # TensorFlow refuses once its runtime has started; the pools keep their size.
         pass
+
+
+def device_line(threads: int | None = None) -> str:
+    """The device TensorFlow trains on, in words: the GPU's name(s), or the CPU model and thread count.
+
+    Args:
+        threads: TensorFlow intra-op threads of the process that trains (None: this process's pool size,
+            or every core available to it when the pool is left at TensorFlow's default).
+    """
+    from cnnsearch._tf import tensorflow
+
+    tf = tensorflow()
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        names = []
+        for gpu in gpus:
+            try:
+                details = tf.config.experimental.get_device_details(gpu)
+            except Exception:  # details are best effort: the device itself is what matters
+                details = {}
+            names.append(str(details.get("device_name") or gpu.name))
+        return f"GPU {', '.join(names)}"
+    if not threads:
+        threads = tf.config.threading.get_intra_op_parallelism_threads() or _available_cores()
+    return f"CPU {cpu_model()}, {threads} thread{'s' if threads != 1 else ''}"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what :mod:`platform` knows)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may run on (containers, taskset)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def make_optimizer(config: TrainConfig) -> Any:
