@@ -24,6 +24,11 @@ from cnnsearch.storage import experimental_ok
 from cnnsearch.study import SETTINGS_KEY, WORKER_ENV, Handle, baseline_trial, ensure_baseline_queued, load, write_note
 
 
+#: What ``--workers auto`` means: one process with every core's threads, until tests/bench/bench_speed.py
+#: workers has compared 1 and 2 processes on an idle machine (issue 12).
+AUTO_WORKERS = 1
+
+
 @dataclass
 class TrialLine:
     """What the progress line of one finished trial shows."""
@@ -256,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["TrialLine", "main", "run", "run_workers", "worker_threads"]
+__all__ = ["AUTO_WORKERS", "TrialLine", "main", "run", "run_workers", "worker_threads"]
 
 
 if __name__ == "__main__":

@@ -106,3 +106,21 @@ def test_device_line_names_the_threads_of_each_worker(tmp_path: Path, tiny_space
     assert r.stderr.splitlines()[0].endswith(f", {threads} thread{'s' * (threads != 1)} in each of 2 workers")
     r = CliRunner().invoke(main, ["study", "run", "d", "--trials", "0", "--quiet"])
     assert r.exit_code == 0 and "training on" not in r.stderr
+
+
+def test_workers_auto_and_bad_values(tmp_path: Path, tiny_space: Path, tiny_npz: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """--workers auto is accepted (= runner.AUTO_WORKERS, one process until measured); 0 and words are usage errors."""
+    from cnnsearch import runner
+
+    monkeypatch.setenv("CNNSEARCH_STORAGE", f"sqlite:///{tmp_path / 'w.db'}")
+    monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
+    assert CliRunner().invoke(main, ["study", "create", "w", "--space", str(tiny_space)]).exit_code == 0
+    h = study_mod.load("w")
+    h.study.tell(h.study.ask(), 0.5)
+    r = CliRunner().invoke(main, ["study", "run", "w", "--trials", "0", "--workers", "auto"])
+    assert r.exit_code == 0, r.output
+    assert runner.AUTO_WORKERS == 1 and "in each of" not in r.stderr.splitlines()[0]
+    for bad in ("0", "two"):
+        r = CliRunner().invoke(main, ["study", "run", "w", "--trials", "0", "--workers", bad])
+        assert r.exit_code == 2 and "expected a whole number >= 1 or 'auto'" in r.stderr, r.output

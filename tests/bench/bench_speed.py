@@ -54,12 +54,12 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def spread(values: list[float]) -> str:
+def spread(values: list[float], fmt: str = ".4f") -> str:
     """mean ± standard deviation [min-max] of a few runs."""
     if not values:
         return "n/a"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {sd:.4f} [{min(values):.4f}-{max(values):.4f}]"
+    return f"{statistics.mean(values):{fmt}} ± {sd:{fmt}} [{min(values):{fmt}}-{max(values):{fmt}}]"
 
 
 def space_text(base: str, *, training: dict[str, Any] | None = None, study: dict[str, Any] | None = None) -> str:
@@ -257,12 +257,12 @@ def bench_strategies(a: argparse.Namespace) -> dict[str, Any]:
     for label in labels:
         rs = runs[label]
         reached = [r["seconds_to_baseline"] for r in rs if r["seconds_to_baseline"] is not None]
-        log(f"    {label:<19} time to baseline val: {spread(reached) if reached else 'never'} s"
+        log(f"    {label:<19} time to baseline val: {spread(reached, '.0f') + ' s' if reached else 'never'}"
             f" (reached in {len(reached)}/{len(rs)})")
         for f in (0.25, 0.5, 1.0):
             vals = [r["best_at"][f] for r in rs if r["best_at"][f] is not None]
             log(f"    {'':<19} best val at {f:g} of the budget: {spread(vals)} ({len(vals)}/{len(rs)} runs had one)")
-        log(f"    {'':<19} trials: {spread([float(r['trials']) for r in rs])}")
+        log(f"    {'':<19} trials: {spread([float(r['trials']) for r in rs], '.1f')}")
     return runs
 
 
