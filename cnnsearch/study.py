@@ -42,6 +42,8 @@ WORKER_ENV = "CNNSEARCH_WORKER_INDEX"
 SETTINGS_KEY = "cnnsearch"
 #: The reference's published test accuracy: every trial is compared with it.
 REFERENCE_ACCURACY = 0.9915
+#: Infeasible draws in a row that stop a run (the sampler is not finding the feasible region).
+MAX_INFEASIBLE_IN_A_ROW = 200
 #: SQLite busy timeout, seconds: how long a writer waits for another's lock before "database is locked".
 SQLITE_TIMEOUT_S = 60
 
@@ -314,11 +316,18 @@ class Objective:
         try:
             summary = summarize(spec, self.splits.input_shape, self.splits.n_classes)
         except ArchitectureError as exc:
-            trial.set_user_attr("failure_kind", "invalid_architecture")
-            trial.set_user_attr("fail_reason", str(exc))
-            raise TrialFailed(str(exc)) from exc
+            if not sp.constrained:
+                trial.set_user_attr("failure_kind", "invalid_architecture")
+                trial.set_user_attr("fail_reason", str(exc))
+                raise TrialFailed(str(exc)) from exc
+            return self._infeasible(trial, None, str(exc))
         trial.set_user_attr("params", summary.params)
         trial.set_user_attr("flops", summary.flops)
+        reason = space_mod.infeasible_reason(sp, summary)
+        if reason and not is_baseline:  # the baseline trains anyway: it is what every trial is compared with
+            return self._infeasible(trial, summary, reason)
+        for key, value in space_mod.constraints(sp, summary).items():
+            trial.set_constraint(key, value)
         config = replace(cfg, seed=cfg.seed + trial.number, **overrides)
         history: dict[str, list[float]] = {}
 
@@ -362,10 +371,25 @@ class Objective:
         # Recorded for the report only: selection never looks at the test set.
         trial.set_user_attr("test_loss", result.test_loss)
         trial.set_user_attr("test_accuracy", result.test_accuracy)
-        self._keep_if_best(trial, result)
+        self._keep_if_best(trial, result, candidate=not reason)
         if sp.multi_objective:
             return result.val_accuracy, float(summary.params)
         return result.val_accuracy
+
+    def _infeasible(self, trial: optuna.Trial, summary: Any, reason: str) -> float | tuple[float, float]:
+        """End a point the study's limits rule out, untrained: COMPLETE with its constraint values set.
+
+        COMPLETE, not FAIL: samplers learn only from finished trials, and
+        TPE/NSGA-II rank a trial with a constraint > 0 behind every feasible
+        one. Its value (accuracy 0) is never used: best trials are feasible ones,
+        and run() does not count it toward --trials or the failure stop rule.
+        """
+        for key, value in space_mod.constraints(self.handle.space, summary).items():
+            trial.set_constraint(key, value)
+        trial.set_user_attr("infeasible", reason)
+        if self.handle.space.multi_objective:
+            return 0.0, float(summary.params if summary is not None else 0)
+        return 0.0
 
     @staticmethod
     def _record_partial(trial: optuna.Trial, history: dict[str, list[float]], start: float) -> None:
@@ -373,7 +397,7 @@ class Objective:
         trial.set_user_attr("epochs_run", len(history.get("loss", [])))
         trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
 
-    def _keep_if_best(self, trial: optuna.Trial, result: Any) -> None:
+    def _keep_if_best(self, trial: optuna.Trial, result: Any, candidate: bool = True) -> None:
         """Store this trial's weights if it beats every finished trial (the previous best's are removed).
 
         The in-study baseline's weights are kept too (``baseline_weights``): the
@@ -389,8 +413,8 @@ class Objective:
             study.set_user_attr("baseline_weights", {"trial": trial.number, "val_accuracy": result.val_accuracy,
                                                      "artifact_id": saved})
         current = study.user_attrs.get("best_weights")
-        if current and current["val_accuracy"] >= result.val_accuracy:
-            return
+        if not candidate or (current and current["val_accuracy"] >= result.val_accuracy):
+            return  # not a candidate: a baseline over the study's size limit is never the best
         artifact_id = saved or _save_model(store, study, trial, result.model, "best")
         # Re-read: another worker may have stored a better one meanwhile.
         current = optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs.get("best_weights")
@@ -491,11 +515,21 @@ def run(
     optuna.storages.fail_stale_trials(study)
     total = trials if worker else trials + (1 if _ensure_baseline_queued(study, sp) else 0)
     objective = Objective(handle, splits, verbose=verbose)
-    state = {"done": 0, "failures": 0, "last": ""}
+    state = {"done": 0, "failures": 0, "last": "", "infeasible": 0}
     limit = sp.study["max_consecutive_failures"]
 
     def after_trial(study: optuna.Study, t: FrozenTrial) -> None:
+        if t.user_attrs.get("infeasible"):  # untrained: counts toward neither --trials nor the failure rule
+            state["infeasible"] += 1
+            if on_trial is not None:
+                on_trial(_line(study, t, t.user_attrs["infeasible"], state["done"], total))
+            if state["infeasible"] >= MAX_INFEASIBLE_IN_A_ROW:
+                study.stop()
+            return
+        state["infeasible"] = 0
         state["done"] += 1
+        if state["done"] >= total:
+            study.stop()  # n_trials is open-ended in a constrained study: stop at --trials counted ones
         reason = t.user_attrs.get("fail_reason") or t.system_attrs.get("fail_reason", "")
         if t.state == TrialState.FAIL and t.user_attrs.get("failure_kind") != "invalid_architecture":
             state["failures"] += 1
@@ -512,8 +546,12 @@ def run(
             study.stop()
 
     optuna.logging.set_verbosity(optuna.logging.ERROR if not verbose else optuna.logging.INFO)
-    study.optimize(objective, n_trials=total, timeout=timeout, catch=(TrialFailed,), callbacks=[after_trial],
-                   gc_after_trial=True)
+    # With a size limit, infeasible draws do not count: run until `total` counted trials (after_trial stops).
+    study.optimize(objective, n_trials=None if sp.constrained and total else total, timeout=timeout,
+                   catch=(TrialFailed,), callbacks=[after_trial], gc_after_trial=True)
+    if state["infeasible"] >= MAX_INFEASIBLE_IN_A_ROW:
+        raise CnnsearchError(f"stopped: {state['infeasible']} points in a row were infeasible (over max_params /"
+                             " max_flops or unbuildable); raise the limits or narrow the space to smaller models")
     if limit and state["failures"] >= limit:
         raise CnnsearchError(f"stopped: {state['failures']} trials in a row failed during training (last: "
                              f"{state['last']}); check the space's ranges and [training] settings, then run again")
@@ -586,7 +624,8 @@ def _line(study: optuna.Study, t: FrozenTrial, reason: str, done: int, total: in
     vs = None
     if val is not None and base is not None and base.user_attrs.get("val_accuracy") is not None:
         vs = 100 * (val - base.user_attrs["val_accuracy"])
-    return TrialLine(number=t.number, state=t.state.name, params=t.user_attrs.get("params"), val_accuracy=val,
+    state = "INFEASIBLE" if t.user_attrs.get("infeasible") else t.state.name
+    return TrialLine(number=t.number, state=state, params=t.user_attrs.get("params"), val_accuracy=val,
                      vs_baseline_pp=vs, seconds=t.user_attrs.get("seconds"), reason=reason, done=done, total=total,
                      baseline=bool(t.user_attrs.get("baseline")))
 
@@ -629,9 +668,9 @@ def counts(study: optuna.Study) -> dict[str, int]:
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """Highest validation accuracy among completed trials (test accuracy never decides)."""
+    """Highest validation accuracy among completed feasible trials (test accuracy never decides)."""
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get("val_accuracy") is not None]
+            if t.user_attrs.get("val_accuracy") is not None and space_mod.feasible(t)]
     return max(done, key=lambda t: (t.user_attrs["val_accuracy"], -t.number)) if done else None
 
 

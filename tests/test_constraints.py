@@ -1,0 +1,102 @@
+"""Size limits: points over [study] max_params / max_flops are infeasible, untrained, uncounted and never best."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from click.testing import CliRunner
+from optuna.trial import TrialState
+
+from cnnsearch import space as space_mod
+from cnnsearch import study as study_mod
+from cnnsearch.arch import ArchSpec, summarize
+from cnnsearch.cli import main
+
+# On 12x12 images: the reference has 132,099 params; conv 4/8 filters with a 16-unit head about 2,500.
+LIMITED = """
+[study]
+seed = 1
+pruner = "none"
+max_params = 20000
+[training]
+epochs = 1
+batch_size = 32
+[space]
+conv1_filters = [4, 32]
+conv2_filters = [8, 64]
+conv1_kernel = [3, 13]
+"""
+
+
+@pytest.fixture
+def limited(tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
+    path = tmp_path / "limited.toml"
+    path.write_text(LIMITED)
+    return path
+
+
+def test_constraint_values_and_reason() -> None:
+    sp = space_mod.parse(LIMITED)
+    assert sp.constrained and not space_mod.parse(LIMITED.replace("max_params = 20000", "")).constrained
+    small, big = summarize(ArchSpec(conv_filters=(4, 8)), (12, 12, 1), 3), summarize(ArchSpec(), (12, 12, 1), 3)
+    assert space_mod.constraints(sp, small)["params"] == pytest.approx((small.params - 20000) / 20000)
+    assert space_mod.constraints(sp, small)["params"] < 0 < space_mod.constraints(sp, big)["params"]
+    assert space_mod.constraints(sp, None) == {"buildable": 1.0, "params": 1.0}
+    assert space_mod.infeasible_reason(sp, big) == f"over the size limit: {big.params:,} params > max_params 20,000"
+    assert space_mod.infeasible_reason(sp, small) == ""
+    assert space_mod.constraints(space_mod.parse(LIMITED.replace("max_params = 20000", "")), big) == {}
+
+
+def test_infeasible_points_cost_under_a_second_and_do_not_count(limited: Path) -> None:
+    h = study_mod.create("lim", limited)
+    # Three points the limit rules out (two over it, one unbuildable on 12x12), then the run's own draws.
+    for p in ({"conv1_filters": 32, "conv2_filters": 64, "conv1_kernel": 3},
+              {"conv1_filters": 4, "conv2_filters": 64, "conv1_kernel": 3},
+              {"conv1_filters": 4, "conv2_filters": 8, "conv1_kernel": 13}):
+        h.study.enqueue_trial(p)
+    r = CliRunner().invoke(main, ["study", "run", "lim", "--trials", "2"])
+    assert r.exit_code == 0, r.output
+    assert "infeasible" in r.stderr and "[3/3]" in r.stderr
+    trials = study_mod.load("lim").study.get_trials()
+    infeasible = [t for t in trials if t.user_attrs.get("infeasible")]
+    trained = [t for t in trials if "history" in t.user_attrs]
+    assert len(trained) == 3  # the baseline and --trials 2: the infeasible draws did not count
+    assert [t.number for t in infeasible][:3] == [1, 2, 3]
+    for t in infeasible:
+        assert t.state == TrialState.COMPLETE and not space_mod.feasible(t)
+        assert "history" not in t.user_attrs and "fail_reason" not in t.user_attrs
+        assert (t.datetime_complete - t.datetime_start).total_seconds() < 1.0
+    assert "over the size limit" in trials[1].user_attrs["infeasible"]
+    assert "would shrink it to nothing" in trials[3].user_attrs["infeasible"]
+    assert trials[3].constraints["buildable"] == 1.0
+    # The baseline trains (it is the comparison) but is over the limit: never the best, its weights not "best".
+    base = trials[0]
+    assert base.user_attrs["baseline"] and "history" in base.user_attrs and not space_mod.feasible(base)
+    best = study_mod.best_trial(study_mod.load("lim").study)
+    assert best is not None and space_mod.feasible(best) and not best.user_attrs.get("baseline")
+    assert study_mod.load("lim").study.best_trial.number == best.number  # Optuna agrees: feasible only
+    doc = json.loads(CliRunner().invoke(main, ["study", "best", "lim", "--json"]).stdout)
+    assert doc["number"] == best.number
+
+
+def test_all_infeasible_space_stops_with_one_line(limited: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    limited.write_text(LIMITED.replace("max_params = 20000", "max_params = 100"))
+    study_mod.create("none", limited)
+    monkeypatch.setattr(study_mod, "MAX_INFEASIBLE_IN_A_ROW", 6)
+    r = CliRunner().invoke(main, ["study", "run", "none", "--trials", "2"])
+    assert r.exit_code == 1 and "6 points in a row were infeasible" in r.stderr and "Traceback" not in r.output
+    trials = study_mod.load("none").study.get_trials()
+    assert len(trials) == 7 and sum("history" in t.user_attrs for t in trials) == 1  # only the baseline trained
+
+
+def test_tpe_sees_infeasible_trials() -> None:
+    """The constraint is stored where Optuna 5's samplers read it (Trial.set_constraint, not constraints_func)."""
+    study = optuna.create_study(direction="maximize")
+    t = study.ask()
+    t.set_constraint("params", 0.5)
+    study.tell(t, 0.0)
+    assert study.trials[0].constraints == {"params": 0.5}
