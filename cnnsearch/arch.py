@@ -25,6 +25,10 @@ Head = Literal["flatten", "gap"]
 CONV_LAYER = "conv{}"
 #: Batch-norm epsilon (Keras's default), needed to fold batch norm into the conv at inference.
 BN_EPSILON = 1e-3
+#: Batch-norm momentum of the moving statistics. Keras's 0.99 needs ~500 steps to forget its initial
+#: (0, 1) statistics: at a search fidelity of 3 epochs x 12,000 images (282 steps) a batch-norm model
+#: scored 0.60 validation accuracy against 0.97 without batch norm. 0.9 forgets in ~50 steps.
+BN_MOMENTUM = 0.9
 #: Shift fractions an ``augment`` may take (random translation of up to this fraction of the image side).
 AUGMENT_MAX = 0.5
 
@@ -276,7 +280,7 @@ def build_model(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int) ->
             model_layers.append(L.Conv2D(s.units, (s.kernel, s.kernel), strides=s.stride, padding=s.padding,
                                          activation=act, use_bias=s.use_bias, name=s.name))
         elif s.kind == "batch_norm":
-            model_layers.append(L.BatchNormalization(epsilon=BN_EPSILON, name=s.name))
+            model_layers.append(L.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=s.name))
         elif s.kind == "relu":
             model_layers.append(L.Activation("relu", name=s.name))
         elif s.kind in ("maxpool", "avgpool"):

@@ -305,7 +305,8 @@ def _parse_dim(name: str, value: Any, err: Any) -> Dimension:
         ok = (isinstance(v, typ) and (typ is bool or not isinstance(v, bool))) or (
             typ is float and isinstance(v, int) and not isinstance(v, bool))
         if not ok:
-            raise err(where, f"{'a number' if typ is float else typ.__name__} value(s)", v)
+            raise err(where, f"{'a number' if typ is float else 'true/false' if typ is bool else typ.__name__}"
+                      " value(s)", v)
         v = float(v) if typ is float else v
         _check_domain(name, v, where, err)
         return v
