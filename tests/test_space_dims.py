@@ -62,3 +62,26 @@ def test_size_limits_are_study_keys() -> None:
     assert sp.study["max_params"] == 119988 and sp.constrained
     with pytest.raises(ConfigError, match="study.max_params: expected a non-negative integer"):
         space.parse("[study]\nmax_params = -1\n[space]\nconv1_filters = [16, 32]\n")
+
+
+def test_small_space_holds_keras_io_like_winners() -> None:
+    """studies/small.toml: the limits, and keras.io-like points with batch norm, shifts and Adam are feasible."""
+    from pathlib import Path
+
+    from cnnsearch.arch import summarize
+
+    sp = space.load(Path(__file__).resolve().parents[1] / "studies" / "small.toml")
+    assert (sp.study["max_params"], sp.study["max_flops"], sp.constrained) == (119988, 10_000_000, True)
+    keras_io = {"conv_layers": 2, "conv1_filters": 32, "conv2_filters": 64, "padding": "valid", "pool_every": 1,
+                "dropout_conv": 0.25, "dense_units": 0, "dropout_dense": 0.5, "batch_norm": False, "head": "flatten", "augment": 0.0,
+                "optimizer": "adadelta", "adadelta_learning_rate": 1.0}
+    variant = {**keras_io, "batch_norm": True, "augment": 0.1, "optimizer": "adam", "adam_learning_rate": 1e-3}
+    del variant["adadelta_learning_rate"]
+    for point in (keras_io, variant):
+        spec, _ = space.suggest(FixedTrial(point), sp)
+        s = summarize(spec)
+        assert space.infeasible_reason(sp, s) == "" and s.params < 40_000, point
+    assert summarize(space.suggest(FixedTrial(keras_io), sp)[0]).params == 34_826
+    # The reference itself is over the limit: trial 0 trains as the comparison but is never a candidate.
+    ref, _ = space.suggest(FixedTrial(space.baseline_params(sp)), sp)
+    assert "over the size limit" in space.infeasible_reason(sp, summarize(ref))
