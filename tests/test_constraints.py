@@ -100,3 +100,23 @@ def test_tpe_sees_infeasible_trials() -> None:
     t.set_constraint("params", 0.5)
     study.tell(t, 0.0)
     assert study.trials[0].constraints == {"params": 0.5}
+
+
+def test_new_dimensions_train_in_a_study(tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch-norm, GAP, shifted, Adam-trained point trains as a trial, with Adam at its own learning rate."""
+    monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
+    path = tmp_path / "new.toml"
+    path.write_text("[study]\npruner = 'none'\n[training]\nepochs = 1\nbatch_size = 32\n[space]\n"
+                    "conv1_filters = [4, 32]\nconv2_filters = [8, 64]\nbatch_norm = [false, true]\n"
+                    "head = ['flatten', 'gap']\naugment = [0.0, 0.1]\noptimizer = ['adadelta', 'adam']\n"
+                    "adam_learning_rate = { low = 1e-3, high = 1e-2, log = true }\n")
+    h = study_mod.create("new", path)
+    h.study.enqueue_trial({"conv1_filters": 4, "conv2_filters": 8, "batch_norm": True, "head": "gap",
+                           "augment": 0.1, "optimizer": "adam", "adam_learning_rate": 0.005})
+    r = CliRunner().invoke(main, ["study", "run", "new", "--trials", "1"])
+    assert r.exit_code == 0, r.output
+    t = study_mod.load("new").study.get_trials()[1]
+    assert t.state == TrialState.COMPLETE and t.params["optimizer"] == "adam"
+    assert (t.user_attrs["spec"]["batch_norm"], t.user_attrs["spec"]["head"], t.user_attrs["spec"]["augment"]) == (
+        True, "gap", 0.1)
+    assert t.user_attrs["params"] == summarize(ArchSpec.from_dict(t.user_attrs["spec"]), (12, 12, 1), 3).params
