@@ -539,6 +539,136 @@ def infeasible_reason(space: Space, summary: Summary) -> str:
     return "over the size limit: " + ", ".join(over) if over else ""
 
 
+def known_infeasible(params: Mapping[str, Any], space: Space, input_shape: tuple[int, ...] = (28, 28, 1),
+                     n_classes: int = 10) -> bool:
+    """Do sampled ``params`` fix every active dimension of a point, and is that point infeasible?
+
+    False when some active dimension is still to be drawn (the point is then
+    judged in the objective) or when the study has no size limit.
+    """
+    if not space.constrained:
+        return False
+    n_layers = int(params.get("conv_layers", _fixed_or_seed(space, "conv_layers")))
+    opt = params.get("optimizer", _optimizer(space))
+    missing = [n for n in space.searched if n not in TRAINING_DIMS and _active(n, n_layers, opt) and n not in params]
+    # A conv layer's filters not drawn yet (TPE samples conditional dimensions apart): its fewest filters
+    # give the smallest model (parameters and FLOPs grow with every layer's filters), so a point
+    # infeasible even then is known infeasible. Any other missing dimension: not known yet.
+    if any(not n.endswith("_filters") for n in missing):
+        return False
+    fill = {n: min(space.dims[n].points()) for n in missing}
+    try:
+        summary = summarize(spec_from_values({**params, **fill}, space), input_shape, n_classes)
+    except ArchitectureError:
+        return True
+    return bool(infeasible_reason(space, summary))
+
+
+def feasible_sampler(base: Any, space: Space, tries: int = 20) -> Any:
+    """Wrap an Optuna sampler so its model-based proposals skip points known to be infeasible.
+
+    The size limits are known constraints: the layer arithmetic decides them
+    before any training. Each joint (relative) proposal of ``base`` (NSGA-II's
+    children, TPE's once past its start-up trials) that :func:`known_infeasible`
+    rules out is drawn again, up to ``tries`` times; the last one stands and,
+    if infeasible, ends as an infeasible trial the sampler learns from through
+    its constraint values. Independent draws (start-up, random) pass through.
+    ``input_shape`` and ``n_classes`` (MNIST's by default) are set by the
+    objective from its data.
+    """
+    import optuna
+
+    class FeasibleSampler(optuna.samplers.BaseSampler):
+        def __init__(self) -> None:
+            self.base, self.redraws = base, 0  # redraws: proposals drawn again, for the benchmark
+
+        @property
+        def input_shape(self) -> tuple[int, ...]:
+            return _Judge.input_shape
+
+        @input_shape.setter
+        def input_shape(self, value: tuple[int, ...]) -> None:
+            _Judge.input_shape = tuple(value)
+
+        @property
+        def n_classes(self) -> int:
+            return _Judge.n_classes
+
+        @n_classes.setter
+        def n_classes(self, value: int) -> None:
+            _Judge.n_classes = int(value)
+
+        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+            return self.base.infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+            params = self.base.sample_relative(study, trial, search_space)
+            for _ in range(tries - 1):
+                if not params or not _Judge.infeasible(params):
+                    break
+                self.redraws += 1
+                params = self.base.sample_relative(study, trial, search_space)
+            return params
+
+        def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
+            return self.base.sample_independent(study, trial, name, dist)
+
+        def before_trial(self, study: Any, trial: Any) -> None:
+            self.base.before_trial(study, trial)
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            self.base.after_trial(study, trial, state, values)
+
+        def reseed_rng(self) -> None:
+            self.base.reseed_rng()
+
+    class _Judge:
+        input_shape: tuple[int, ...] = (28, 28, 1)
+        n_classes = 10
+
+        @classmethod
+        def infeasible(cls, params: Mapping[str, Any]) -> bool:
+            return known_infeasible(params, space, cls.input_shape, cls.n_classes)
+
+    if isinstance(base, optuna.samplers.TPESampler):
+        _mask_tpe_candidates(base, _Judge.infeasible)
+    return FeasibleSampler()
+
+
+def _mask_tpe_candidates(tpe: Any, infeasible: Any) -> None:
+    """Make TPE pick its proposal among the candidates not known to be infeasible.
+
+    TPE draws ``n_ei_candidates`` candidates from its model of good points and
+    proposes the one with the best acquisition value; at a size limit the best
+    points crowd the boundary and redrawing whole proposals rarely escapes it
+    (measured: the same infeasible share as without). So the acquisition of a
+    known-infeasible candidate is set to -inf, unless every candidate is.
+    This reaches into two private TPESampler methods (Optuna 5.0); a test
+    fails if they change.
+    """
+    import numpy as np
+
+    sample, acquisition = tpe._sample, tpe._compute_acquisition_func
+    current: dict[str, Any] = {}
+
+    def _sample(study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+        current["space"] = search_space
+        return sample(study, trial, search_space)
+
+    def _compute_acquisition_func(samples: dict[str, Any], mpe_below: Any, mpe_above: Any) -> Any:
+        acq = acquisition(samples, mpe_below, mpe_above)
+        dists = current.get("space") or {}
+        n = int(acq.size)
+        if n and set(samples) <= set(dists):
+            bad = np.array([infeasible({k: dists[k].to_external_repr(v[i].item()) for k, v in samples.items()})
+                            for i in range(n)])
+            if not bad.all():
+                acq = np.where(bad, -np.inf, acq)
+        return acq
+
+    tpe._sample, tpe._compute_acquisition_func = _sample, _compute_acquisition_func
+
+
 def grid_space(space: Space) -> dict[str, list[Any]]:
     """The grid sampler's search space: every point of every searched dimension."""
     grid = {name: space.dims[name].grid() for name in space.searched}

@@ -258,11 +258,13 @@ def make_sampler(sp: space_mod.Space, offset: int = 0) -> optuna.samplers.BaseSa
     if kind == "grid":
         return optuna.samplers.GridSampler(space_mod.grid_space(sp), seed=seed)
     if kind == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
+        nsga = optuna.samplers.NSGAIISampler(seed=seed)
+        return space_mod.feasible_sampler(nsga, sp) if sp.constrained else nsga
     # group=True: TPE models the layer dimensions that exist only for deep models
     # (conv3_*, conv4_*) jointly with the depth that enables them, instead of
     # falling back to independent sampling in a conditional space.
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    return space_mod.feasible_sampler(tpe, sp) if sp.constrained else tpe
 
 
 def make_pruner(sp: space_mod.Space, epochs: int) -> optuna.pruners.BasePruner:
@@ -304,11 +306,14 @@ class Objective:
         self.splits = splits
         self.verbose = verbose
         self.versions: dict[str, str] | None = None
+        if hasattr(handle.study.sampler, "input_shape"):  # a size-limited study's sampler judges on this data
+            handle.study.sampler.input_shape, handle.study.sampler.n_classes = splits.input_shape, splits.n_classes
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         from cnnsearch.train import fit, versions
 
         sp, cfg = self.handle.space, self.handle.training
+        start = time.perf_counter()
         is_baseline = bool(trial.user_attrs.get("baseline", False))
         trial.set_user_attr("baseline", is_baseline)
         spec, overrides = space_mod.suggest(trial, sp)
@@ -320,12 +325,12 @@ class Objective:
                 trial.set_user_attr("failure_kind", "invalid_architecture")
                 trial.set_user_attr("fail_reason", str(exc))
                 raise TrialFailed(str(exc)) from exc
-            return self._infeasible(trial, None, str(exc))
+            return self._infeasible(trial, None, str(exc), start)
         trial.set_user_attr("params", summary.params)
         trial.set_user_attr("flops", summary.flops)
         reason = space_mod.infeasible_reason(sp, summary)
         if reason and not is_baseline:  # the baseline trains anyway: it is what every trial is compared with
-            return self._infeasible(trial, summary, reason)
+            return self._infeasible(trial, summary, reason, start)
         for key, value in space_mod.constraints(sp, summary).items():
             trial.set_constraint(key, value)
         config = replace(cfg, seed=cfg.seed + trial.number, **overrides)
@@ -376,7 +381,7 @@ class Objective:
             return result.val_accuracy, float(summary.params)
         return result.val_accuracy
 
-    def _infeasible(self, trial: optuna.Trial, summary: Any, reason: str) -> float | tuple[float, float]:
+    def _infeasible(self, trial: optuna.Trial, summary: Any, reason: str, start: float) -> float | tuple[float, float]:
         """End a point the study's limits rule out, untrained: COMPLETE with its constraint values set.
 
         COMPLETE, not FAIL: samplers learn only from finished trials, and
@@ -387,6 +392,7 @@ class Objective:
         for key, value in space_mod.constraints(self.handle.space, summary).items():
             trial.set_constraint(key, value)
         trial.set_user_attr("infeasible", reason)
+        trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
         if self.handle.space.multi_objective:
             return 0.0, float(summary.params if summary is not None else 0)
         return 0.0
