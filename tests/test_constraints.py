@@ -69,7 +69,8 @@ def test_infeasible_points_cost_under_a_second_and_do_not_count(limited: Path) -
     for t in infeasible:
         assert t.state == TrialState.COMPLETE and not space_mod.feasible(t)
         assert "history" not in t.user_attrs and "fail_reason" not in t.user_attrs
-        assert (t.datetime_complete - t.datetime_start).total_seconds() < 1.0
+        assert t.user_attrs["seconds"] < 1.0  # the objective's own cost: arithmetic and a few storage writes
+        assert (t.datetime_complete - t.datetime_start).total_seconds() < 2.0  # with sampling, on a loaded CI
     assert "over the size limit" in trials[1].user_attrs["infeasible"]
     assert "would shrink it to nothing" in trials[3].user_attrs["infeasible"]
     assert trials[3].constraints["buildable"] == 1.0
