@@ -22,6 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from cnnsearch import data as data_mod
+from cnnsearch import limits
 from cnnsearch import space as space_mod
 from cnnsearch.arch import summarize
 from cnnsearch.errors import ArchitectureError, CnnsearchError, ConfigError, DataError, StorageError, TrialFailed
@@ -259,12 +260,12 @@ def make_sampler(sp: space_mod.Space, offset: int = 0) -> optuna.samplers.BaseSa
         return optuna.samplers.GridSampler(space_mod.grid_space(sp), seed=seed)
     if kind == "nsga2":
         nsga = optuna.samplers.NSGAIISampler(seed=seed)
-        return space_mod.feasible_sampler(nsga, sp) if sp.constrained else nsga
+        return limits.feasible_sampler(nsga, sp) if sp.constrained else nsga
     # group=True: TPE models the layer dimensions that exist only for deep models
     # (conv3_*, conv4_*) jointly with the depth that enables them, instead of
     # falling back to independent sampling in a conditional space.
     tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
-    return space_mod.feasible_sampler(tpe, sp) if sp.constrained else tpe
+    return limits.feasible_sampler(tpe, sp) if sp.constrained else tpe
 
 
 def make_pruner(sp: space_mod.Space, epochs: int) -> optuna.pruners.BasePruner:
@@ -328,10 +329,10 @@ class Objective:
             return self._infeasible(trial, None, str(exc), start)
         trial.set_user_attr("params", summary.params)
         trial.set_user_attr("flops", summary.flops)
-        reason = space_mod.infeasible_reason(sp, summary)
+        reason = limits.infeasible_reason(sp, summary)
         if reason and not is_baseline:  # the baseline trains anyway: it is what every trial is compared with
             return self._infeasible(trial, summary, reason, start)
-        for key, value in space_mod.constraints(sp, summary).items():
+        for key, value in limits.constraints(sp, summary).items():
             trial.set_constraint(key, value)
         config = replace(cfg, seed=cfg.seed + trial.number, **overrides)
         history: dict[str, list[float]] = {}
@@ -389,7 +390,7 @@ class Objective:
         one. Its value (accuracy 0) is never used: best trials are feasible ones,
         and run() does not count it toward --trials or the failure stop rule.
         """
-        for key, value in space_mod.constraints(self.handle.space, summary).items():
+        for key, value in limits.constraints(self.handle.space, summary).items():
             trial.set_constraint(key, value)
         trial.set_user_attr("infeasible", reason)
         trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
@@ -676,7 +677,7 @@ def counts(study: optuna.Study) -> dict[str, int]:
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
     """Highest validation accuracy among completed feasible trials (test accuracy never decides)."""
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get("val_accuracy") is not None and space_mod.feasible(t)]
+            if t.user_attrs.get("val_accuracy") is not None and limits.feasible(t)]
     return max(done, key=lambda t: (t.user_attrs["val_accuracy"], -t.number)) if done else None
 
 

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
+from cnnsearch import limits
 from cnnsearch import space as space_mod
 from cnnsearch import study as study_mod
 from cnnsearch.arch import ArchSpec, summarize
@@ -43,12 +44,12 @@ def test_constraint_values_and_reason() -> None:
     sp = space_mod.parse(LIMITED)
     assert sp.constrained and not space_mod.parse(LIMITED.replace("max_params = 20000", "")).constrained
     small, big = summarize(ArchSpec(conv_filters=(4, 8)), (12, 12, 1), 3), summarize(ArchSpec(), (12, 12, 1), 3)
-    assert space_mod.constraints(sp, small)["params"] == pytest.approx((small.params - 20000) / 20000)
-    assert space_mod.constraints(sp, small)["params"] < 0 < space_mod.constraints(sp, big)["params"]
-    assert space_mod.constraints(sp, None) == {"buildable": 1.0, "params": 1.0}
-    assert space_mod.infeasible_reason(sp, big) == f"over the size limit: {big.params:,} params > max_params 20,000"
-    assert space_mod.infeasible_reason(sp, small) == ""
-    assert space_mod.constraints(space_mod.parse(LIMITED.replace("max_params = 20000", "")), big) == {}
+    assert limits.constraints(sp, small)["params"] == pytest.approx((small.params - 20000) / 20000)
+    assert limits.constraints(sp, small)["params"] < 0 < limits.constraints(sp, big)["params"]
+    assert limits.constraints(sp, None) == {"buildable": 1.0, "params": 1.0}
+    assert limits.infeasible_reason(sp, big) == f"over the size limit: {big.params:,} params > max_params 20,000"
+    assert limits.infeasible_reason(sp, small) == ""
+    assert limits.constraints(space_mod.parse(LIMITED.replace("max_params = 20000", "")), big) == {}
 
 
 def test_infeasible_points_cost_under_a_second_and_do_not_count(limited: Path) -> None:
@@ -67,7 +68,7 @@ def test_infeasible_points_cost_under_a_second_and_do_not_count(limited: Path) -
     assert len(trained) == 3  # the baseline and --trials 2: the infeasible draws did not count
     assert [t.number for t in infeasible][:3] == [1, 2, 3]
     for t in infeasible:
-        assert t.state == TrialState.COMPLETE and not space_mod.feasible(t)
+        assert t.state == TrialState.COMPLETE and not limits.feasible(t)
         assert "history" not in t.user_attrs and "fail_reason" not in t.user_attrs
         assert t.user_attrs["seconds"] < 1.0  # the objective's own cost: arithmetic and a few storage writes
         assert (t.datetime_complete - t.datetime_start).total_seconds() < 2.0  # with sampling, on a loaded CI
@@ -76,9 +77,9 @@ def test_infeasible_points_cost_under_a_second_and_do_not_count(limited: Path) -
     assert trials[3].constraints["buildable"] == 1.0
     # The baseline trains (it is the comparison) but is over the limit: never the best, its weights not "best".
     base = trials[0]
-    assert base.user_attrs["baseline"] and "history" in base.user_attrs and not space_mod.feasible(base)
+    assert base.user_attrs["baseline"] and "history" in base.user_attrs and not limits.feasible(base)
     best = study_mod.best_trial(study_mod.load("lim").study)
-    assert best is not None and space_mod.feasible(best) and not best.user_attrs.get("baseline")
+    assert best is not None and limits.feasible(best) and not best.user_attrs.get("baseline")
     assert study_mod.load("lim").study.best_trial.number == best.number  # Optuna agrees: feasible only
     doc = json.loads(CliRunner().invoke(main, ["study", "best", "lim", "--json"]).stdout)
     assert doc["number"] == best.number
@@ -145,13 +146,13 @@ def _late_infeasible_share(seed: int, sampler: optuna.samplers.BaseSampler | Non
     def objective(trial: optuna.Trial) -> float:
         spec, _ = space_mod.suggest(trial, sp)
         s = summarize(spec)
-        for key, value in space_mod.constraints(sp, s).items():
+        for key, value in limits.constraints(sp, s).items():
             trial.set_constraint(key, value)
-        return 0.0 if space_mod.infeasible_reason(sp, s) else float(np.log(s.params))
+        return 0.0 if limits.infeasible_reason(sp, s) else float(np.log(s.params))
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study.optimize(objective, n_trials=40)
-    return sum(not space_mod.feasible(t) for t in study.trials[20:]) / 20
+    return sum(not limits.feasible(t) for t in study.trials[20:]) / 20
 
 
 def test_sampler_learns_the_feasible_region() -> None:

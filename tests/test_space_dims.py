@@ -7,7 +7,7 @@ import re
 import pytest
 from optuna.trial import FixedTrial
 
-from cnnsearch import space
+from cnnsearch import limits, space
 from cnnsearch.arch import ArchSpec
 from cnnsearch.errors import ConfigError
 from cnnsearch.train import TrainConfig
@@ -80,8 +80,8 @@ def test_small_space_holds_keras_io_like_winners() -> None:
     for point in (keras_io, variant):
         spec, _ = space.suggest(FixedTrial(point), sp)
         s = summarize(spec)
-        assert space.infeasible_reason(sp, s) == "" and s.params < 40_000, point
+        assert limits.infeasible_reason(sp, s) == "" and s.params < 40_000, point
     assert summarize(space.suggest(FixedTrial(keras_io), sp)[0]).params == 34_826
     # The reference itself is over the limit: trial 0 trains as the comparison but is never a candidate.
     ref, _ = space.suggest(FixedTrial(space.baseline_params(sp)), sp)
-    assert "over the size limit" in space.infeasible_reason(sp, summarize(ref))
+    assert "over the size limit" in limits.infeasible_reason(sp, summarize(ref))

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnsearch import limits
 from cnnsearch import space as space_mod
 from cnnsearch import study as study_mod
 from cnnsearch.arch import summarize
@@ -68,7 +69,7 @@ def one_run(sampler: str, seed: int, draws: int, limit: int, tmp: Path, data: st
     h.study.optimize(study_mod.Objective(h, splits), n_trials=draws + 1, catch=(Exception,))
     seconds = time.perf_counter() - t0
     trials = sorted(h.study.get_trials(deepcopy=False), key=lambda t: t.number)[1:draws + 1]
-    bad = [0 if space_mod.feasible(t) else 1 for t in trials]
+    bad = [0 if limits.feasible(t) else 1 for t in trials]
     half = draws // 2
     objective_s = [t.user_attrs["seconds"] for t in trials if t.user_attrs.get("infeasible")]
     wall_s = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
