@@ -660,6 +660,7 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
         "spec": ua.get("spec"),
         "versions": ua.get("versions"),
         "fail_reason": ua.get("fail_reason") or t.system_attrs.get("fail_reason"),
+        "infeasible": ua.get("infeasible"),  # why a size-limited study did not train it (None: feasible)
         "retry_of": t.system_attrs.get("failed_trial"),
         "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
         "datetime_complete": t.datetime_complete.isoformat() if t.datetime_complete else None,

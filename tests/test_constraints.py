@@ -83,6 +83,8 @@ def test_infeasible_points_cost_under_a_second_and_do_not_count(limited: Path) -
     assert study_mod.load("lim").study.best_trial.number == best.number  # Optuna agrees: feasible only
     doc = json.loads(CliRunner().invoke(main, ["study", "best", "lim", "--json"]).stdout)
     assert doc["number"] == best.number
+    shown = json.loads(CliRunner().invoke(main, ["study", "show", "lim", "--json"]).stdout)["trials"]
+    assert shown[1]["infeasible"].startswith("over the size limit") and shown[4]["infeasible"] is None
 
 
 def test_all_infeasible_space_stops_with_one_line(limited: Path, monkeypatch: pytest.MonkeyPatch) -> None:
