@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 from cnnsearch.arch import ArchSpec, summarize
 from cnnsearch.errors import ArchitectureError, ConfigError
+from cnnsearch.train import TrainConfig  # no Keras at import: train imports Keras lazily
 
 #: Most conv layers a space may ask for (the dimension ``conv_layers``).
 MAX_CONV_LAYERS = 4
@@ -166,7 +167,7 @@ class Space:
     source: str  # the file it came from
     text: str  # the file's exact text, stored on the study
     study: dict[str, Any] = field(default_factory=dict)
-    training: dict[str, Any] = field(default_factory=dict)
+    training: TrainConfig = field(default_factory=TrainConfig)
     dims: dict[str, Dimension] = field(default_factory=dict)
 
     @property
@@ -261,9 +262,7 @@ def _parse_study(raw: dict[str, Any], err: Any) -> dict[str, Any]:
     return study
 
 
-def _parse_training(raw: dict[str, Any], err: Any, source: str) -> dict[str, Any]:
-    from cnnsearch.train import TrainConfig  # no Keras at import: train imports Keras lazily
-
+def _parse_training(raw: dict[str, Any], err: Any, source: str) -> TrainConfig:
     cfg: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in TRAINING_KEYS:
@@ -290,7 +289,7 @@ def _parse_training(raw: dict[str, Any], err: Any, source: str) -> dict[str, Any
                 raise err(f"training.{key}", "an integer", value)
             cfg[key] = value
     try:
-        return TrainConfig(**cfg).to_dict()
+        return TrainConfig(**cfg)
     except ConfigError as exc:
         raise ConfigError(f"{source}: training: {exc}") from exc
 
@@ -373,15 +372,15 @@ def baseline_params(space: Space) -> dict[str, Any]:
     Its learning rate and batch size are the study's [training] ones.
     """
     n_layers = seed_value("conv_layers")
-    opt = space.training["optimizer"]
+    opt = space.training.optimizer
     return {name: _reference_value(space, name) for name in space.searched if _active(name, n_layers, opt)}
 
 
 def _reference_value(space: Space, name: str) -> Any:
     if name.endswith("_learning_rate"):
-        return space.training["learning_rate"]  # active only for the study's own optimizer
+        return space.training.learning_rate  # active only for the study's own optimizer
     if name in TRAINING_DIMS:
-        return space.training[name]
+        return getattr(space.training, name)
     return seed_value(name)
 
 
@@ -394,7 +393,7 @@ def _active(name: str, n_layers: int, optimizer: str = "adadelta") -> bool:
 
 def _check_baseline_is_a_point(space: Space, err: Any) -> None:
     n_layers = seed_value("conv_layers")
-    opt = space.training["optimizer"]
+    opt = space.training.optimizer
     conv = space.dims.get("conv_layers")
     if conv is not None and not conv.contains(n_layers):
         raise err("space.conv_layers", f"a space holding the reference's {n_layers} (trial 0 is the reference)",
@@ -460,8 +459,9 @@ def suggest(trial: Any, space: Space) -> tuple[ArchSpec, dict[str, Any]]:
     Layer dimensions beyond the sampled ``conv_layers``, and the learning rate
     of an optimizer not drawn, are not asked (they are conditional). Returns
     the spec and the training overrides (TrainConfig fields: optimizer, its
-    arguments, learning rate, batch size) the trial chose. No validation of the architecture here: the
-    caller records an unbuildable spec as a failed trial.
+    arguments, learning rate, batch size) the trial chose. No validation of
+    the architecture here: the caller records an unbuildable spec as a failed
+    (or, in a size-limited study, infeasible) trial.
     """
     values: dict[str, Any] = {}
     first = [n for n in ("conv_layers", "optimizer") if n in space.dims]
@@ -492,7 +492,7 @@ def undrawn(params: Mapping[str, Any], space: Space) -> list[str]:
 
 def _optimizer(space: Space) -> str:
     dim = space.dims.get("optimizer")
-    return dim.value if dim is not None and dim.kind == "fixed" else space.training["optimizer"]
+    return dim.value if dim is not None and dim.kind == "fixed" else space.training.optimizer
 
 
 def training_overrides(values: Mapping[str, Any], space: Space) -> dict[str, Any]:
@@ -504,8 +504,8 @@ def training_overrides(values: Mapping[str, Any], space: Space) -> dict[str, Any
     """
     values = {**{n: d.value for n, d in space.dims.items() if n in TRAINING_DIMS and d.kind == "fixed"}, **values}
     out = {n: values[n] for n in ("learning_rate", "batch_size") if n in values}
-    opt = values.get("optimizer", space.training["optimizer"])
-    if opt != space.training["optimizer"]:
+    opt = values.get("optimizer", space.training.optimizer)
+    if opt != space.training.optimizer:
         out.update(optimizer=opt, optimizer_args={}, learning_rate=DEFAULT_LEARNING_RATE[opt])
     if f"{opt}_learning_rate" in values:
         out["learning_rate"] = values[f"{opt}_learning_rate"]

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
-from cnnsearch import limits
+from cnnsearch import limits, runner
 from cnnsearch import space as space_mod
 from cnnsearch import study as study_mod
 from cnnsearch.arch import ArchSpec, summarize
@@ -91,7 +91,7 @@ def test_infeasible_points_cost_under_a_second_and_do_not_count(limited: Path) -
 def test_all_infeasible_space_stops_with_one_line(limited: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     limited.write_text(LIMITED.replace("max_params = 20000", "max_params = 100"))
     study_mod.create("none", limited)
-    monkeypatch.setattr(study_mod, "MAX_INFEASIBLE_IN_A_ROW", 6)
+    monkeypatch.setattr(runner, "MAX_INFEASIBLE_IN_A_ROW", 6)
     r = CliRunner().invoke(main, ["study", "run", "none", "--trials", "2"])
     assert r.exit_code == 1 and "6 points in a row were infeasible" in r.stderr and "Traceback" not in r.output
     trials = study_mod.load("none").study.get_trials()

@@ -28,6 +28,7 @@ from cnnsearch import limits
 from cnnsearch import space as space_mod
 from cnnsearch import study as study_mod
 from cnnsearch.arch import summarize
+from cnnsearch.objective import Objective
 
 DIMS = {"conv1_filters": [4, 8, 16, 32, 64], "conv2_filters": [8, 16, 32, 64, 128],
         "dense_units": [0, 16, 32, 64, 128, 256]}
@@ -66,7 +67,7 @@ def one_run(sampler: str, seed: int, draws: int, limit: int, tmp: Path, data: st
     t0 = time.perf_counter()
     # Exactly `draws` draws after the baseline, through the study's own sampler and objective
     # (`study run --trials N` would go on until N *trained* trials).
-    h.study.optimize(study_mod.Objective(h, splits), n_trials=draws + 1, catch=(Exception,))
+    h.study.optimize(Objective(h, splits), n_trials=draws + 1, catch=(Exception,))
     seconds = time.perf_counter() - t0
     trials = sorted(h.study.get_trials(deepcopy=False), key=lambda t: t.number)[1:draws + 1]
     bad = [0 if limits.feasible(t) else 1 for t in trials]
