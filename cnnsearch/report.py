@@ -189,6 +189,8 @@ def _fmt_table(df: pd.DataFrame) -> str:
             fmt[col] = fmt[col].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.0f}")
         elif col == "epochs":
             fmt[col] = fmt[col].map(lambda v: "" if v is None or pd.isna(v) else f"{int(v)}")
+        elif fmt[col].dtype.kind == "f":  # a searched number, float only because a row has none: 4.0 -> 4
+            fmt[col] = fmt[col].map(lambda v: "" if pd.isna(v) else f"{v:.6g}")
     out = fmt.to_html(index=False, na_rep="", classes="trials", border=0, escape=True)
     # Mark the baseline row so it stands out.
     return re.sub(r"<tr>(\s*<td>\d+</td>\s*<td>baseline</td>)", r'<tr class="baseline">\1', out)

@@ -317,7 +317,8 @@ def draw_slice(study: Any, name: str, baseline_x: Any, baseline_val: float | Non
     from optuna.visualization.matplotlib import plot_slice
 
     plt = _plt()
-    with warnings.catch_warnings():
+    # plot_slice switches the global style to ggplot; keep that inside this figure.
+    with plt.rc_context(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # plot_slice is "experimental" in Optuna's matplotlib backend
         ax = plot_slice(study, params=[name], target=target or (lambda t: t.user_attrs.get("val_accuracy",
                                                                                          float("nan"))),
@@ -325,11 +326,14 @@ def draw_slice(study: Any, name: str, baseline_x: Any, baseline_val: float | Non
     ax = np.atleast_1d(ax).ravel()[0]
     fig = ax.figure
     fig.set_size_inches(4.2, 3.2)
-    categorical = any(isinstance(t.params.get(name), str) for t in study.get_trials(deepcopy=False))
+    for c in ax.collections:  # Optuna always adds an (empty) "Infeasible Trial" scatter; cnnsearch has none
+        if c.get_label() == "Infeasible Trial" and not len(c.get_offsets()):
+            c.remove()
+    mapping = getattr(ax.xaxis.get_units(), "_mapping", None)  # set when Optuna drew a categorical axis
     if baseline_val is not None:
         ax.axhline(baseline_val, color="tab:orange", ls=":", lw=1.5, zorder=4, label="baseline val")
-        if baseline_x is not None:
-            bx = repr(baseline_x) if categorical else baseline_x
+        bx = baseline_x if mapping is None else mapping.get(repr(baseline_x))
+        if bx is not None:
             ax.scatter([bx], [baseline_val], marker="*", s=170, color="tab:orange", edgecolors="black",
                        linewidths=0.6, zorder=5, label="in-study baseline")
     ys = [c.get_offsets()[:, 1] for c in ax.collections if len(c.get_offsets())]
