@@ -19,6 +19,7 @@ training images) is a candidate also compared with the reference's 99.15%.
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -259,10 +260,21 @@ def summarize(attrs: dict[str, Any], fidelity: Fidelity | None = None, labels: n
     else:
         for r in rows:
             r["vs_reference"] = None
-    out["configs"] = rows
+    out["configs"] = _no_nan(rows)
     out["verdicts"] = {r["config"]: r["verdict"] for r in cands}
     out["verdict"] = sentence(out)
     return out
+
+
+def _no_nan(obj: Any) -> Any:
+    """NaN (a statistic that one seed cannot give) as None, so ``--json`` stays strict JSON."""
+    if isinstance(obj, float):
+        return None if math.isnan(obj) else obj
+    if isinstance(obj, dict):
+        return {k: _no_nan(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_no_nan(v) for v in obj]
+    return obj
 
 
 def _config_order(key: str) -> tuple[int, str]:
@@ -344,7 +356,7 @@ def reference_sentence(summary: dict[str, Any]) -> str:
         if v is None:
             continue
         ci = v["ci95"]
-        interval = "" if ci[0] != ci[0] else f", 95% interval {ci[0]:.4f} to {ci[1]:.4f}"
+        interval = "" if ci[0] is None else f", 95% interval {ci[0]:.4f} to {ci[1]:.4f}"
         parts.append(f"{r['config']} {v['mean']:.4f} over {r['seeds']} seeds{interval}: {v['verdict']}")
     return f"Against the reference's {ref['test_accuracy']:.2%} (test accuracy): " + "; ".join(parts) + "."
 

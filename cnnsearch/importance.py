@@ -111,7 +111,11 @@ def compute(study: optuna.Study, *, resamples: int = RESAMPLES, seed: int = 0,
     distinct = {n: len({repr(t.params[n]) for t in done}) for n in searched}
     explored = [n for n in searched if distinct[n] >= 2]
     if len(done) < needed or not explored:
-        return Importance(len(done), needed, [Dimension(n, distinct[n]) for n in searched])
+        try:  # what the dashboard shows regardless, so the report can say not to read it yet
+            dash = dashboard_importance(study) if len(done) > 1 else {}
+        except (ValueError, RuntimeError):
+            dash = {}
+        return Importance(len(done), needed, [Dimension(n, distinct[n], dashboard=dash.get(n)) for n in searched])
     k = 2 if len(explored) > 2 else 1
     rng = np.random.default_rng(seed)
     shares: dict[str, list[float]] = {n: [] for n in explored}
@@ -166,8 +170,10 @@ def sentence(imp: Importance) -> str:
     skipped = (f" Not explored (fewer than 2 distinct values among the completed trials, so no evidence either way):"
                f" {', '.join(imp.not_explored)}." if imp.not_explored else "")
     if imp.too_few:
+        dash = (" optuna-dashboard's importance panel already draws a ranking from these trials; do not read it"
+                " yet." if imp.dashboard_order else "")
         return (f"Too few trials to rank the choices ({imp.completed} completed, about {imp.needed} needed for"
-                f" {imp.needed // TRIALS_PER_DIMENSION} searched dimensions): run more trials.{skipped}")
+                f" {imp.needed // TRIALS_PER_DIMENSION} searched dimensions): run more trials.{dash}{skipped}")
     if imp.error:
         return f"Importance could not be computed: {imp.error}.{skipped}"
     if not imp.ranked:

@@ -301,7 +301,7 @@ def confirm_section(d: ReportData) -> Section:
                                                              else f" ± {r['sd_test_accuracy']:.4f}"),
             "− baseline (95% interval)": "" if "diff_mean" not in r else _pp(r["diff_mean"]) + (
                 "" if ci is None else f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]"),
-            "Holm p": "" if r.get("p_holm") is None or r["p_holm"] != r["p_holm"] else f"{r['p_holm']:.2g}",
+            "Holm p": "" if r.get("p_holm") is None else f"{r['p_holm']:.2g}",
             "verdict": r.get("verdict", ""),
             "seeds needed (estimate)": r.get("seeds_needed_estimate") or "",
             "McNemar p < 0.05 (supporting)": "" if not mc else f"{sum(p < 0.05 for p in mc)} of {len(mc)} seed pairs",

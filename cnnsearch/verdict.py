@@ -85,7 +85,7 @@ def decide(mean: float, p_adjusted: float, n: int, alpha: float = ALPHA) -> str:
     return "better" if mean > 0 else "worse"
 
 
-def seeds_needed(mean: float, sd: float, alpha: float = ALPHA, power: float = POWER) -> int | None:
+def seeds_needed(mean: float, sd: float | None, alpha: float = ALPHA, power: float = POWER) -> int | None:
     """An estimate: paired seeds for a two-sided t-test at ``alpha`` to detect ``mean`` with ``power``.
 
     Assumes the observed difference and sd are the true ones (both are noisy
@@ -94,7 +94,7 @@ def seeds_needed(mean: float, sd: float, alpha: float = ALPHA, power: float = PO
     """
     from scipy import stats
 
-    if not (math.isfinite(mean) and math.isfinite(sd)) or mean == 0 or sd == 0:
+    if sd is None or not (math.isfinite(mean) and math.isfinite(sd)) or mean == 0 or sd == 0:
         return None
     effect = abs(mean) / sd
     for n in range(MIN_SEEDS, MAX_SEEDS_ESTIMATE + 1):
