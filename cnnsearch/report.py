@@ -181,8 +181,8 @@ def importance_section(d: ReportData) -> Section:
                                                       [x.dashboard for x in ranked], imp.not_explored)),
                      "importance")
     rows = [{"dimension": x.name, "distinct values": x.distinct,
-             f"fANOVA mean ± sd ({imp.resamples} resamples)": f"{x.mean:.0%} ± {x.sd:.0%}" if x.fanova else
-             "not explored" if not x.explored else "",
+             f"fANOVA mean ± sd ({importance_mod.RESAMPLES} resamples)": f"{x.mean:.0%} ± {x.sd:.0%}" if x.fanova
+             else "not explored" if not x.explored else "too few trials" if imp.too_few else "",
              "in the top 2 (share of resamples)": f"{x.top_share:.0%}" if x.fanova else "",
              "optuna-dashboard (PED-ANOVA)": "" if x.dashboard is None else f"{x.dashboard:.0%}"}
             for x in imp.dimensions]
