@@ -321,7 +321,8 @@ def candidate_sentence(r: dict[str, Any], k: int) -> str:
     ci = r.get("diff_ci95")
     interval = "" if ci is None else f", 95% interval {_pp(ci[0])} to {_pp(ci[1])}"
     corrected = "" if ci is None else f", Holm-corrected p = {r['p_holm']:.2g} over {k} candidate{'s' * (k > 1)}"
-    s = f"{r['config']} vs the baseline: {word} ({_pp(r['diff_mean'])} test accuracy over {n} paired seeds{interval}{corrected})."
+    s = (f"{r['config']} vs the baseline: {word} ({_pp(r['diff_mean'])} test accuracy over {n} paired seeds"
+         f"{interval}{corrected}).")
     if word == "inconclusive":
         if n < verdict_mod.MIN_SEEDS:
             s += f" A verdict needs at least {verdict_mod.MIN_SEEDS} seeds."
@@ -332,7 +333,8 @@ def candidate_sentence(r: dict[str, Any], k: int) -> str:
             s += (f" Estimate: about {need} seeds would resolve a difference this size (80% power, from the"
                   " observed sd; itself noisy).")
         elif r.get("diff_sd") and r["diff_mean"] != 0:
-            s += f" Estimate: more than {verdict_mod.MAX_SEEDS_ESTIMATE} seeds; the difference is tiny against the noise."
+            s += (f" Estimate: more than {verdict_mod.MAX_SEEDS_ESTIMATE} seeds; the difference is tiny against"
+                  " the noise.")
     mc = r.get("mcnemar_p_by_seed")
     if mc:
         hits = sum(p < verdict_mod.ALPHA for p in mc)

@@ -114,7 +114,8 @@ def compute_models(d: ReportData, h: study_mod.Handle, data_path: str | None) ->
     best_file = study_mod.model_file(h, "best")
     base_file = study_mod.model_file(h, "baseline")
     if best_file is None:
-        return Models(missing=f"The best trial's weights are not in the artifact store ({study_mod.artifact_dir(h.url)});"
+        return Models(missing=f"The best trial's weights are not in the artifact store"
+                              f" ({study_mod.artifact_dir(h.url)});"
                               " run the study on this machine or point CNNSEARCH_ARTIFACTS at the shared folder.")
     try:
         from cnnsearch import data as data_mod

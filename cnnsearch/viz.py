@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -279,6 +280,8 @@ def draw_importance(names: Sequence[str], resamples: Sequence[Sequence[float]],
                     dashboard: Sequence[float | None], not_explored: Sequence[str] = ()) -> Any:
     """fANOVA share per dimension over resamples (bar = mean, line = ±1 sd, dots = each resample), and
     beside it the PED-ANOVA importance optuna-dashboard shows; not-explored dimensions named, not drawn."""
+    from matplotlib.ticker import PercentFormatter
+
     plt = _plt()
     order = list(range(len(names)))[::-1]
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 0.45 * len(names) + 1.6), sharey=True,
@@ -290,17 +293,13 @@ def draw_importance(names: Sequence[str], resamples: Sequence[Sequence[float]],
     for y, i in zip(ys, order):
         ax.scatter(resamples[i], np.full(len(resamples[i]), y) + 0.25, s=8, color="black", alpha=0.5, zorder=3)
     ax.set_yticks(ys, [names[i] for i in order])
-    ax.set_xlim(0, 1)
-    ax.xaxis.set_major_formatter(_percent())
-    ax.set_xlabel(f"fANOVA share of variance: mean ± sd over {len(resamples[0]) if resamples else 0} resamples")
-    ax.set_title("this report: fANOVA with its spread", fontsize=10)
-    dash = [dashboard[i] if dashboard[i] is not None else 0.0 for i in order]
-    ax2.barh(ys, dash, color="tab:gray")
-    ax2.set_xlim(0, 1)
-    ax2.xaxis.set_major_formatter(_percent())
-    ax2.set_xlabel("PED-ANOVA importance")
-    ax2.set_title("optuna-dashboard's panel (PED-ANOVA)", fontsize=10)
-    for a in (ax, ax2):
+    ax2.barh(ys, [dashboard[i] or 0.0 for i in order], color="tab:gray")
+    for a, label, title in ((ax, f"fANOVA share of variance: mean ± sd over {len(resamples[0]) if resamples else 0}"
+                             " resamples", "this report: fANOVA with its spread"),
+                            (ax2, "PED-ANOVA importance", "optuna-dashboard's panel (PED-ANOVA)")):
+        a.set(xlim=(0, 1), xlabel=label)
+        a.set_title(title, fontsize=10)
+        a.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         a.grid(alpha=0.3, axis="x")
     if not_explored:
         fig.text(0.01, 0.01, "not explored (one value only, no evidence either way): " + ", ".join(not_explored),
@@ -308,20 +307,16 @@ def draw_importance(names: Sequence[str], resamples: Sequence[Sequence[float]],
     return fig
 
 
-def draw_slice(study: Any, name: str, baseline_x: Any, baseline_val: float | None,
-               target: Any = None) -> Any:
+def draw_slice(study: Any, name: str, baseline_x: Any, baseline_val: float | None) -> Any:
     """Optuna's own slice plot of one parameter (categorical choices on a categorical axis), with the
     in-study baseline drawn on top: its value as a star, its validation accuracy as a line."""
-    import warnings
-
     from optuna.visualization.matplotlib import plot_slice
 
     plt = _plt()
     # plot_slice switches the global style to ggplot; keep that inside this figure.
     with plt.rc_context(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # plot_slice is "experimental" in Optuna's matplotlib backend
-        ax = plot_slice(study, params=[name], target=target or (lambda t: t.user_attrs.get("val_accuracy",
-                                                                                         float("nan"))),
+        ax = plot_slice(study, params=[name], target=lambda t: t.user_attrs.get("val_accuracy", float("nan")),
                         target_name="validation accuracy")
     ax = np.atleast_1d(ax).ravel()[0]
     fig = ax.figure
@@ -336,9 +331,7 @@ def draw_slice(study: Any, name: str, baseline_x: Any, baseline_val: float | Non
         if bx is not None:
             ax.scatter([bx], [baseline_val], marker="*", s=170, color="tab:orange", edgecolors="black",
                        linewidths=0.6, zorder=5, label="in-study baseline")
-    ys = [c.get_offsets()[:, 1] for c in ax.collections if len(c.get_offsets())]
-    values = [float(v) for arr in ys for v in arr]
-    _zoom(ax, values + ([baseline_val] if baseline_val is not None else []))
+    _zoom(ax, [float(y) for c in ax.collections for y in c.get_offsets()[:, 1]] + [baseline_val or math.nan])
     for text in fig.findobj(match=lambda o: hasattr(o, "get_fontsize") and hasattr(o, "set_fontsize")):
         if text.get_fontsize() < 8:
             text.set_fontsize(8)
@@ -402,7 +395,8 @@ def _zoom(ax: Any, values: Sequence[float], *, xs: Sequence[float] | None = None
     if below:
         ax.scatter([x for x, _ in below], [bottom] * len(below), marker="v", s=40, color="gray", clip_on=False,
                    zorder=6, label=f"{len(below)} below the view")
-        ax.annotate(f"▼ {len(below)} trial{'s' * (len(below) > 1)} below this view (lowest {min(y for _, y in below):.3f})",
+        lowest = min(y for _, y in below)
+        ax.annotate(f"▼ {len(below)} trial{'s' * (len(below) > 1)} below this view (lowest {lowest:.3f})",
                     xy=(0.01, 0.02), xycoords="axes fraction", fontsize=8, color="dimgray")
     return len(below)
 
@@ -410,12 +404,6 @@ def _zoom(ax: Any, values: Sequence[float], *, xs: Sequence[float] | None = None
 def _legend_outside(ax: Any) -> None:
     """Legend to the right of the axes: it never covers a point."""
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-
-
-def _percent() -> Any:
-    from matplotlib.ticker import PercentFormatter
-
-    return PercentFormatter(1.0, decimals=0)
 
 
 def _count_ticks(axis: Any) -> None:
@@ -428,12 +416,20 @@ def _count_ticks(axis: Any) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
+def _tight(fig: Any) -> None:
+    with warnings.catch_warnings():
+        # Gridspec and colour-bar figures "are not compatible with tight_layout"; saving with
+        # bbox_inches="tight" crops them right anyway.
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
+
+
 def save(fig: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``fig`` as a PNG, atomically (a failed draw never leaves half a figure over a good one)."""
     plt = _plt()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    _tight(fig)
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=DPI, bbox_inches="tight")  # keeps a legend drawn outside the axes
     plt.close(fig)
@@ -448,7 +444,7 @@ def data_uri(fig: Any) -> str:
 
     plt = _plt()
     buf = io.BytesIO()
-    fig.tight_layout()
+    _tight(fig)
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()

@@ -18,8 +18,8 @@ def _smallest_text_px(fig: object, displayed_px: float) -> float:
     """Height in screen pixels of the smallest text on ``fig`` when shown ``displayed_px`` wide."""
     natural = fig.get_figwidth() * viz.DPI  # type: ignore[attr-defined]
     scale = min(1.0, displayed_px / natural)
-    texts = [t for t in fig.findobj(lambda o: hasattr(o, "get_fontsize") and hasattr(o, "get_text"))  # type: ignore[attr-defined]
-             if t.get_text()]
+    found = fig.findobj(lambda o: hasattr(o, "get_fontsize") and hasattr(o, "get_text"))  # type: ignore[attr-defined]
+    texts = [t for t in found if t.get_text()]
     return min(t.get_fontsize() for t in texts) * viz.DPI / 72 * scale
 
 
