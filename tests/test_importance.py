@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any, Callable
 
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -16,8 +17,8 @@ DISTS = {"conv1_filters": CategoricalDistribution([8, 16, 32, 64]), "conv1_kerne
          "conv2_kernel": CategoricalDistribution([3, 5])}
 
 
-def _study(n: int, value: "callable", *, dims: dict = DISTS, fixed: dict | None = None,  # type: ignore[valid-type]
-           seed: int = 0) -> optuna.Study:
+def _study(n: int, value: Callable[[dict[str, Any], random.Random], float], *, dims: dict[str, Any] = DISTS,
+           fixed: dict[str, Any] | None = None, seed: int = 0) -> optuna.Study:
     rng = random.Random(seed)
     study = optuna.create_study(direction="maximize")
     for _ in range(n):
