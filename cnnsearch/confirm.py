@@ -29,14 +29,14 @@ from cnnsearch import data as data_mod
 from cnnsearch import space as space_mod
 from cnnsearch import study as study_mod
 from cnnsearch import verdict as verdict_mod
+from cnnsearch.arch import REFERENCE as REFERENCE_RUN
 from cnnsearch.arch import ArchSpec
 from cnnsearch.errors import ConfigError, StorageError
-from cnnsearch.train import TrainConfig
 
 #: Study system-attribute prefix of one confirmation run: confirm:<Fidelity.key>:<config>:seed<s>.
 PREFIX = "confirm:"
-#: The reference's test accuracy (20 epochs on all training images).
-REFERENCE_ACCURACY = study_mod.REFERENCE_ACCURACY
+#: The reference's test accuracy (20 epochs on all training images); defined in arch.REFERENCE.
+REFERENCE_ACCURACY = REFERENCE_RUN.test_accuracy
 
 
 @dataclass(frozen=True, order=True)
@@ -71,8 +71,8 @@ class Fidelity:
         return {"epochs": self.epochs, "train_limit": self.train_limit}
 
 
-#: The reference trains TrainConfig's default epochs (20) on all 54,000 images.
-REFERENCE_FIDELITY = Fidelity(TrainConfig.epochs, 0)
+#: The reference's fidelity: its epochs (20) on all 54,000 training images.
+REFERENCE_FIDELITY = Fidelity(REFERENCE_RUN.epochs, 0)
 
 
 @dataclass(frozen=True)
@@ -172,12 +172,12 @@ def show(name: str, url: str | None = None, fidelity: Fidelity | None = None) ->
 def _store(study: Any, key: str, value: Any) -> None:
     # Study *system* attributes: kept in the same storage, but out of optuna-dashboard's
     # user-attribute table, where 10,000 predictions per run would bury everything else.
-    study._storage.set_study_system_attr(study._study_id, key, value)
+    study_mod.set_system_attr(study, key, value)
 
 
 def stored(study: Any) -> dict[str, Any]:
     """Everything confirmation stored on a study (runs and test labels)."""
-    attrs = study._storage.get_study_system_attrs(study._study_id)
+    attrs = study_mod.system_attrs(study)
     return {k: v for k, v in attrs.items() if k.startswith(PREFIX) or k == "confirm_labels"}
 
 

@@ -34,6 +34,7 @@ from cnnsearch import confirm as confirm_mod
 from cnnsearch import importance as importance_mod
 from cnnsearch import study as study_mod
 from cnnsearch import viz
+from cnnsearch.storage import DEFAULT_STORAGE
 from cnnsearch.report_data import (LEAD_COLUMNS, REFERENCE, TAIL_COLUMNS, Models, ReportData, compute,
                                    compute_models)
 
@@ -94,7 +95,7 @@ def _word(w: str) -> str:
 
 
 def _confirm_command(d: ReportData) -> str:
-    storage = "" if d.url == study_mod.DEFAULT_STORAGE else f" --storage {d.url}"
+    storage = "" if d.url == DEFAULT_STORAGE else f" --storage {d.url}"
     return f"cnnsearch study confirm {d.name} --top 3 --seeds 3{storage}"
 
 
@@ -108,7 +109,7 @@ def answer_section(d: ReportData) -> Section:
         t = d.settings.get("training", {})
         fid = confirm_mod.Fidelity(int(t.get("epochs", 0)), int(t.get("train_limit", 0)))
         head = ("<tr><th></th><th>best trial</th><th>in-study baseline</th><th>best − baseline</th>"
-                "<th>best − reference 99.15% (test, 20 epochs)</th></tr>")
+                f"<th>best − reference {REFERENCE:.2%} (test, {confirm_mod.REFERENCE_FIDELITY.epochs} epochs)</th></tr>")
         rows = [("validation accuracy (selected on this)", b["val_accuracy"], base and base["val_accuracy"]),
                 ("test accuracy (never used to select)", b["test_accuracy"], base and base["test_accuracy"])]
         body = "".join(f"<tr><th>{html.escape(label)}</th><td>{v:.4f}</td><td>{'' if bv is None else f'{bv:.4f}'}"
@@ -307,7 +308,7 @@ def confirm_section(d: ReportData) -> Section:
             "McNemar p < 0.05 (supporting)": "" if not mc else f"{sum(p < 0.05 for p in mc)} of {len(mc)} seed pairs",
         }
         if c["reference"]["comparable"]:
-            row["vs 99.15%"] = "" if not ref else ref["verdict"]
+            row[f"vs {REFERENCE:.2%}"] = "" if not ref else ref["verdict"]
         rows.append(row)
     fid = confirm_mod.Fidelity(**c["fidelity"])
     others = [f for f in c["fidelities"] if f["epochs"] != fid.epochs or f["train_limit"] != fid.train_limit]

@@ -19,11 +19,14 @@ from cnnsearch import study as study_mod
 from cnnsearch import viz
 from cnnsearch.arch import ArchSpec, read_weights
 from cnnsearch.errors import CnnsearchError
+from cnnsearch.objective import model_file
+from cnnsearch.storage import artifact_dir
 
 REFERENCE = confirm_mod.REFERENCE_ACCURACY
 #: Columns shown first in the trial table, so the comparisons fit a 1366 px screen without scrolling.
+VS_REFERENCE = f"test − {REFERENCE:.2%} (pp)"
 LEAD_COLUMNS = ["trial", "role", "val acc", "val − baseline (pp)", "test acc", "test − baseline (pp)",
-                "test − 99.15% (pp)", "params"]
+                VS_REFERENCE, "params"]
 #: Columns after the searched parameters.
 TAIL_COLUMNS = ["FLOPs", "epochs", "seconds", "state", "reason"]
 
@@ -96,7 +99,7 @@ def trial_table(records: list[dict[str, Any]], base: dict[str, Any] | None) -> p
             "val − baseline (pp)": None if val is None or base is None else 100 * (val - base["val_accuracy"]),
             "test acc": test,
             "test − baseline (pp)": None if test is None or base is None else 100 * (test - base["test_accuracy"]),
-            "test − 99.15% (pp)": None if test is None else 100 * (test - REFERENCE), "params": r["param_count"],
+            VS_REFERENCE: None if test is None else 100 * (test - REFERENCE), "params": r["param_count"],
         }
         row.update({n: r["params"].get(n) for n in names})
         row.update({"FLOPs": r["flops"], "epochs": r["epochs_run"], "seconds": r["seconds"], "state": r["state"],
@@ -111,11 +114,11 @@ def compute_models(d: ReportData, h: study_mod.Handle, data_path: str | None) ->
     """The best model's (and the baseline's) figures as arrays, from the kept weights and the test images."""
     if d.best is None:
         return Models(missing="No completed trial: no model to show.")
-    best_file = study_mod.model_file(h, "best")
-    base_file = study_mod.model_file(h, "baseline")
+    best_file = model_file(h, "best")
+    base_file = model_file(h, "baseline")
     if best_file is None:
         return Models(missing=f"The best trial's weights are not in the artifact store"
-                              f" ({study_mod.artifact_dir(h.url)});"
+                              f" ({artifact_dir(h.url)});"
                               " run the study on this machine or point CNNSEARCH_ARTIFACTS at the shared folder.")
     try:
         from cnnsearch import data as data_mod

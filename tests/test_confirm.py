@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from cnnsearch import confirm
+from cnnsearch import runner
 from cnnsearch import study as study_mod
 from cnnsearch.cli import main
 
@@ -68,7 +69,7 @@ def test_confirm_runs_resumes_and_shows_without_training(tmp_path: Path, tiny_sp
     assert r.exit_code == 0 and "no confirmation runs stored" in r.stdout
     study_mod.load("c").study.enqueue_trial({"conv1_filters": 8, "conv2_filters": 8, "conv1_kernel": 3,
                                              "dropout_dense": 0.0})
-    study_mod.run("c", trials=1)
+    runner.run("c", trials=1)
     args = ["study", "confirm", "c", "--top", "1", "--seeds", "3", "--epochs", "1"]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
@@ -104,7 +105,7 @@ def test_runs_stored_by_the_first_release_are_read_and_not_rerun(tmp_path: Path,
     study_mod.create("old", tiny_space)
     study_mod.load("old").study.enqueue_trial({"conv1_filters": 8, "conv2_filters": 8, "conv1_kernel": 3,
                                                "dropout_dense": 0.0})
-    study_mod.run("old", trials=1)
+    runner.run("old", trials=1)
     h = study_mod.load("old")
     cands = confirm.candidates(h, 1)
     labels = np.load(tiny_npz)["y_test"]
