@@ -283,7 +283,7 @@ def report(name: str, out: str | None, data_path: str | None, no_models: bool, u
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Training seeds per configuration (a verdict needs at least 3).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help=f"Epochs per run [default: {REFERENCE.epochs}, the reference's; with --show: the most-run"
+              help=f"Epochs per run [default: {REFERENCE.epochs}; the reference's; with --show: the most-run"
                    " fidelity].")
 @click.option("--train-limit", type=click.IntRange(min=0), default=None,
               help="Training images per run (0 = all 54,000) [default: 0; with --show: the most-run fidelity].")
