@@ -331,7 +331,8 @@ def draw_slice(study: Any, name: str, baseline_x: Any, baseline_val: float | Non
         if bx is not None:
             ax.scatter([bx], [baseline_val], marker="*", s=170, color="tab:orange", edgecolors="black",
                        linewidths=0.6, zorder=5, label="in-study baseline")
-    _zoom(ax, [float(y) for c in ax.collections for y in c.get_offsets()[:, 1]] + [baseline_val or math.nan])
+    pts = [(float(x), float(y)) for c in ax.collections[:1] for x, y in c.get_offsets()]  # the trials' scatter
+    _zoom(ax, [y for _, y in pts] + [baseline_val or math.nan], xs=[x for x, _ in pts], ys=[y for _, y in pts])
     for text in fig.findobj(match=lambda o: hasattr(o, "get_fontsize") and hasattr(o, "set_fontsize")):
         if text.get_fontsize() < 8:
             text.set_fontsize(8)
@@ -379,9 +380,8 @@ def _zoom(ax: Any, values: Sequence[float], *, xs: Sequence[float] | None = None
           ys: Sequence[float] | None = None) -> int:
     """Accuracies crowd near 1: zoom on the upper part unless far-off points need the room.
 
-    Points below the view (the worst tenth, failed-ish trials) are not silently lost: with their
-    ``xs``/``ys`` each is drawn as a grey triangle on the bottom edge, and a note says how many.
-    Returns how many points fell below.
+    Points below the view (the worst tenth, failed-ish trials) are not silently lost: given ``xs``/``ys``,
+    each is drawn as a grey triangle on the bottom edge and a note says how many (returned).
     """
     vals = sorted(v for v in values if v is not None and math.isfinite(v))
     if not vals:

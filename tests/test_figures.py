@@ -86,3 +86,15 @@ def test_slice_uses_a_categorical_axis_and_marks_the_baseline() -> None:
     import matplotlib
 
     assert matplotlib.rcParams["axes.facecolor"] == "white"  # Optuna's ggplot style did not leak out
+
+
+def test_slice_marks_a_trial_below_its_view() -> None:
+    dists = {"dropout": FloatDistribution(0.0, 0.5)}
+    study = optuna.create_study(direction="maximize")
+    for i in range(11):
+        v = 0.98 + 0.001 * i if i < 10 else 0.2  # one diverged trial
+        study.add_trial(create_trial(params={"dropout": 0.04 * i}, distributions=dists, value=v,
+                                     user_attrs={"val_accuracy": v}))
+    ax = viz.draw_slice(study, "dropout", 0.2, 0.985).axes[0]
+    assert ax.get_ylim()[0] > 0.2
+    assert any(c.get_label() == "1 below the view" for c in ax.collections)
