@@ -19,6 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from cnnsearch import data as data_mod
+from cnnsearch import limits
 from cnnsearch import space as space_mod
 from cnnsearch.arch import summarize
 from cnnsearch.errors import ArchitectureError, CnnsearchError, TrialFailed
@@ -34,6 +35,8 @@ class Objective:
         self.splits = splits
         self.verbose = verbose
         self.versions: dict[str, str] | None = None
+        if hasattr(handle.study.sampler, "input_shape"):  # a size-limited study's sampler judges on this data
+            handle.study.sampler.input_shape, handle.study.sampler.n_classes = splits.input_shape, splits.n_classes
         self._data_sha256: str | None = None
 
     @property
@@ -47,6 +50,7 @@ class Objective:
         from cnnsearch.train import fit, versions
 
         sp, cfg = self.handle.space, self.handle.training
+        start = time.perf_counter()
         is_baseline = bool(trial.user_attrs.get("baseline", False))
         trial.set_user_attr("baseline", is_baseline)
         spec, overrides = space_mod.suggest(trial, sp)
@@ -54,11 +58,18 @@ class Objective:
         try:
             summary = summarize(spec, self.splits.input_shape, self.splits.n_classes)
         except ArchitectureError as exc:
+            if sp.constrained:  # costs no training either: a constraint, so the sampler learns it
+                return self._infeasible(trial, None, str(exc), start)
             failure = TrialFailed(str(exc), kind="invalid_architecture")
             _record_failure(trial, failure)
             raise failure from exc
         trial.set_user_attr("params", summary.params)
         trial.set_user_attr("flops", summary.flops)
+        reason = limits.infeasible_reason(sp, summary)
+        if reason and not is_baseline:  # the baseline trains anyway: it is what every trial is compared with
+            return self._infeasible(trial, summary, reason, start)
+        for key, value in limits.constraints(sp, summary).items():
+            trial.set_constraint(key, value)
         config = replace(cfg, seed=cfg.seed + trial.number, **overrides)
         if is_baseline:
             # What the baseline's result depends on, so a later study can reuse it instead of training it again.
@@ -66,7 +77,7 @@ class Objective:
             trial.set_user_attr("data_sha256", self.data_sha256)
             donor = find_reusable_baseline(self.handle, spec.to_dict(), config.to_dict(), self.data_sha256)
             if donor is not None:
-                return self._reuse(trial, *donor)
+                return self._reuse(trial, *donor, candidate=not reason)
         history: dict[str, list[float]] = {}
 
         def on_epoch(epoch: int, logs: dict[str, float]) -> None:
@@ -106,10 +117,26 @@ class Objective:
         trial.set_user_attr("test_accuracy", result.test_accuracy)
         self._keep_if_best(trial, result.val_accuracy,
                            lambda tag: _save_model(artifact_store(self.handle.url), self.handle.study, trial,
-                                                   result.model, tag))
+                                                   result.model, tag), candidate=not reason)
         if sp.multi_objective:
             return result.val_accuracy, float(summary.params)
         return result.val_accuracy
+
+    def _infeasible(self, trial: optuna.Trial, summary: Any, reason: str, start: float) -> float | tuple[float, float]:
+        """End a point the study's limits rule out, untrained: COMPLETE with its constraint values set.
+
+        COMPLETE, not FAIL: samplers learn only from finished trials, and
+        TPE/NSGA-II rank a trial with a constraint > 0 behind every feasible
+        one. Its value (accuracy 0) is never used: best trials are feasible ones,
+        and the runner does not count it toward --trials or the failure stop rule.
+        """
+        for key, value in limits.constraints(self.handle.space, summary).items():
+            trial.set_constraint(key, value)
+        trial.set_user_attr("infeasible", reason)
+        trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
+        if self.handle.space.multi_objective:
+            return 0.0, float(summary.params if summary is not None else 0)
+        return 0.0
 
     @staticmethod
     def _record_partial(trial: optuna.Trial, history: dict[str, list[float]], start: float) -> None:
@@ -117,8 +144,8 @@ class Objective:
         trial.set_user_attr("epochs_run", len(history.get("loss", [])))
         trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
 
-    def _reuse(self, trial: optuna.Trial, study_name: str, donor: FrozenTrial,
-               artifact_id: str) -> float | tuple[float, float]:
+    def _reuse(self, trial: optuna.Trial, study_name: str, donor: FrozenTrial, artifact_id: str,
+               candidate: bool) -> float | tuple[float, float]:
         """Make this baseline trial a copy of ``donor`` (study ``study_name``): values, history, weights."""
         for key, value in donor.user_attrs.items():
             if key not in ("baseline", "reused_from"):
@@ -130,11 +157,12 @@ class Objective:
         # The weights are copied, not referenced: deleting the donor study must not break this study's report.
         store = artifact_store(self.handle.url)
         self._keep_if_best(trial, donor.user_attrs["val_accuracy"],
-                           lambda tag: _copy_artifact(store, artifact_id, self.handle.study, trial, tag))
+                           lambda tag: _copy_artifact(store, artifact_id, self.handle.study, trial, tag), candidate)
         values = donor.values
         return (values[0], values[1]) if self.handle.space.multi_objective else values[0]
 
-    def _keep_if_best(self, trial: optuna.Trial, val_accuracy: float, save: Callable[[str], str]) -> None:
+    def _keep_if_best(self, trial: optuna.Trial, val_accuracy: float, save: Callable[[str], str],
+                      candidate: bool = True) -> None:
         """Store this trial's weights if it beats every finished trial (the previous best's are removed).
 
         The in-study baseline's weights are kept too (``baseline_weights``): the
@@ -150,8 +178,8 @@ class Objective:
             study.set_user_attr("baseline_weights", {"trial": trial.number, "val_accuracy": val_accuracy,
                                                      "artifact_id": saved})
         current = study.user_attrs.get("best_weights")
-        if current and current["val_accuracy"] >= val_accuracy:
-            return
+        if not candidate or (current and current["val_accuracy"] >= val_accuracy):
+            return  # not a candidate: a baseline over the study's size limit is never the best
         artifact_id = saved or save("best")
         # Re-read: another worker may have stored a better one meanwhile.
         current = fresh_user_attrs(study).get("best_weights")
