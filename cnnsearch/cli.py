@@ -174,12 +174,11 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
     from cnnsearch import runner
     from cnnsearch import study as study_mod
 
-    if not quiet:  # first line: which device trains (issue 12), before any data are read
+    if not quiet and workers == 1:  # first line: which device trains (issue 12), before any data are read
         from cnnsearch.train import device_line
 
-        threads = None if workers == 1 else runner.worker_threads(workers)
-        each = f" in each of {workers} workers" if workers > 1 else ""
-        click.echo(f"training on {device_line(threads)}{each}", err=True)
+        # Workers print their own: TensorFlow's threads in this parent would take the Ctrl-C it must pass on.
+        click.echo(f"training on {device_line()}", err=True)
     if workers > 1:
         codes = runner.run_workers(name, trials=trials, workers=workers, timeout=timeout, data_path=data_path,
                                    url=url, quiet=quiet, debug=bool(ctx.find_root().params.get("debug")))

@@ -184,7 +184,7 @@ def run_workers(
     h = load(name, url)
     total = trials + (1 if ensure_baseline_queued(h.study, h.space) else 0)
     shares = [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
-    threads = worker_threads(workers, cores)
+    threads = max(1, (cores or os.cpu_count() or 1) // workers)
     base_cmd = [sys.executable, "-m", "cnnsearch.runner", name, "--storage", h.url, "--threads", str(threads)]
     if timeout is not None:
         base_cmd += ["--timeout", str(timeout)]
@@ -210,11 +210,6 @@ def run_workers(
             except subprocess.TimeoutExpired:
                 p.kill()
         raise
-
-
-def worker_threads(workers: int, cores: int | None = None) -> int:
-    """TensorFlow intra-op threads each of ``workers`` processes gets on ``cores`` (default: this machine's)."""
-    return max(1, (cores or os.cpu_count() or 1) // workers)
 
 
 def _line(study: optuna.Study, t: FrozenTrial, reason: str, done: int, total: int) -> TrialLine:
@@ -258,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         configure_threads(intra_op=args.threads, inter_op=1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pid = os.getpid()
+    if not args.quiet:  # the worker's first line: the device it trains on (issue 12)
+        from cnnsearch.train import device_line
+
+        print(f"worker {pid} training on {device_line(args.threads)}", file=sys.stderr, flush=True)
 
     def line(t: TrialLine) -> None:
         if not args.quiet:
@@ -279,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["AUTO_WORKERS", "TrialLine", "main", "run", "run_workers", "worker_threads"]
+__all__ = ["AUTO_WORKERS", "TrialLine", "main", "run", "run_workers"]
 
 
 if __name__ == "__main__":

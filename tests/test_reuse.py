@@ -91,21 +91,22 @@ def test_second_study_reuses_the_baseline_and_others_train_their_own(
     assert [s.state for s in study_mod.load("fourth", url).study.get_trials()] == [TrialState.COMPLETE]
 
 
-def test_device_line_names_the_threads_of_each_worker(tmp_path: Path, tiny_space: Path, tiny_npz: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """With --workers K the line gives each worker's thread share; --quiet drops it."""
-    monkeypatch.setenv("CNNSEARCH_STORAGE", f"sqlite:///{tmp_path / 'd.db'}")
-    monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
-    assert CliRunner().invoke(main, ["study", "create", "d", "--space", str(tiny_space)]).exit_code == 0
-    h = study_mod.load("d")
-    h.study.tell(h.study.ask(), 0.5)  # the queued baseline, marked done by hand: no worker has a trial to run
-    r = CliRunner().invoke(main, ["study", "run", "d", "--trials", "0", "--workers", "2"])
-    assert r.exit_code == 0, r.output
-    threads = max(1, (os.cpu_count() or 1) // 2)
-    assert r.stderr.splitlines()[0].startswith("training on CPU ")
-    assert r.stderr.splitlines()[0].endswith(f", {threads} thread{'s' * (threads != 1)} in each of 2 workers")
-    r = CliRunner().invoke(main, ["study", "run", "d", "--trials", "0", "--quiet"])
-    assert r.exit_code == 0 and "training on" not in r.stderr
+def test_each_worker_names_its_device_first(tmp_path: Path, tiny_space: Path, tiny_npz: Path) -> None:
+    """A worker process (runner.main, what --workers K starts) says first which device and how many threads."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    study_mod.create("d", tiny_space, url)
+    p = subprocess.run([sys.executable, "-m", "cnnsearch.runner", "d", "--trials", "0", "--storage", url,
+                        "--threads", "1", "--data", str(tiny_npz)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    first = p.stderr.splitlines()[0]
+    assert first.startswith(f"worker ") and " training on CPU " in first and first.endswith(", 1 thread"), first
+    q = subprocess.run([sys.executable, "-m", "cnnsearch.runner", "d", "--trials", "0", "--storage", url,
+                        "--threads", "1", "--data", str(tiny_npz), "--quiet"], capture_output=True, text=True,
+                       timeout=300)
+    assert q.returncode == 0 and "training on" not in q.stderr, q.stderr
 
 
 def test_workers_auto_and_bad_values(tmp_path: Path, tiny_space: Path, tiny_npz: Path,
@@ -120,7 +121,7 @@ def test_workers_auto_and_bad_values(tmp_path: Path, tiny_space: Path, tiny_npz:
     h.study.tell(h.study.ask(), 0.5)
     r = CliRunner().invoke(main, ["study", "run", "w", "--trials", "0", "--workers", "auto"])
     assert r.exit_code == 0, r.output
-    assert runner.AUTO_WORKERS == 1 and "in each of" not in r.stderr.splitlines()[0]
+    assert runner.AUTO_WORKERS == 1 and r.stderr.splitlines()[0].startswith("training on CPU ")
     for bad in ("0", "two"):
         r = CliRunner().invoke(main, ["study", "run", "w", "--trials", "0", "--workers", bad])
         assert r.exit_code == 2 and "expected a whole number >= 1 or 'auto'" in r.stderr, r.output
