@@ -260,12 +260,13 @@ def study_best(name: str, export: str | None, url: str | None, as_json: bool) ->
 def study_delete(name: str, yes: bool, url: str | None) -> None:
     """Delete study NAME, its trials and kept weights."""
     from cnnsearch import study as study_mod
-    from cnnsearch.errors import ConfigError
 
     study_mod.load(name, url)  # fail clearly on a missing study before asking anything
     if not yes:
-        if not sys.stdin.isatty():
-            raise ConfigError(f"refusing to delete study {name!r} without confirmation; add --yes")
+        # No terminal to ask (a pipe, cron, or stdin closed: sys.stdin is None) reads as "no".
+        if sys.stdin is None or sys.stdin.closed or not sys.stdin.isatty():
+            raise CnnsearchError(f"refusing to delete study {name!r} without confirmation (no terminal to ask on);"
+                                 " add --yes")
         click.confirm(f"Delete study {name!r} and all its trials?", abort=True)
     study_mod.delete(name, url)
     click.echo(f"deleted study {name!r}")
@@ -274,7 +275,7 @@ def study_delete(name: str, yes: bool, url: str | None) -> None:
 @main.command()
 @click.argument("name")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Output file (default: reports/NAME/index.html).")
+              help="Output file (default: reports/NAME/index.html, NAME made a safe folder name).")
 @click.option("--data", "data_path", default=None,
               help="Test images for the model figures (default: $CNNSEARCH_DATA, then the Keras cache).")
 @click.option("--no-models", is_flag=True, help="Skip the learned-filter figures (tables and study figures only).")

@@ -90,7 +90,7 @@ def open_storage(url: str | None = None, *, create: bool = False, heartbeat_s: i
         if not create and not journal.is_file():
             raise StorageError(f"{url}: no such journal file; create a study first (cnnsearch study create NAME"
                                f" --space FILE --storage {url})")
-        journal.parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(journal, url)
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         return JournalStorage(JournalFileBackend(str(journal)))
@@ -100,7 +100,7 @@ def open_storage(url: str | None = None, *, create: bool = False, heartbeat_s: i
         if not create and not db.is_file():
             raise StorageError(f"{url}: no such database file ({db}); create a study first (cnnsearch study create"
                                f" NAME --space FILE --storage {url}) or pass the right --storage")
-        db.parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(db, url)
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     hb: dict[str, Any] = {}
     if heartbeat_s:
@@ -113,6 +113,15 @@ def open_storage(url: str | None = None, *, create: bool = False, heartbeat_s: i
                            " pip install 'cnnsearch[postgres]'") from exc
     except Exception as exc:  # SQLAlchemy's OperationalError and friends: unreachable or refused
         raise StorageError(f"{url}: cannot open the storage ({type(exc).__name__}: {_first_line(exc)})") from exc
+
+
+def _make_parent(path: Path, url: str) -> None:
+    """Create the storage file's folder, or say in one line why it cannot be made."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"{url}: cannot create the folder {path.parent} ({exc.strerror or exc}); pass a --storage"
+                           " in a folder you can write to") from exc
 
 
 def artifact_dir(url: str | None = None) -> Path:
