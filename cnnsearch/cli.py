@@ -3,7 +3,8 @@
 Each command is a few lines over a public function. Errors the user can fix
 (:class:`~cnnsearch.errors.CnnsearchError`) print one line on stderr and exit
 1 (2 for invalid input); ``--debug`` shows the traceback instead.
-Exit codes: 0 ok, 1 error, 2 usage or invalid input, 130 interrupted.
+Exit codes: 0 ok, 1 error, 2 usage or invalid input, 128 + signal when a run is interrupted
+(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ class _Group(click.Group):
                 raise
             click.echo(f"cnnsearch: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, and SIGTERM/SIGHUP during a run (cnnsearch.interrupt)
             if debug:
                 raise
-            click.echo("cnnsearch: interrupted", err=True)
-            ctx.exit(130)
+            click.echo(f"cnnsearch: {getattr(exc, 'reason', 'interrupted')}", err=True)
+            ctx.exit(getattr(exc, "exit_code", 130))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

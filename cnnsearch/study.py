@@ -22,9 +22,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from cnnsearch import data as data_mod
+from cnnsearch import interrupt
 from cnnsearch import space as space_mod
 from cnnsearch.arch import summarize
-from cnnsearch.errors import ArchitectureError, CnnsearchError, ConfigError, DataError, StorageError, TrialFailed
+from cnnsearch.errors import (ArchitectureError, CnnsearchError, ConfigError, DataError, Interrupted, StorageError,
+                              TrialFailed)
 from cnnsearch.train import TrainConfig
 
 # The Optuna features used here on purpose (heartbeat retry, TPE groups, metric names)
@@ -42,6 +44,8 @@ WORKER_ENV = "CNNSEARCH_WORKER_INDEX"
 SETTINGS_KEY = "cnnsearch"
 #: The reference's published test accuracy: every trial is compared with it.
 REFERENCE_ACCURACY = 0.9915
+#: Seconds a worker gets to record its interrupted trial after the signal is passed on, before it is killed.
+WORKER_STOP_S = 60
 #: SQLite busy timeout, seconds: how long a writer waits for another's lock before "database is locked".
 SQLITE_TIMEOUT_S = 60
 
@@ -313,6 +317,21 @@ class Objective:
         self.versions: dict[str, str] | None = None
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        interrupt.check()  # a signal swallowed since the last trial stops the run here, before any work
+        try:
+            return self._trial(trial)
+        except Interrupted as exc:
+            # Recorded before Optuna marks the trial FAIL (a finished trial's attributes are read-only).
+            trial.set_user_attr("failure_kind", "interrupted")
+            trial.set_user_attr("fail_reason", exc.reason)
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("failure_kind", "interrupted")
+            trial.set_user_attr("fail_reason", Interrupted(2).reason)
+            raise
+
+    def _trial(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        from cnnsearch._tf import keras
         from cnnsearch.train import fit, versions
 
         sp, cfg = self.handle.space, self.handle.training
@@ -335,8 +354,9 @@ class Objective:
             for k, v in logs.items():
                 history.setdefault(k, []).append(float(v))
 
-        callbacks = []
+        callbacks = [interrupt.keras_callback()]
         if not is_baseline and not sp.multi_objective and sp.study["pruner"] != "none":
+            keras()  # TensorFlow's quiet import first: optuna_integration would import it loudly
             from optuna_integration import KerasPruningCallback
 
             callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
@@ -477,8 +497,9 @@ def run(
     ``timeout`` seconds. A trial that fails (unbuildable spec, NaN loss) is
     recorded and the search goes on; after the study's
     ``max_consecutive_failures`` training failures in a row the run stops
-    with a :class:`~cnnsearch.errors.CnnsearchError`. Ctrl-C fails the running
-    trial (Optuna marks it FAIL, never leaves it RUNNING) and re-raises.
+    with a :class:`~cnnsearch.errors.CnnsearchError`. Ctrl-C, SIGTERM or
+    SIGHUP fails the running trial with the reason "interrupted (SIGTERM)"
+    (never left RUNNING) and raises :class:`~cnnsearch.errors.Interrupted`.
 
     ``worker=True`` is one process of :func:`run_workers`: it runs exactly
     ``trials`` trials (whichever queued ones it pops, the baseline included),
@@ -486,6 +507,15 @@ def run(
     """
     if trials < 0:
         raise ConfigError(f"--trials: expected >= 0; received {trials}")
+    with interrupt.handled():
+        handle = _run(name, trials=trials, timeout=timeout, data_path=data_path, url=url, on_trial=on_trial,
+                      verbose=verbose, worker=worker)
+        interrupt.check()  # a signal swallowed after the last trial still ends the run as interrupted
+    return handle
+
+
+def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None, url: str | None,
+         on_trial: Callable[[TrialLine], None] | None, verbose: int, worker: bool) -> Handle:
     handle = load(name, url, heartbeat=True)
     study, sp, cfg = handle.study, handle.space, handle.training
     ds = data_mod.load(data_path)
@@ -519,6 +549,7 @@ def run(
             on_trial(_line(study, t, reason, state["done"], total))
         if limit and state["failures"] >= limit:
             study.stop()
+        interrupt.check()
 
     optuna.logging.set_verbosity(optuna.logging.ERROR if not verbose else optuna.logging.INFO)
     study.optimize(objective, n_trials=total, timeout=timeout, catch=(TrialFailed,), callbacks=[after_trial],
@@ -546,8 +577,10 @@ def run_workers(
     finished trials (plus the baseline if it has not run) and trial numbers
     stay unique (Optuna's storage assigns them). Each process's TensorFlow
     thread pools get ``cores // workers`` threads so the workers do not
-    oversubscribe the CPU. Ctrl-C is passed to every worker, which marks its
-    running trial failed; then KeyboardInterrupt is raised here.
+    oversubscribe the CPU. Ctrl-C, SIGTERM or SIGHUP here is passed on to
+    every worker, which fails its running trial with the signal's name; then
+    :class:`~cnnsearch.errors.Interrupted` is raised here. A worker whose
+    parent dies (even by SIGKILL) gets SIGTERM (Linux), so none is orphaned.
 
     Returns:
         The workers' exit statuses.
@@ -569,22 +602,38 @@ def run_workers(
         base_cmd += ["--data", data_path]
     if quiet:
         base_cmd += ["--quiet"]
-    procs = [subprocess.Popen([*base_cmd, "--trials", str(n)], env={**os.environ, WORKER_ENV: str(i + 1)})
-             for i, n in enumerate(shares) if n > 0]
-    try:
-        return [p.wait() for p in procs]
-    except KeyboardInterrupt:
-        import signal
+    with interrupt.handled():
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for i, n in enumerate(shares):
+                if n > 0:
+                    procs.append(subprocess.Popen([*base_cmd, "--trials", str(n)], preexec_fn=_die_with_parent,
+                                                  env={**os.environ, WORKER_ENV: str(i + 1)}))
+            return [p.wait() for p in procs]
+        except KeyboardInterrupt as exc:
+            # Pass the same signal on (Ctrl-C in a terminal reaches them anyway; SIGTERM from docker stop does
+            # not): each worker fails its running trial with the signal's name and exits.
+            signum = exc.signum if isinstance(exc, Interrupted) else 2
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signum)
+            for p in procs:
+                try:
+                    p.wait(timeout=WORKER_STOP_S)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            raise
 
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        raise
+
+def _die_with_parent() -> None:
+    """In a worker, before exec: SIGTERM this process if the parent dies (even by SIGKILL); Linux only."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG = 1, SIGTERM = 15
+    except Exception:  # not Linux: a parent killed hard may leave its workers to finish their share
+        pass
 
 
 def _line(study: optuna.Study, t: FrozenTrial, reason: str, done: int, total: int) -> TrialLine:
