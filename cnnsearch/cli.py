@@ -31,6 +31,16 @@ class _Group(click.Group):
                 raise
             click.echo(f"cnnsearch: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except Exception as exc:  # a database error after the storage opened: one line naming file and cause
+            if debug:
+                raise
+            from cnnsearch.study import storage_error
+
+            explained = storage_error(exc)
+            if explained is None:
+                raise
+            click.echo(f"cnnsearch: error: {explained}", err=True)
+            ctx.exit(explained.exit_code)
         except KeyboardInterrupt as exc:  # Ctrl-C, and SIGTERM/SIGHUP during a run (cnnsearch.interrupt)
             if debug:
                 raise
@@ -122,7 +132,7 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
 
     h = study_mod.create(name, space_path, url)
     t = h.training
-    click.echo(f"created study {name!r} in {h.url}: {len(h.space.searched)} searched dimensions"
+    click.echo(f"created study {name!r} in {study_mod.mask_url(h.url)}: {len(h.space.searched)} searched dimensions"
                f" ({', '.join(h.space.searched)}); {t.epochs} epochs on"
                f" {'all' if not t.train_limit else f'{t.train_limit:,}'} training images per trial;"
                f" sampler {h.space.study['sampler']}, pruner {h.space.study['pruner']}")
@@ -140,17 +150,19 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
 @_storage_option
 @click.option("--verbose", is_flag=True, help="Keras's per-epoch bars and Optuna's log on.")
 @click.option("--quiet", is_flag=True, help="No per-trial lines (errors only).")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=None,
+              help="Sampler seed for a reproducible run (default: random, so runs started together differ).")
 @click.option("--worker", is_flag=True, hidden=True, help="Internal: one process of --workers K.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, hidden=True,
               help="Internal: TensorFlow intra-op threads for this process.")
 def study_run(name: str, trials: int, timeout: float | None, workers: int, data_path: str | None, url: str | None,
-              verbose: bool, quiet: bool, worker: bool, threads: int | None) -> None:
+              verbose: bool, quiet: bool, seed: int | None, worker: bool, threads: int | None) -> None:
     """Run (or resume) study NAME: add --trials finished trials."""
     from cnnsearch import study as study_mod
 
     if workers > 1:
         codes = study_mod.run_workers(name, trials=trials, workers=workers, timeout=timeout, data_path=data_path,
-                                      url=url, quiet=quiet)
+                                      url=url, quiet=quiet, seed=seed)
         failed = [c for c in codes if c != 0]
         if failed:
             raise click.exceptions.Exit(130 if 130 in failed else max(failed))
@@ -178,7 +190,7 @@ def study_run(name: str, trials: int, timeout: float | None, workers: int, data_
         click.echo("  ".join(parts), err=True)
 
     h = study_mod.run(name, trials=trials, timeout=timeout, data_path=data_path, url=url, on_trial=line,
-                      verbose=1 if verbose else 0, worker=worker)
+                      verbose=1 if verbose else 0, worker=worker, seed=seed)
     if not quiet:
         best = study_mod.best_trial(h.study)
         if best is not None:
@@ -198,7 +210,7 @@ def study_list(url: str | None, as_json: bool) -> None:
         _emit_json(rows)
         return
     if not rows:
-        click.echo(f"no studies in {study_mod.resolve_storage(url)}")
+        click.echo(f"no studies in {study_mod.mask_url(study_mod.resolve_storage(url))}")
     for r in rows:
         best = "-" if r["best_val_accuracy"] is None else f"{r['best_val_accuracy']:.4f} (trial {r['best_trial']})"
         states = ", ".join(f"{v} {k.lower()}" for k, v in sorted(r["counts"].items()))

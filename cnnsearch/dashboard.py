@@ -64,7 +64,7 @@ def serve(url: str | None = None, *, host: str = DEFAULT_HOST, port: int = DEFAU
     server = _make_server(optuna_dashboard.wsgi(storage, artifact_store=store), host, port)
     shown = f"[{host}]" if ":" in host else host
     if on_ready is not None:
-        on_ready(f"http://{shown}:{port}/dashboard (storage {url})")
+        on_ready(f"http://{shown}:{port}/dashboard (storage {study_mod.mask_url(url)})")
     _serve_until_interrupted(server)
 
 

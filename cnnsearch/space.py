@@ -193,8 +193,12 @@ def load(path: str | Path) -> Space:
     return parse(text, source=str(path))
 
 
-def parse(text: str, *, source: str = "<space>") -> Space:
-    """Validate the TOML ``text`` of a space file (see :func:`load`)."""
+def parse(text: str, *, source: str = "<space>", stored: bool = False) -> Space:
+    """Validate the TOML ``text`` of a space file (see :func:`load`).
+
+    ``stored=True`` re-reads a space stored on an existing study: bounds added
+    since it was created (the seed's) are not applied, so the study still opens.
+    """
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -209,7 +213,7 @@ def parse(text: str, *, source: str = "<space>") -> Space:
     for section in ("study", "training", "space"):
         if section in doc and not isinstance(doc[section], dict):
             raise err(section, "a table", doc[section])
-    study = _parse_study(doc.get("study", {}), err)
+    study = _parse_study(doc.get("study", {}), err, stored)
     training = _parse_training(doc.get("training", {}), err, source)
     raw_space = doc.get("space", {})
     if not raw_space:
@@ -223,7 +227,7 @@ def parse(text: str, *, source: str = "<space>") -> Space:
     return space
 
 
-def _parse_study(raw: dict[str, Any], err: Any) -> dict[str, Any]:
+def _parse_study(raw: dict[str, Any], err: Any, stored: bool = False) -> dict[str, Any]:
     study = dict(STUDY_DEFAULTS)
     for key, value in raw.items():
         if key not in STUDY_DEFAULTS:
@@ -236,7 +240,7 @@ def _parse_study(raw: dict[str, Any], err: Any) -> dict[str, Any]:
     for key in ("seed", "heartbeat_seconds", "max_consecutive_failures"):
         if not isinstance(study[key], int) or isinstance(study[key], bool) or study[key] < 0:
             raise err(f"study.{key}", "a non-negative integer", study[key])
-    if study["seed"] > MAX_SEED:
+    if study["seed"] > MAX_SEED and not stored:
         raise err("study.seed", f"a seed from 0 to {MAX_SEED:,} (2**31 - 1: seeds are offset per trial and"
                   " worker and must stay valid for NumPy and TensorFlow)", study["seed"])
     if not isinstance(study["description"], str):

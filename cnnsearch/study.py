@@ -86,9 +86,11 @@ def open_storage(url: str | None = None, *, create: bool = False, heartbeat_s: i
         StorageError: the database does not exist (and ``create`` is false) or cannot be reached.
     """
     url = resolve_storage(url)
+    shown = mask_url(url)
     if "://" not in url:
         raise ConfigError(f"--storage: expected a storage URL; received {url!r}; for a SQLite file use"
                           f" sqlite:///{url}, for a journal file journal://{url}")
+    _opened[:] = [url]
     journal = _journal_path(url)
     if journal is not None:
         if not create and not journal.is_file():
@@ -99,24 +101,127 @@ def open_storage(url: str | None = None, *, create: bool = False, heartbeat_s: i
 
         return JournalStorage(JournalFileBackend(str(journal)))
     db = _sqlite_path(url)
-    engine_kwargs: dict[str, Any] = {}
     if db is not None:
         if not create and not db.is_file():
             raise StorageError(f"{url}: no such database file ({db}); create a study first (cnnsearch study create"
                                f" NAME --space FILE --storage {url}) or pass the right --storage")
+        if not create:
+            _check_sqlite_is_optuna(db, url)
         _make_parent(db, url)
-        engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     hb: dict[str, Any] = {}
     if heartbeat_s:
         hb = {"heartbeat_interval": heartbeat_s, "grace_period": 2 * heartbeat_s,
               "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+        # Only `study create` may add Optuna's tables: read commands never write to a database.
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url), skip_table_creation=not create, **hb)
     except ImportError as exc:
-        raise StorageError(f"{url}: the database driver is not installed ({exc}); for PostgreSQL:"
+        raise StorageError(f"{shown}: the database driver is not installed ({exc}); for PostgreSQL:"
                            " pip install 'cnnsearch[postgres]'") from exc
-    except Exception as exc:  # SQLAlchemy's OperationalError and friends: unreachable or refused
-        raise StorageError(f"{url}: cannot open the storage ({type(exc).__name__}: {_first_line(exc)})") from exc
+    except Exception as exc:  # SQLAlchemy's OperationalError and friends: unreachable, refused, not Optuna's
+        explained = storage_error(exc, url)
+        raise (explained or StorageError(f"{shown}: cannot open the storage ({type(exc).__name__}:"
+                                         f" {_first_line(exc)})")) from exc
+
+
+#: Seconds to wait for a PostgreSQL server to answer; override with ?connect_timeout=N in the URL.
+PG_CONNECT_TIMEOUT_S = 10
+_opened: list[str] = []  # the storage URL this process opened last: named by storage_error()
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine arguments: SQLite's busy timeout; PostgreSQL's connect timeout unless the URL sets one."""
+    if url.startswith("sqlite:"):
+        return {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    if url.startswith("postgresql") and "connect_timeout" not in url:
+        # A host that accepts TCP but never answers would hang for minutes (130 s measured) without it.
+        return {"connect_args": {"connect_timeout": PG_CONNECT_TIMEOUT_S}}
+    return {}
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``: every URL cnnsearch prints or stores goes through this."""
+    if "@" not in url or "://" not in url or url.startswith(("sqlite:", "journal:")):
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a SQLAlchemy URL: mask what sits between "user:" and "@"
+        import re
+
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _check_sqlite_is_optuna(db: Path, url: str) -> None:
+    """Read-only look at a SQLite file: corrupt, or without Optuna's tables, is an error (nothing is written)."""
+    import sqlite3
+    from urllib.parse import quote
+
+    try:
+        con = sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode=ro", uri=True, timeout=SQLITE_TIMEOUT_S)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise storage_error(exc, url) or StorageError(f"{url}: cannot read {db} ({exc})") from exc
+    if not {"studies", "version_info"} <= tables:
+        held = f"it holds the tables {', '.join(sorted(tables)[:5])}" if tables else "it is empty"
+        raise StorageError(f"{url}: {db} is not a cnnsearch/Optuna storage ({held}); pass the right --storage, or"
+                           f" create a study there with 'cnnsearch study create NAME --space FILE --storage {url}'")
+
+
+#: Causes recognised in a database error's text: (fragments, what to say, how to fix).
+_CAUSES = (
+    (("readonly database", "read-only", "read only"), "the database is read-only",
+     "make the file and its folder writable, or copy it somewhere writable"),
+    (("database or disk is full", "no space left", "disk full"), "no space left on the disk",
+     "free some space, then run again (completed trials are intact)"),
+    (("malformed", "not a database", "file is encrypted", "disk i/o error"), "the database file is corrupt",
+     "restore it from a copy; 'sqlite3 FILE .recover' may save its trials"),
+    (("no such table", "does not exist", "undefinedtable"), "not a cnnsearch/Optuna storage (no Optuna tables)",
+     "pass the right --storage, or create a study there first"),
+    (("database is locked",), f"the database stayed locked by another process for {SQLITE_TIMEOUT_S} s",
+     "wait for the other writer, or run again"),
+    (("unable to open database file",), "the database file cannot be opened",
+     "check that the file and its folder exist and are readable"),
+    (("timeout expired", "timed out", "connection refused", "could not connect", "connection failed"),
+     "the database server cannot be reached", "check the host and port, or that the server is running"),
+)
+
+
+def storage_error(exc: BaseException, url: str | None = None) -> StorageError | None:
+    """One line naming the storage and the cause for a database error, or None if ``exc`` is none.
+
+    Optuna reports every failed commit as "exceeding max length"; the real
+    cause (read-only, disk full, corrupt, locked) is in the chained driver error.
+    """
+    import sqlite3
+
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    kinds: tuple[type[BaseException], ...] = (optuna.exceptions.StorageInternalError, sqlite3.Error)
+    try:
+        import sqlalchemy.exc
+
+        kinds += (sqlalchemy.exc.SQLAlchemyError,)
+    except ImportError:  # pragma: no cover - optuna's RDB storage needs SQLAlchemy
+        pass
+    if isinstance(exc, StorageError) or not any(isinstance(c, kinds) for c in chain):
+        return None
+    url = url or (_opened[0] if _opened else resolve_storage(None))
+    db = _sqlite_path(url) if url.startswith("sqlite:") else None
+    where = f"{mask_url(url)}" + (f" ({db})" if db is not None else "")
+    root = chain[-1]
+    text = " ".join(f"{type(c).__name__} {c}" for c in chain).lower()
+    for fragments, cause, fix in _CAUSES:
+        if any(f in text for f in fragments):
+            return StorageError(f"{where}: {cause} ({type(root).__name__}: {_first_line(root)}); {fix}")
+    return StorageError(f"{where}: storage error ({type(root).__name__}: {_first_line(root)})")
 
 
 def _make_parent(path: Path, url: str) -> None:
@@ -168,7 +273,7 @@ def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
     url = resolve_storage(url)
     storage = open_storage(url, create=True)
     if name in optuna.study.get_all_study_names(storage=storage):
-        raise StorageError(f"study {name!r} already exists in {url}; continue it with 'cnnsearch study run {name}',"
+        raise StorageError(f"study {name!r} already exists in {mask_url(url)}; continue it with 'cnnsearch study run {name}',"
                            f" or pick another name, or 'cnnsearch study delete {name}' first")
     study = optuna.create_study(storage=storage, study_name=name, directions=sp.directions)
     settings = {
@@ -230,39 +335,55 @@ def write_note(study: optuna.Study, settings: dict[str, Any]) -> None:
     optuna_dashboard.save_note(study, note_text(study, settings))
 
 
-def load(name: str, url: str | None = None, *, heartbeat: bool = False) -> Handle:
-    """Load study ``name`` with its stored space, training settings, sampler and pruner."""
+def load(name: str, url: str | None = None, *, heartbeat: bool = False, seed: int | None = None) -> Handle:
+    """Load study ``name`` with its stored space, training settings, sampler and pruner.
+
+    The sampler's seed: with ``seed`` (``study run --seed``), ``seed`` + the
+    study's trial count + 7919 x the worker index: the same command on the same
+    study state draws the same configurations. Without it, the study's seed
+    plus a random component, so two runs started together never draw the same
+    configurations.
+    """
     url = resolve_storage(url)
     storage = open_storage(url)
     known = optuna.study.get_all_study_names(storage=storage)
     if name not in known:
-        raise StorageError(f"no study {name!r} in {url} (studies there: {', '.join(known) or 'none'});"
+        raise StorageError(f"no study {name!r} in {mask_url(url)} (studies there: {', '.join(known) or 'none'});"
                            f" create it with 'cnnsearch study create {name} --space studies/seed.toml'")
     study = optuna.load_study(study_name=name, storage=storage)
     settings = study.user_attrs.get(SETTINGS_KEY)
     if not settings:
-        raise StorageError(f"study {name!r} in {url} was not created by cnnsearch (no '{SETTINGS_KEY}' settings);"
+        raise StorageError(f"study {name!r} in {mask_url(url)} was not created by cnnsearch (no '{SETTINGS_KEY}' settings);"
                            " create one with 'cnnsearch study create'")
-    sp = space_mod.parse(settings["space_text"], source=f"{name} (stored space from {settings['space_source']})")
+    sp = space_mod.parse(settings["space_text"], source=f"{name} (stored space from {settings['space_source']})",
+                         stored=True)
     training = TrainConfig.from_dict(settings["training"])
     if heartbeat and sp.study["heartbeat_seconds"] and isinstance(storage, optuna.storages.RDBStorage):
         storage = open_storage(url, heartbeat_s=sp.study["heartbeat_seconds"])
-    # Seed the sampler by how far the study has come, so a resumed run does not replay the first
-    # run's random start-up points, and by worker index and machine, so parallel workers do not
-    # propose the same points; the same command on the same machine stays reproducible.
-    import socket
-    import zlib
-
-    offset = (len(study.get_trials(deepcopy=False)) + 7919 * int(os.environ.get(WORKER_ENV, "0") or 0)
-              + zlib.crc32(socket.gethostname().encode()) % 10007)
-    study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(sp, offset),
+    sampler = make_sampler(sp, seed=sampler_seed(study, sp, seed))
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler,
                               pruner=make_pruner(sp, training.epochs))
     return Handle(study, sp, training, url)
 
 
-def make_sampler(sp: space_mod.Space, offset: int = 0) -> optuna.samplers.BaseSampler:
-    """The study's sampler, seeded with ``study.seed + offset``."""
-    seed = sp.study["seed"] + offset
+def sampler_seed(study: optuna.Study, sp: space_mod.Space, seed: int | None = None) -> int:
+    """The sampler seed of this process (see :func:`load`); always in [0, 2**31)."""
+    if seed is None:
+        # Two plain `study run` commands started together see the same trial count, worker index and
+        # machine: only a random component keeps them from drawing the very same configurations.
+        import secrets
+
+        return (sp.study["seed"] + secrets.randbelow(2**31)) % 2**31
+    # By how far the study has come (a resumed run does not replay the first run's start-up points)
+    # and by worker index (parallel workers do not propose the same points).
+    offset = len(study.get_trials(deepcopy=False)) + 7919 * int(os.environ.get(WORKER_ENV, "0") or 0)
+    # Modulo: a study created before seeds were bounded (seed near 2**32) must still open.
+    return (seed + offset) % 2**31
+
+
+def make_sampler(sp: space_mod.Space, offset: int = 0, *, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """The study's sampler, seeded with ``seed``, else ``study.seed + offset`` (kept below 2**31, as NumPy needs)."""
+    seed = (sp.study["seed"] + offset if seed is None else seed) % 2**31
     kind = sp.study["sampler"]
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -490,6 +611,7 @@ def run(
     on_trial: Callable[[TrialLine], None] | None = None,
     verbose: int = 0,
     worker: bool = False,
+    seed: int | None = None,
 ) -> Handle:
     """Add ``trials`` finished trials to study ``name`` (plus the baseline if it has not run yet).
 
@@ -509,14 +631,14 @@ def run(
         raise ConfigError(f"--trials: expected >= 0; received {trials}")
     with interrupt.handled():
         handle = _run(name, trials=trials, timeout=timeout, data_path=data_path, url=url, on_trial=on_trial,
-                      verbose=verbose, worker=worker)
+                      verbose=verbose, worker=worker, seed=seed)
         interrupt.check()  # a signal swallowed after the last trial still ends the run as interrupted
     return handle
 
 
 def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None, url: str | None,
-         on_trial: Callable[[TrialLine], None] | None, verbose: int, worker: bool) -> Handle:
-    handle = load(name, url, heartbeat=True)
+         on_trial: Callable[[TrialLine], None] | None, verbose: int, worker: bool, seed: int | None) -> Handle:
+    handle = load(name, url, heartbeat=True, seed=seed)
     study, sp, cfg = handle.study, handle.space, handle.training
     ds = data_mod.load(data_path)
     splits = data_mod.split(ds, train_limit=cfg.train_limit)
@@ -570,6 +692,7 @@ def run_workers(
     url: str | None = None,
     quiet: bool = False,
     cores: int | None = None,
+    seed: int | None = None,
 ) -> list[int]:
     """Run ``trials`` new trials of study ``name`` in ``workers`` processes on this machine.
 
@@ -594,7 +717,8 @@ def run_workers(
     total = trials + (1 if _ensure_baseline_queued(h.study, h.space) else 0)
     shares = [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
     threads = max(1, (cores or os.cpu_count() or 1) // workers)
-    base_cmd = [sys.executable, "-m", "cnnsearch.cli", "study", "run", name, "--storage", h.url, "--worker",
+    # The storage URL goes by environment, not argv: a PostgreSQL password would show in `ps`.
+    base_cmd = [sys.executable, "-m", "cnnsearch.cli", "study", "run", name, "--worker",
                 "--threads", str(threads)]
     if timeout is not None:
         base_cmd += ["--timeout", str(timeout)]
@@ -602,13 +726,15 @@ def run_workers(
         base_cmd += ["--data", data_path]
     if quiet:
         base_cmd += ["--quiet"]
+    if seed is not None:
+        base_cmd += ["--seed", str(seed)]
     with interrupt.handled():
         procs: list[subprocess.Popen[bytes]] = []
         try:
             for i, n in enumerate(shares):
                 if n > 0:
                     procs.append(subprocess.Popen([*base_cmd, "--trials", str(n)], preexec_fn=_die_with_parent,
-                                                  env={**os.environ, WORKER_ENV: str(i + 1)}))
+                                                  env={**os.environ, WORKER_ENV: str(i + 1), STORAGE_ENV: h.url}))
             return [p.wait() for p in procs]
         except KeyboardInterrupt as exc:
             # Pass the same signal on (Ctrl-C in a terminal reaches them anyway; SIGTERM from docker stop does
@@ -700,7 +826,7 @@ def show(name: str, url: str | None = None) -> dict[str, Any]:
     base, best = baseline_trial(h.study), best_trial(h.study)
     return {
         "name": name,
-        "storage": h.url,
+        "storage": mask_url(h.url),
         "directions": [d.name.lower() for d in h.study.directions],
         "created": settings["created"],
         "space_source": settings["space_source"],

@@ -395,3 +395,95 @@ def test_ctrl_c_stops_every_worker(env: dict[str, str], tmp_path: Path, spawn: C
     out = p.output()
     assert "Traceback" not in out and "Exception ignored" not in out, out
     assert out.strip().splitlines()[-1] == f"cnnsearch: {reason}"
+
+
+SEEDED = """
+[study]
+sampler = "random"
+pruner = "none"
+[training]
+epochs = 1
+batch_size = 64
+[space]
+conv1_filters = [4, 8, 32]
+dropout_dense = { low = 0.0, high = 0.5 }
+"""
+
+
+def _sampled(name: str, **load_kwargs: object) -> dict[str, object]:
+    from cnnsearch import space as space_mod
+
+    h = study_mod.load(name, **load_kwargs)  # type: ignore[arg-type]
+    t = h.study.ask()
+    space_mod.suggest(t, h.space)
+    assert t.params
+    return t.params
+
+
+def test_explicit_seed_reproduces_and_no_seed_differs(env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "seeded.toml"
+    f.write_text(SEEDED)
+    for name in ("a", "b"):
+        study_mod.create(name, f)
+        _fake_finished_baseline(name)
+    assert _sampled("a", seed=5) == _sampled("b", seed=5)  # same study state, same --seed: same draw
+    for name in ("a", "b"):  # drop the two trials just asked: back to the same state
+        for t in study_mod.load(name).study.get_trials(states=(TrialState.RUNNING,)):
+            study_mod.load(name).study.tell(t.number, state=TrialState.FAIL)
+    assert _sampled("a") != _sampled("b")  # no --seed: a random component
+
+
+def test_two_concurrent_runs_draw_distinct_configurations(env: dict[str, str], tmp_path: Path,
+                                                          spawn: Callable[..., Spawned]) -> None:
+    f = tmp_path / "seeded.toml"
+    f.write_text(SEEDED)
+    study_mod.create("pair", f)
+    _fake_finished_baseline("pair")
+    e = {"CNNSEARCH_STORAGE": env["url"], "CNNSEARCH_DATA": env["data"]}
+    import sqlite3
+
+    # Hold the database until both processes wait on it, so both read the study in the same state
+    # (as two runs started together do when neither has finished its imports before the other reads).
+    lock = sqlite3.connect(env["db"], timeout=60, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        procs = [spawn("study", "run", "pair", "--trials", "3", env=e) for _ in range(2)]
+
+        def both_waiting() -> bool:
+            for p in procs:
+                if p.proc.poll() is not None:
+                    raise AssertionError(p.output())
+            return all(_has_open(p.proc.pid, env["db"]) for p in procs)
+
+        _wait_for(both_waiting, 300, "both processes opening the database")
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    for p in procs:
+        assert p.wait(600) == 0, p.output()
+    drawn = [tuple(sorted(t.params.items())) for t in study_mod.load("pair").study.get_trials()
+             if not t.user_attrs.get("baseline")]
+    assert len(drawn) == 6
+    # dropout_dense is continuous: any repeat means both processes sampled with the same seed.
+    assert len(set(drawn)) == 6, drawn
+
+
+def _has_open(pid: int, path: str) -> bool:
+    """Has process ``pid`` the file ``path`` open (Linux /proc)?"""
+    try:
+        return any(os.path.realpath(f"/proc/{pid}/fd/{fd}") == os.path.realpath(path)
+                   for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:  # the process exited, or a descriptor closed while listing
+        return False
+
+
+def test_a_study_with_a_seed_beyond_2_31_still_opens(env: dict[str, str], tiny_space: Path) -> None:
+    h = study_mod.create("huge", tiny_space)
+    settings = h.study.user_attrs[study_mod.SETTINGS_KEY]
+    settings["study"]["seed"] = 2**32 - 1  # as created before seeds were bounded
+    settings["space_text"] = settings["space_text"].replace("seed = 1", f"seed = {2**32 - 1}")
+    h.study.set_user_attr(study_mod.SETTINGS_KEY, settings)
+    assert _sampled("huge")  # samples: the sampler seed stays below 2**31
+    assert cli("study", "show", "huge").exit_code == 0
+    r = cli("study", "delete", "huge", "--yes")
+    assert r.exit_code == 0, r.output
