@@ -299,6 +299,11 @@ def report(name: str, out: str | None, data_path: str | None, no_models: bool, u
 
     path = report_mod.write(name, out, url, data_path=data_path, models=not no_models)
     click.echo(f"wrote {path} (open it in a browser; it makes no network requests)")
+    if not no_models:
+        from cnnsearch import study as study_mod
+
+        for problem in study_mod.weights_problems(name, url):  # the report says it too, in the model section
+            click.echo(f"cnnsearch: warning: {problem}", err=True)
 
 
 @study.command("confirm")

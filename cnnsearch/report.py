@@ -301,8 +301,11 @@ def model_section(d: ReportData, h: study_mod.Handle, data_path: str | None) -> 
     title = "What the filters learned: the best model beside the baseline"
     if d.best is None:
         return Section(title, _p("No completed trial: no model to show.", "missing"), "model")
-    best_file = study_mod.model_file(h, "best")
-    base_file = study_mod.model_file(h, "baseline")
+    try:
+        best_file = study_mod.model_file(h, "best")  # verified against the checksum stored with it
+        base_file = study_mod.model_file(h, "baseline")
+    except CnnsearchError as exc:  # corrupt weights: the rest of the report stands
+        return Section(title, _p(f"The model figures are left out: {exc}", "missing"), "model")
     if best_file is None:
         return Section(title, _p("The best trial's weights are not in the artifact store"
                                  f" ({study_mod.artifact_dir(h.url)}); run the study on this machine or point"

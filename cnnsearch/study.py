@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -534,14 +533,19 @@ class Objective:
         store = _artifact_store(self.handle.url)
         saved: str | None = None
         baseline_id = (study.user_attrs.get("baseline_weights") or {}).get("artifact_id")
+        digest = ""
         if trial.user_attrs.get("baseline") and baseline_id is None:
-            saved = baseline_id = _save_model(store, study, trial, result.model)
+            saved, digest = _save_model(self.handle.url, study, trial, result.model)
+            baseline_id = saved
             study.set_user_attr("baseline_weights", {"trial": trial.number, "val_accuracy": result.val_accuracy,
-                                                     "artifact_id": saved})
+                                                     "artifact_id": saved, "sha256": digest})
         current = study.user_attrs.get("best_weights")
         if current and current["val_accuracy"] >= result.val_accuracy:
             return
-        artifact_id = saved or _save_model(store, study, trial, result.model, "best")
+        if saved is None:
+            artifact_id, digest = _save_model(self.handle.url, study, trial, result.model, "best")
+        else:
+            artifact_id = saved
         # Re-read: another worker may have stored a better one meanwhile.
         current = optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs.get("best_weights")
         if current and current["val_accuracy"] >= result.val_accuracy:
@@ -549,7 +553,7 @@ class Objective:
                 store.remove(artifact_id)
             return
         study.set_user_attr("best_weights", {"trial": trial.number, "artifact_id": artifact_id,
-                                             "val_accuracy": result.val_accuracy})
+                                             "val_accuracy": result.val_accuracy, "sha256": digest})
         if current and current["artifact_id"] != baseline_id:
             try:
                 store.remove(current["artifact_id"])
@@ -557,23 +561,102 @@ class Objective:
                 pass
 
 
-def _save_model(store: Any, study: optuna.Study, trial: optuna.Trial, model: Any, tag: str = "baseline") -> str:
+def _save_model(url: str, study: optuna.Study, trial: optuna.Trial, model: Any, tag: str = "baseline"
+                ) -> tuple[str, str]:
+    """Save ``model`` into the artifact folder; returns its artifact id and SHA-256.
+
+    Written under a temporary name and renamed, so a failure (a full disk) never
+    leaves a partial ``.keras`` file behind. A failure fails the trial with the
+    reason and stops the run (:class:`~cnnsearch.errors.StorageError`).
+    """
     artifact_id = f"{_safe(study.study_name)}-{tag}-trial{trial.number}-{os.getpid()}.keras"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.keras"
-        model.save(path)
-        with open(path, "rb") as fh:
-            store.write(artifact_id, fh)
-    return artifact_id
+    folder = artifact_dir(url)
+    partial = folder / f".partial-{artifact_id}"  # still ends in .keras, as Keras requires
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        model.save(partial)
+        digest = _sha256(partial)
+        os.replace(partial, folder / artifact_id)
+    except Exception as exc:
+        partial.unlink(missing_ok=True)
+        nospace = _is_enospc(exc)
+        reason = (f"no space left on device ({folder})" if nospace
+                  else f"cannot save the weights to {folder} ({type(exc).__name__}: {_first_line(exc)})")
+        trial.set_user_attr("failure_kind", "storage")
+        trial.set_user_attr("fail_reason", reason)
+        fix = "free some space, then run again" if nospace else "check the folder, then run again"
+        raise StorageError(f"trial {trial.number} failed: {reason}; {fix} (completed trials are intact; set"
+                           f" {ARTIFACTS_ENV} to keep weights elsewhere)") from exc
+    return artifact_id, digest
+
+
+def _is_enospc(exc: BaseException) -> bool:
+    import errno
+
+    e: BaseException | None = exc
+    while e is not None:
+        if getattr(e, "errno", None) == errno.ENOSPC or "no space left" in str(e).lower():
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def model_file(handle: Handle, which: str = "best") -> Path | None:
-    """Path of the kept ``.keras`` file of the best (or ``"baseline"``) trial, if any."""
+    """Path of the kept ``.keras`` file of the best (or ``"baseline"``) trial, if any, verified.
+
+    Raises:
+        StorageError: the file does not match the checksum stored with it (or,
+            for weights kept before checksums, is not a sound zip archive).
+    """
     meta = handle.study.user_attrs.get(f"{which}_weights")
     if not meta:
         return None
     path = artifact_dir(handle.url) / meta["artifact_id"]
-    return path if path.is_file() else None
+    if not path.is_file():
+        return None
+    _verify_weights(path, meta, which)
+    return path
+
+
+def _verify_weights(path: Path, meta: dict[str, Any], which: str) -> None:
+    import zipfile
+
+    problem = ""
+    if meta.get("sha256"):
+        if _sha256(path) != meta["sha256"]:
+            problem = "its checksum does not match the one stored when it was saved"
+    else:
+        try:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+            problem = f"member {bad} is damaged" if bad else ""
+        except (zipfile.BadZipFile, OSError) as exc:
+            problem = f"not a readable .keras archive ({_first_line(exc)})"
+    if problem:
+        raise StorageError(f"the kept weights of the {which} trial {meta.get('trial')} ({path}) are corrupt: {problem};"
+                           " they cannot be used: retrain the trial (e.g. cnnsearch study confirm) or restore the file")
+
+
+def weights_problems(name: str, url: str | None = None) -> list[str]:
+    """Why the kept weights of study ``name`` cannot be used (empty when they are fine or absent)."""
+    h = load(name, url)
+    problems = []
+    for which in ("best", "baseline"):
+        try:
+            model_file(h, which)
+        except StorageError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def _artifact_store(url: str) -> Any:
@@ -871,17 +954,20 @@ def best(name: str, url: str | None = None, *, export: str | Path | None = None)
         export = Path(export)
         if export.suffix != ".keras":
             raise ConfigError(f"--export: expected a path ending in .keras; received {str(export)!r}")
-        store = _artifact_store(h.url)
-        try:
-            reader = store.open_reader(weights["artifact_id"])
-        except Exception as exc:
+        source = model_file(h, "best")  # verified against its stored checksum
+        if source is None:
             raise StorageError(f"study {name!r}: weights {weights['artifact_id']} missing from"
-                               f" {artifact_dir(h.url)} ({_first_line(exc)})") from exc
-        export.parent.mkdir(parents=True, exist_ok=True)
+                               f" {artifact_dir(h.url)}; retrain the trial or point {ARTIFACTS_ENV} at the folder")
         tmp = export.with_name(export.name + ".tmp")
-        with reader, open(tmp, "wb") as out:
-            shutil.copyfileobj(reader, out)
-        os.replace(tmp, export)
+        try:
+            export.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, export)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)  # never leave a partial copy (it would keep a full disk full)
+            cause = "no space left on device" if _is_enospc(exc) else (exc.strerror or str(exc))
+            raise CnnsearchError(f"--export {export}: cannot write the model ({cause}); nothing was written:"
+                                 " free some space or pick another place") from exc
         record["exported"] = str(export)
     return record
 
