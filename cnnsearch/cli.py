@@ -285,6 +285,26 @@ def study_delete(name: str, yes: bool, url: str | None) -> None:
     click.echo(f"deleted study {name!r}")
 
 
+@study.command("fail-stale")
+@click.argument("name")
+@click.option("--all", "force", is_flag=True,
+              help="Also fail RUNNING trials of other machines (make sure no run is active anywhere first).")
+@_storage_option
+def study_fail_stale(name: str, force: bool, url: str | None) -> None:
+    """Fail the RUNNING trials of NAME whose worker is gone, and re-queue each once.
+
+    Needed for journal:// storages, which have no heartbeat (study run also does it on this machine's trials).
+    """
+    from cnnsearch import study as study_mod
+
+    failed = study_mod.fail_stale_trials(name, url, force=force)
+    if not failed:
+        click.echo(f"no stale trials in {name!r}" + ("" if force else " on this machine (--all for every machine's)"))
+        return
+    click.echo(f"failed {len(failed)} stale trial(s) of {name!r}: {', '.join(f'#{n}' for n in failed)};"
+               " each re-queued once")
+
+
 @main.command()
 @click.argument("name")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,

@@ -455,6 +455,7 @@ class Objective:
         from cnnsearch.train import fit, versions
 
         sp, cfg = self.handle.space, self.handle.training
+        trial.set_user_attr("worker", worker_lease())  # who runs it: fail_stale() checks this process is alive
         is_baseline = bool(trial.user_attrs.get("baseline", False))
         trial.set_user_attr("baseline", is_baseline)
         spec, overrides = space_mod.suggest(trial, sp)
@@ -733,6 +734,8 @@ def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None
     # A worker that died without a word leaves its trial RUNNING: fail it now (and re-queue it once,
     # through the heartbeat callback) rather than at the next trial start, which --trials 0 never reaches.
     optuna.storages.fail_stale_trials(study)
+    if not isinstance(study._storage, optuna.storages.RDBStorage):
+        fail_stale(study)  # journal files have no heartbeat: the lease of each RUNNING trial is checked instead
     total = trials if worker else trials + (1 if _ensure_baseline_queued(study, sp) else 0)
     objective = Objective(handle, splits, verbose=verbose)
     state = {"done": 0, "failures": 0, "last": ""}
@@ -833,6 +836,80 @@ def run_workers(
                     p.kill()
                     p.wait()
             raise
+
+
+def worker_lease() -> dict[str, Any]:
+    """Who runs a trial: host, process id and the process's start time (so a reused PID is not taken for it)."""
+    import socket
+
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _process_start(os.getpid())}
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of process ``pid`` (Linux /proc), or None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]  # field 22: starttime, after the command name
+    except (OSError, IndexError):
+        return None
+
+
+def _lease_alive(lease: dict[str, Any]) -> bool | None:
+    """True/False for a lease of this machine; None for another machine's (it cannot be checked from here)."""
+    import socket
+
+    if lease.get("host") != socket.gethostname():
+        return None
+    pid = int(lease.get("pid", 0))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        pass
+    started = _process_start(pid)
+    return started is None or lease.get("started") is None or started == lease["started"]
+
+
+def fail_stale(study: optuna.Study, *, force: bool = False) -> list[int]:
+    """Fail RUNNING trials whose worker is gone, re-queueing each once; returns their numbers.
+
+    A trial's worker is gone when its lease (host, PID, process start time)
+    names this machine and no such process runs. Trials of other machines are
+    left alone unless ``force`` (``study fail-stale --all``: the user has made
+    sure no run is active anywhere). For RDB storages Optuna's heartbeat does
+    the same on its own; journal files have no heartbeat, hence this check.
+    """
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        lease = t.user_attrs.get("worker")
+        alive = _lease_alive(lease) if lease else None
+        if alive or (alive is None and not force):
+            continue
+        who = f"process {lease['pid']} on {lease['host']}" if lease else "an unknown process"
+        reason = f"stale: {who} is gone" if alive is False else f"failed by hand (study fail-stale --all; {who})"
+        try:
+            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
+            study._storage.set_trial_user_attr(t._trial_id, "failure_kind", "stale")
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        try:
+            if not study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # its worker finished it meanwhile
+        failed.append(t.number)
+        if not t.system_attrs.get("failed_trial"):  # re-queue once, as Optuna's heartbeat retry does
+            attrs = {k: v for k, v in t.user_attrs.items() if k == "baseline"}
+            study.enqueue_trial(t.params, user_attrs=attrs, skip_if_exists=False)
+            queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))[-1]
+            study._storage.set_trial_system_attr(queued._trial_id, "failed_trial", t.number)
+    return failed
+
+
+def fail_stale_trials(name: str, url: str | None = None, *, force: bool = False) -> list[int]:
+    """``study fail-stale NAME``: :func:`fail_stale` on a stored study."""
+    return fail_stale(load(name, url).study, force=force)
 
 
 def _die_with_parent() -> None:

@@ -4,6 +4,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -487,3 +488,45 @@ def test_a_study_with_a_seed_beyond_2_31_still_opens(env: dict[str, str], tiny_s
     assert cli("study", "show", "huge").exit_code == 0
     r = cli("study", "delete", "huge", "--yes")
     assert r.exit_code == 0, r.output
+
+
+def test_journal_storage_stale_trials(tmp_path: Path, tiny_space: Path, tiny_npz: Path,
+                                      spawn: Callable[..., Spawned], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13 item 3: journal files have no heartbeat; a worker's PID/host lease tells a dead one."""
+    url = f"journal://{tmp_path / 'j.log'}"
+    monkeypatch.setenv("CNNSEARCH_STORAGE", url)
+    f = tmp_path / "long.toml"
+    f.write_text(TINY_SPACE.format(epochs=400, heartbeat=60).replace("[3, 13]", "[3]"))
+    assert cli("study", "create", "jr", "--space", str(f)).exit_code == 0
+    p = spawn("study", "run", "jr", "--trials", "1", env={"CNNSEARCH_STORAGE": url, "CNNSEARCH_DATA": str(tiny_npz)})
+    running: list[optuna.trial.FrozenTrial] = []
+
+    def one_running() -> bool:
+        running[:] = [t for t in study_mod.load("jr").study.get_trials(states=(TrialState.RUNNING,))
+                      if t.user_attrs.get("versions")]
+        return len(running) == 1
+
+    _wait_for(one_running, 300, "the trial to start training")
+    p.send_signal(signal.SIGKILL)
+    p.wait(30)
+    # Two other RUNNING trials: one of a live process here (this test), one of another machine.
+    h = study_mod.load("jr")
+    live, remote = h.study.ask(), h.study.ask()
+    live.set_user_attr("worker", study_mod.worker_lease())
+    remote.set_user_attr("worker", {"host": "elsewhere.example", "pid": 1, "started": "1"})
+    assert study_mod.load("jr").study.get_trials()[running[0].number].state == TrialState.RUNNING  # no heartbeat
+
+    r = cli("study", "fail-stale", "jr")
+    assert r.exit_code == 0, r.output
+    assert f"#{running[0].number}" in r.stdout and "re-queued" in r.stdout
+    trials = study_mod.load("jr").study.get_trials()
+    dead = trials[running[0].number]
+    assert dead.state == TrialState.FAIL
+    assert dead.user_attrs["fail_reason"] == f"stale: process {p.proc.pid} on {socket.gethostname()} is gone"
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.WAITING
+    assert retry[0].system_attrs["fixed_params"] == dead.params and retry[0].user_attrs.get("baseline")
+    assert trials[live.number].state == TrialState.RUNNING and trials[remote.number].state == TrialState.RUNNING
+    r = cli("study", "fail-stale", "jr", "--all")  # the user vouches that no run is active anywhere
+    assert r.exit_code == 0 and f"#{remote.number}" in r.stdout and f"#{live.number}" not in r.stdout
+    assert study_mod.load("jr").study.get_trials()[remote.number].state == TrialState.FAIL
