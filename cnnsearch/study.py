@@ -738,7 +738,7 @@ def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None
         fail_stale(study)  # journal files have no heartbeat: the lease of each RUNNING trial is checked instead
     total = trials if worker else trials + (1 if _ensure_baseline_queued(study, sp) else 0)
     objective = Objective(handle, splits, verbose=verbose)
-    state = {"done": 0, "failures": 0, "last": ""}
+    state = {"done": 0, "failures": 0, "last": "", "finished": 0, "training_failures": 0}
     limit = sp.study["max_consecutive_failures"]
 
     def after_trial(study: optuna.Study, t: FrozenTrial) -> None:
@@ -746,9 +746,11 @@ def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None
         reason = t.user_attrs.get("fail_reason") or t.system_attrs.get("fail_reason", "")
         if t.state == TrialState.FAIL and t.user_attrs.get("failure_kind") != "invalid_architecture":
             state["failures"] += 1
+            state["training_failures"] += 1
             state["last"] = reason
         elif t.state != TrialState.FAIL:
             state["failures"] = 0
+            state["finished"] += 1
         if t.state == TrialState.PRUNED:
             reason = f"pruned after epoch {t.user_attrs.get('epochs_run', '?')}"
         if t.user_attrs.get("baseline") and t.state == TrialState.COMPLETE:
@@ -765,6 +767,10 @@ def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None
     if limit and state["failures"] >= limit:
         raise CnnsearchError(f"stopped: {state['failures']} trials in a row failed during training (last: "
                              f"{state['last']}); check the space's ranges and [training] settings, then run again")
+    if state["done"] and not state["finished"] and state["training_failures"]:
+        # Every trial failed (e.g. an optimizer setting no trial can train with): not a successful run.
+        raise CnnsearchError(f"every trial of this run failed ({state['done']}; last: {state['last']}); check the"
+                             " space's ranges and [training] settings, then run again")
     return handle
 
 

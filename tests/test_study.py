@@ -530,3 +530,14 @@ def test_journal_storage_stale_trials(tmp_path: Path, tiny_space: Path, tiny_npz
     r = cli("study", "fail-stale", "jr", "--all")  # the user vouches that no run is active anywhere
     assert r.exit_code == 0 and f"#{remote.number}" in r.stdout and f"#{live.number}" not in r.stdout
     assert study_mod.load("jr").study.get_trials()[remote.number].state == TrialState.FAIL
+
+
+def test_a_run_in_which_every_trial_failed_exits_1(env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "diverges.toml"
+    f.write_text(TINY_SPACE.format(epochs=1, heartbeat=60).replace("[3, 13]", "[3]")
+                 .replace("batch_size = 32", "batch_size = 32\noptimizer = { name = 'sgd', learning_rate = 1e12 }"))
+    assert cli("study", "create", "nan", "--space", str(f)).exit_code == 0
+    r = cli("study", "run", "nan", "--trials", "1")
+    assert r.exit_code == 1, r.output
+    assert "every trial of this run failed (2; last: loss became NaN" in r.stderr
+    assert [t.state for t in study_mod.load("nan").study.get_trials()] == [TrialState.FAIL, TrialState.FAIL]
