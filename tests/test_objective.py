@@ -8,7 +8,10 @@ import pytest
 from click.testing import CliRunner, Result
 from optuna.trial import TrialState
 
+from cnnsearch import storage
 from cnnsearch import study as study_mod
+from cnnsearch.errors import StorageError
+from cnnsearch.objective import model_file
 from cnnsearch.cli import main
 from conftest import TINY_SPACE, SmallFs
 
@@ -46,11 +49,11 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_npz: Path) -> str:
 def test_disk_full_while_keeping_weights(env: str, buildable_space: Path, small_fs: SmallFs,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 13 item 1: a real full filesystem (tmpfs) under the artifact folder."""
-    monkeypatch.setenv(study_mod.ARTIFACTS_ENV, str(small_fs.path / "artifacts"))
+    monkeypatch.setenv(storage.ARTIFACTS_ENV, str(small_fs.path / "artifacts"))
     assert cli("study", "create", "full", "--space", str(buildable_space)).exit_code == 0
     assert cli("study", "run", "full", "--trials", "0").exit_code == 0  # the baseline, its weights kept
     h = study_mod.load("full")
-    kept = study_mod.model_file(h, "best")
+    kept = model_file(h, "best")
     assert kept is not None and h.study.get_trials()[0].state == TrialState.COMPLETE
     # Make the next trial a new best, so its weights are saved, onto a disk with no byte free.
     h.study.set_user_attr("best_weights", {**h.study.user_attrs["best_weights"], "val_accuracy": -1.0})
@@ -62,7 +65,7 @@ def test_disk_full_while_keeping_weights(env: str, buildable_space: Path, small_
     assert trials[1].state == TrialState.FAIL
     assert trials[1].user_attrs["fail_reason"] == f"no space left on device ({small_fs.path / 'artifacts'})"
     assert sorted(p.name for p in (small_fs.path / "artifacts").iterdir()) == [kept.name]  # no partial file
-    assert study_mod.model_file(study_mod.load("full"), "baseline") == kept  # still verifies
+    assert model_file(study_mod.load("full"), "baseline") == kept  # still verifies
 
     # best --export onto the full disk: one line, and no best.keras.tmp left to keep it full.
     out = small_fs.path / "best.keras"
@@ -78,7 +81,7 @@ def test_corrupt_kept_weights(env: str, tiny_space: Path, tmp_path: Path, tiny_n
     h = study_mod.load("rot")
     meta = h.study.user_attrs["best_weights"]
     assert len(meta["sha256"]) == 64
-    kept = study_mod.model_file(h, "best")
+    kept = model_file(h, "best")
     assert kept is not None
     original = kept.read_bytes()
     kept.write_bytes(original[: len(original) // 2])  # truncated, as a half-copied file is
@@ -99,5 +102,5 @@ def test_corrupt_kept_weights(env: str, tiny_space: Path, tmp_path: Path, tiny_n
     flipped = bytearray(original)
     flipped[len(flipped) // 2] ^= 0xFF
     kept.write_bytes(bytes(flipped))
-    with pytest.raises(study_mod.StorageError, match="checksum does not match"):
-        study_mod.model_file(study_mod.load("rot"), "best")
+    with pytest.raises(StorageError, match="checksum does not match"):
+        model_file(study_mod.load("rot"), "best")

@@ -13,6 +13,7 @@ from typing import Iterator
 import pytest
 from click.testing import CliRunner, Result
 
+from cnnsearch import storage
 from cnnsearch import study as study_mod
 from cnnsearch.cli import main
 from conftest import SmallFs
@@ -157,13 +158,13 @@ def test_hung_postgres_host_times_out_and_password_is_masked(silent_server: int)
 
 
 def test_connect_timeout_default_and_override() -> None:
-    assert study_mod.PG_CONNECT_TIMEOUT_S == 10
-    kwargs = study_mod.engine_kwargs("postgresql+psycopg://u:p@db.example/x")
+    assert storage.PG_CONNECT_TIMEOUT_S == 10
+    kwargs = storage.engine_kwargs("postgresql+psycopg://u:p@db.example/x")
     assert kwargs["connect_args"]["connect_timeout"] == 10
-    assert "connect_args" not in study_mod.engine_kwargs("postgresql+psycopg://u:p@db/x?connect_timeout=3")
+    assert "connect_args" not in storage.engine_kwargs("postgresql+psycopg://u:p@db/x?connect_timeout=3")
 
 
 def test_mask_url() -> None:
-    assert study_mod.mask_url("postgresql+psycopg://bob:pa%40ss@h:5432/d") == "postgresql+psycopg://bob:***@h:5432/d"
-    assert study_mod.mask_url("sqlite:///studies/x.db") == "sqlite:///studies/x.db"
-    assert study_mod.mask_url("journal://a@b.log") == "journal://a@b.log"
+    assert storage.mask_url("postgresql+psycopg://bob:pa%40ss@h:5432/d") == "postgresql+psycopg://bob:***@h:5432/d"
+    assert storage.mask_url("sqlite:///studies/x.db") == "sqlite:///studies/x.db"
+    assert storage.mask_url("journal://a@b.log") == "journal://a@b.log"

@@ -1,0 +1,220 @@
+"""One trial: suggest a spec from the space, fit it, record everything on the trial, keep the best weights.
+
+A trial that cannot finish raises :class:`~cnnsearch.errors.TrialFailed`
+(recorded, the search goes on); anything fatal propagates.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from cnnsearch import data as data_mod
+from cnnsearch import interrupt
+from cnnsearch import space as space_mod
+from cnnsearch.arch import summarize
+from cnnsearch.errors import ArchitectureError, CnnsearchError, Interrupted, StorageError, TrialFailed
+from cnnsearch.storage import (ARTIFACTS_ENV, artifact_dir, artifact_store, first_line, is_enospc, kept_weights,
+                               sha256)
+from cnnsearch.study import Handle, fresh_user_attrs
+
+
+class Objective:
+    """Train one trial's spec; record everything the report needs on the trial."""
+
+    def __init__(self, handle: Handle, splits: data_mod.Splits, *, verbose: int = 0) -> None:
+        self.handle = handle
+        self.splits = splits
+        self.verbose = verbose
+        self.versions: dict[str, str] | None = None
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        interrupt.check()  # a signal swallowed since the last trial stops the run here, before any work
+        try:
+            return self._trial(trial)
+        except Interrupted as exc:
+            # Recorded before Optuna marks the trial FAIL (a finished trial's attributes are read-only).
+            trial.set_user_attr("failure_kind", "interrupted")
+            trial.set_user_attr("fail_reason", exc.reason)
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("failure_kind", "interrupted")
+            trial.set_user_attr("fail_reason", Interrupted(2).reason)
+            raise
+
+    def _trial(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        from cnnsearch._tf import keras
+        from cnnsearch.train import fit, versions
+
+        sp, cfg = self.handle.space, self.handle.training
+        trial.set_user_attr("worker", worker_lease())  # who runs it: runner.fail_stale() checks it is alive
+        is_baseline = bool(trial.user_attrs.get("baseline", False))
+        trial.set_user_attr("baseline", is_baseline)
+        spec, overrides = space_mod.suggest(trial, sp)
+        trial.set_user_attr("spec", spec.to_dict())
+        try:
+            summary = summarize(spec, self.splits.input_shape, self.splits.n_classes)
+        except ArchitectureError as exc:
+            failure = TrialFailed(str(exc), kind="invalid_architecture")
+            _record_failure(trial, failure)
+            raise failure from exc
+        trial.set_user_attr("params", summary.params)
+        trial.set_user_attr("flops", summary.flops)
+        config = replace(cfg, seed=cfg.seed + trial.number, **overrides)
+        history: dict[str, list[float]] = {}
+
+        def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+            for k, v in logs.items():
+                history.setdefault(k, []).append(float(v))
+
+        callbacks = [interrupt.keras_callback()]
+        if not is_baseline and not sp.multi_objective and sp.study["pruner"] != "none":
+            keras()  # TensorFlow's quiet import first: optuna_integration would import it loudly
+            from optuna_integration import KerasPruningCallback
+
+            callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
+        if self.versions is None:
+            self.versions = versions()
+        trial.set_user_attr("versions", self.versions)
+        start = time.perf_counter()
+        try:
+            result = fit(spec, self.splits, config, callbacks=callbacks, on_epoch=on_epoch, verbose=self.verbose)
+        except TrialFailed as exc:  # its own root: the order of these clauses does not matter
+            self._record_partial(trial, history, start)
+            _record_failure(trial, exc)
+            raise
+        except (optuna.TrialPruned, KeyboardInterrupt, CnnsearchError):
+            self._record_partial(trial, history, start)
+            raise
+        except Exception as exc:  # a crash inside TensorFlow fails this trial, not the search
+            self._record_partial(trial, history, start)
+            failure = TrialFailed(f"{type(exc).__name__}: {first_line(exc)}")
+            _record_failure(trial, failure)
+            raise failure from exc
+        trial.set_user_attr("history", result.history)
+        trial.set_user_attr("epochs_run", result.epochs_run)
+        trial.set_user_attr("seconds", round(result.seconds, 3))
+        trial.set_user_attr("epoch_seconds", [round(s, 3) for s in result.epoch_seconds])
+        trial.set_user_attr("val_accuracy", result.val_accuracy)
+        # Recorded for the report only: selection never looks at the test set.
+        trial.set_user_attr("test_loss", result.test_loss)
+        trial.set_user_attr("test_accuracy", result.test_accuracy)
+        self._keep_if_best(trial, result)
+        if sp.multi_objective:
+            return result.val_accuracy, float(summary.params)
+        return result.val_accuracy
+
+    @staticmethod
+    def _record_partial(trial: optuna.Trial, history: dict[str, list[float]], start: float) -> None:
+        trial.set_user_attr("history", history)
+        trial.set_user_attr("epochs_run", len(history.get("loss", [])))
+        trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
+
+    def _keep_if_best(self, trial: optuna.Trial, result: Any) -> None:
+        """Store this trial's weights if it beats every finished trial (the previous best's are removed).
+
+        The in-study baseline's weights are kept too (``baseline_weights``): the
+        report draws its filters beside the best model's. When the baseline is
+        also the best (it always is at first), one file serves both.
+        """
+        study = self.handle.study
+        store = artifact_store(self.handle.url)
+        saved: str | None = None
+        baseline_id = (study.user_attrs.get("baseline_weights") or {}).get("artifact_id")
+        digest = ""
+        if trial.user_attrs.get("baseline") and baseline_id is None:
+            saved, digest = _save_model(self.handle.url, study, trial, result.model)
+            baseline_id = saved
+            study.set_user_attr("baseline_weights", {"trial": trial.number, "val_accuracy": result.val_accuracy,
+                                                     "artifact_id": saved, "sha256": digest})
+        current = study.user_attrs.get("best_weights")
+        if current and current["val_accuracy"] >= result.val_accuracy:
+            return
+        if saved is None:
+            artifact_id, digest = _save_model(self.handle.url, study, trial, result.model, "best")
+        else:
+            artifact_id = saved
+        # Re-read: another worker may have stored a better one meanwhile.
+        current = fresh_user_attrs(study).get("best_weights")
+        if current and current["val_accuracy"] >= result.val_accuracy:
+            if artifact_id != saved:
+                store.remove(artifact_id)
+            return
+        study.set_user_attr("best_weights", {"trial": trial.number, "artifact_id": artifact_id,
+                                             "val_accuracy": result.val_accuracy, "sha256": digest})
+        if current and current["artifact_id"] != baseline_id:
+            try:
+                store.remove(current["artifact_id"])
+            except Exception:  # already gone: nothing to free
+                pass
+
+
+def _save_model(url: str, study: optuna.Study, trial: optuna.Trial, model: Any, tag: str = "baseline"
+                ) -> tuple[str, str]:
+    """Save ``model`` into the artifact folder; returns its artifact id and SHA-256.
+
+    Written under a temporary name and renamed, so a failure (a full disk) never
+    leaves a partial ``.keras`` file behind. A failure fails the trial with the
+    reason and stops the run (:class:`~cnnsearch.errors.StorageError`).
+    """
+    artifact_id = f"{_safe(study.study_name)}-{tag}-trial{trial.number}-{os.getpid()}.keras"
+    folder = artifact_dir(url)
+    partial = folder / f".partial-{artifact_id}"  # still ends in .keras, as Keras requires
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        model.save(partial)
+        digest = sha256(partial)
+        os.replace(partial, folder / artifact_id)
+    except Exception as exc:
+        partial.unlink(missing_ok=True)
+        nospace = is_enospc(exc)
+        reason = (f"no space left on device ({folder})" if nospace
+                  else f"cannot save the weights to {folder} ({type(exc).__name__}: {first_line(exc)})")
+        trial.set_user_attr("failure_kind", "storage")
+        trial.set_user_attr("fail_reason", reason)
+        fix = "free some space, then run again" if nospace else "check the folder, then run again"
+        raise StorageError(f"trial {trial.number} failed: {reason}; {fix} (completed trials are intact; set"
+                           f" {ARTIFACTS_ENV} to keep weights elsewhere)") from exc
+    return artifact_id, digest
+
+
+def model_file(handle: Handle, which: str = "best") -> Path | None:
+    """Path of the kept ``.keras`` file of the best (or ``"baseline"``) trial, if any, verified.
+
+    Raises:
+        StorageError: the file does not match the checksum stored with it.
+    """
+    return kept_weights(handle.url, handle.study.user_attrs.get(f"{which}_weights"), which)
+
+
+def worker_lease() -> dict[str, Any]:
+    """Who runs a trial: host, process id and the process's start time (so a reused PID is not taken for it)."""
+    import socket
+
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": process_start(os.getpid())}
+
+
+def process_start(pid: int) -> str | None:
+    """The kernel's start time of process ``pid`` (Linux /proc), or None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]  # field 22: starttime, after the command name
+    except (OSError, IndexError):
+        return None
+
+
+def _record_failure(trial: optuna.Trial, failure: TrialFailed) -> None:
+    trial.set_user_attr("failure_kind", failure.kind)
+    trial.set_user_attr("fail_reason", failure.reason)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+__all__ = ["Objective", "model_file", "process_start", "worker_lease"]
