@@ -1,9 +1,9 @@
 """Figures: compute plain arrays first, then draw them (after optuna's ``visualization``).
 
-The ``filters`` / ``feature_maps`` functions return NumPy arrays that tests
-check; the ``draw_*`` functions only draw what they are given and write a PNG.
-Nothing here imports Keras: feature maps are computed from the conv weights by
-:mod:`cnnsearch.im2col`, so drawing them needs only the weights.
+The compute functions (``filters``, ``confusion``, ...) return NumPy arrays that
+tests check; the ``draw_*`` functions only draw what they are given and write a
+PNG. Nothing here imports Keras: the model's own outputs (feature maps, class
+probabilities) come from :mod:`cnnsearch.forward`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from cnnsearch import im2col
-from cnnsearch.arch import REFERENCE, ArchSpec, pool_after
+from cnnsearch.arch import REFERENCE
 
 #: The test digits the reference drew its per-digit feature maps for (a 7, a 0 and a 6).
 REFERENCE_DIGITS = (0, 3, 11)
@@ -50,70 +49,6 @@ def filters(weights: Mapping[str, Sequence[np.ndarray]], layer: str = "conv1", *
     """The first ``limit`` filters of conv ``layer`` for one input channel, shape (n, k, k)."""
     kernel = np.asarray(weights[layer][0])
     return np.moveaxis(kernel[:, :, in_channel, :limit], -1, 0)
-
-
-def conv_weights(model: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Kernel and bias of every conv layer of a cnnsearch model: {"conv1": (w, b), ...}."""
-    out = {}
-    for layer in model.layers:
-        if layer.name.startswith("conv"):
-            w, b = layer.get_weights()
-            out[layer.name] = (np.asarray(w), np.asarray(b))
-    return out
-
-
-def feature_maps(weights: Mapping[str, Sequence[np.ndarray]], spec: ArchSpec, images: np.ndarray,
-                 layers: Sequence[str] = ("conv1", "conv2")) -> dict[str, np.ndarray]:
-    """Activations (after ReLU) of conv ``layers`` for ``images`` (N, H, W, C), from stored weights.
-
-    Computed with :mod:`cnnsearch.im2col` in bounded memory, so drawing feature
-    maps needs no TensorFlow: only the weights. Pooling between conv layers
-    follows ``spec`` (dropout is inactive at inference).
-    """
-    wanted = set(layers)
-    maps: dict[str, np.ndarray] = {}
-    z = np.asarray(images, dtype=np.float32)
-    for i in range(len(spec.conv_filters)):
-        name = f"conv{i + 1}"
-        w, b = weights[name]
-        z = im2col.relu(im2col.conv2d(z, w, b, spec.stride, spec.padding))
-        if name in wanted:
-            maps[name] = z
-        if len(maps) == len(wanted):
-            break
-        if pool_after(spec, i):
-            pool = im2col.max_pool2d if spec.pool == "max" else im2col.avg_pool2d
-            z = pool(z, spec.pool_size)
-    return maps
-
-
-def predict_proba(weights: Mapping[str, Sequence[np.ndarray]], spec: ArchSpec, images: np.ndarray,
-                  batch: int = 1000) -> np.ndarray:
-    """Class probabilities of a trained spec for ``images``, computed in NumPy from its weights.
-
-    The whole forward pass (conv + ReLU, pooling, dense + ReLU, softmax; dropout
-    is inactive at inference), so a report can draw a confusion matrix without
-    TensorFlow.
-    """
-    outs = []
-    pool = im2col.max_pool2d if spec.pool == "max" else im2col.avg_pool2d
-    for i in range(0, len(images), batch):
-        z = np.asarray(images[i:i + batch], dtype=np.float32)
-        for j in range(len(spec.conv_filters)):
-            w, b = weights[f"conv{j + 1}"]
-            z = im2col.relu(im2col.conv2d(z, w, b, spec.stride, spec.padding))
-            if pool_after(spec, j):
-                z = pool(z, spec.pool_size)
-        z = z.reshape(len(z), -1)
-        if spec.dense_units:
-            w, b = weights["dense1"]
-            z = np.maximum(z @ w + b, 0)
-        w, b = weights["output"]
-        logits = z @ w + b
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        outs.append(e / e.sum(axis=1, keepdims=True))
-    return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
 
 def confusion(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
