@@ -3,7 +3,8 @@
 Each command is a few lines over a public function. Errors the user can fix
 (:class:`~cnnsearch.errors.CnnsearchError`) print one line on stderr and exit
 1 (2 for invalid input); ``--debug`` shows the traceback instead.
-Exit codes: 0 ok, 1 error, 2 usage or invalid input, 130 interrupted.
+Exit codes: 0 ok, 1 error, 2 usage or invalid input, 128 + signal when a run is interrupted
+(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 """
 
 from __future__ import annotations
@@ -35,11 +36,21 @@ class _Group(click.Group):
                 raise
             click.echo(f"cnnsearch: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
+        except Exception as exc:  # a database error after the storage opened: one line naming file and cause
             if debug:
                 raise
-            click.echo("cnnsearch: interrupted", err=True)
-            ctx.exit(130)
+            from cnnsearch.storage import storage_error
+
+            explained = storage_error(exc)
+            if explained is None:
+                raise
+            click.echo(f"cnnsearch: error: {explained}", err=True)
+            ctx.exit(explained.exit_code)
+        except KeyboardInterrupt as exc:  # Ctrl-C, and SIGTERM/SIGHUP during a run (cnnsearch.interrupt)
+            if debug:
+                raise
+            click.echo(f"cnnsearch: {getattr(exc, 'reason', 'interrupted')}", err=True)
+            ctx.exit(getattr(exc, "exit_code", 130))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -128,7 +139,7 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
 
     h = study_mod.create(name, space_path, url)
     t = h.training
-    click.echo(f"created study {name!r} in {h.url}: {len(h.space.searched)} searched dimensions"
+    click.echo(f"created study {name!r} in {study_mod.mask_url(h.url)}: {len(h.space.searched)} searched dimensions"
                f" ({', '.join(h.space.searched)}); {t.epochs} epochs on"
                f" {'all' if not t.train_limit else f'{t.train_limit:,}'} training images per trial;"
                f" sampler {h.space.study['sampler']}, pruner {h.space.study['pruner']}")
@@ -146,16 +157,18 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
 @_storage_option
 @click.option("--verbose", is_flag=True, help="Keras's per-epoch bars and Optuna's log on.")
 @click.option("--quiet", is_flag=True, help="No per-trial lines (errors only).")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=None,
+              help="Sampler seed for a reproducible run (default: random, so runs started together differ).")
 @click.pass_context
 def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None, workers: int, data_path: str | None,
-              url: str | None, verbose: bool, quiet: bool) -> None:
+              url: str | None, verbose: bool, quiet: bool, seed: int | None) -> None:
     """Run (or resume) study NAME: add --trials finished trials."""
     from cnnsearch import runner
     from cnnsearch import study as study_mod
 
     if workers > 1:
         codes = runner.run_workers(name, trials=trials, workers=workers, timeout=timeout, data_path=data_path,
-                                   url=url, quiet=quiet, debug=bool(ctx.find_root().params.get("debug")))
+                                   url=url, quiet=quiet, debug=bool(ctx.find_root().params.get("debug")), seed=seed)
         failed = [c for c in codes if c != 0]
         if failed:
             raise click.exceptions.Exit(130 if 130 in failed else max(failed))
@@ -165,7 +178,7 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
             click.echo(t.text(), err=True)
 
     h = runner.run(name, trials=trials, timeout=timeout, data_path=data_path, url=url, on_trial=line,
-                   verbose=1 if verbose else 0)
+                   verbose=1 if verbose else 0, seed=seed)
     if not quiet:
         best = study_mod.best_trial(h.study)
         if best is not None:
@@ -185,9 +198,9 @@ def study_list(url: str | None, as_json: bool) -> None:
         _emit_json(rows)
         return
     if not rows:
-        from cnnsearch.storage import resolve_storage
+        from cnnsearch.storage import mask_url, resolve_storage
 
-        click.echo(f"no studies in {resolve_storage(url)}")
+        click.echo(f"no studies in {mask_url(resolve_storage(url))}")
     for r in rows:
         best = "-" if r["best_val_accuracy"] is None else f"{r['best_val_accuracy']:.4f} (trial {r['best_trial']})"
         states = ", ".join(f"{v} {k.lower()}" for k, v in sorted(r["counts"].items()))
@@ -250,22 +263,43 @@ def study_best(name: str, export: str | None, url: str | None, as_json: bool) ->
 def study_delete(name: str, yes: bool, url: str | None) -> None:
     """Delete study NAME, its trials and kept weights."""
     from cnnsearch import study as study_mod
-    from cnnsearch.errors import ConfigError
 
     study_mod.load(name, url)  # fail clearly on a missing study before asking anything
     if not yes:
-        if not sys.stdin.isatty():
-            raise ConfigError(f"refusing to delete study {name!r} without confirmation; add --yes")
+        # No terminal to ask (a pipe, cron, or stdin closed: sys.stdin is None) reads as "no".
+        if sys.stdin is None or sys.stdin.closed or not sys.stdin.isatty():
+            raise CnnsearchError(f"refusing to delete study {name!r} without confirmation (no terminal to ask on);"
+                                 " add --yes")
         click.confirm(f"Delete study {name!r} and all its trials?", abort=True)
     study_mod.delete(name, url)
     click.echo(f"deleted study {name!r}")
+
+
+@study.command("fail-stale")
+@click.argument("name")
+@click.option("--all", "force", is_flag=True,
+              help="Also fail RUNNING trials of other machines (make sure no run is active anywhere first).")
+@_storage_option
+def study_fail_stale(name: str, force: bool, url: str | None) -> None:
+    """Fail the RUNNING trials of NAME whose worker is gone, and re-queue each once.
+
+    Needed for journal:// storages, which have no heartbeat (study run also does it on this machine's trials).
+    """
+    from cnnsearch import runner
+
+    failed = runner.fail_stale_trials(name, url, force=force)
+    if not failed:
+        click.echo(f"no stale trials in {name!r}" + ("" if force else " on this machine (--all for every machine's)"))
+        return
+    click.echo(f"failed {len(failed)} stale trial(s) of {name!r}: {', '.join(f'#{n}' for n in failed)};"
+               " each re-queued once")
 
 
 @main.command(help=f"Write the HTML report of study NAME: every trial against the {REFERENCE.test_accuracy:.2%}"
                    " baseline.")
 @click.argument("name")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Output file (default: reports/NAME/index.html).")
+              help="Output file (default: reports/NAME/index.html, NAME made a safe folder name).")
 @click.option("--data", "data_path", default=None,
               help="Test images for the model figures (default: $CNNSEARCH_DATA, then the Keras cache).")
 @click.option("--no-models", is_flag=True, help="Skip the learned-filter figures (tables and study figures only).")
@@ -275,6 +309,11 @@ def report(name: str, out: str | None, data_path: str | None, no_models: bool, u
 
     path = report_mod.write(name, out, url, data_path=data_path, models=not no_models)
     click.echo(f"wrote {path} (open it in a browser; it makes no network requests)")
+    if not no_models:
+        from cnnsearch import study as study_mod
+
+        for problem in study_mod.weights_problems(name, url):  # the report says it too, in the model section
+            click.echo(f"cnnsearch: warning: {problem}", err=True)
 
 
 @study.command("confirm")

@@ -114,8 +114,11 @@ def compute_models(d: ReportData, h: study_mod.Handle, data_path: str | None) ->
     """The best model's (and the baseline's) figures as arrays, from the kept weights and the test images."""
     if d.best is None:
         return Models(missing="No completed trial: no model to show.")
-    best_file = model_file(h, "best")
-    base_file = model_file(h, "baseline")
+    try:
+        best_file = model_file(h, "best")  # verified against the checksum stored with it
+        base_file = model_file(h, "baseline")
+    except CnnsearchError as exc:  # corrupt weights: the rest of the report stands
+        return Models(missing=f"The model figures are left out: {exc}")
     if best_file is None:
         return Models(missing=f"The best trial's weights are not in the artifact store"
                               f" ({artifact_dir(h.url)});"

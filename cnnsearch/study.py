@@ -22,9 +22,9 @@ from optuna.trial import FrozenTrial, TrialState
 from cnnsearch import limits
 from cnnsearch import space as space_mod
 from cnnsearch.arch import REFERENCE
-from cnnsearch.errors import ConfigError, StorageError
-from cnnsearch.storage import (artifact_dir, artifact_store, experimental_ok, first_line, open_storage,
-                               resolve_storage)
+from cnnsearch.errors import CnnsearchError, ConfigError, StorageError
+from cnnsearch.storage import (ARTIFACTS_ENV, artifact_dir, artifact_store, experimental_ok, is_enospc,
+                               kept_weights, mask_url, open_storage, resolve_storage)
 from cnnsearch.train import TrainConfig
 
 #: Set by the runner for each worker process (0, 1, ...): offsets the sampler's seed.
@@ -62,7 +62,7 @@ def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
     url = resolve_storage(url)
     storage = open_storage(url, create=True)
     if name in optuna.study.get_all_study_names(storage=storage):
-        raise StorageError(f"study {name!r} already exists in {url}; continue it with 'cnnsearch study run {name}',"
+        raise StorageError(f"study {name!r} already exists in {mask_url(url)}; continue it with 'cnnsearch study run {name}',"
                            f" or pick another name, or 'cnnsearch study delete {name}' first")
     study = optuna.create_study(storage=storage, study_name=name, directions=sp.directions)
     settings = {
@@ -126,39 +126,55 @@ def write_note(study: optuna.Study, settings: dict[str, Any]) -> None:
     optuna_dashboard.save_note(study, note_text(study, settings))
 
 
-def load(name: str, url: str | None = None, *, heartbeat: bool = False) -> Handle:
-    """Load study ``name`` with its stored space, training settings, sampler and pruner."""
+def load(name: str, url: str | None = None, *, heartbeat: bool = False, seed: int | None = None) -> Handle:
+    """Load study ``name`` with its stored space, training settings, sampler and pruner.
+
+    The sampler's seed: with ``seed`` (``study run --seed``), ``seed`` + the
+    study's trial count + 7919 x the worker index: the same command on the same
+    study state draws the same configurations. Without it, the study's seed
+    plus a random component, so two runs started together never draw the same
+    configurations.
+    """
     url = resolve_storage(url)
     storage = open_storage(url)
     known = optuna.study.get_all_study_names(storage=storage)
     if name not in known:
-        raise StorageError(f"no study {name!r} in {url} (studies there: {', '.join(known) or 'none'});"
+        raise StorageError(f"no study {name!r} in {mask_url(url)} (studies there: {', '.join(known) or 'none'});"
                            f" create it with 'cnnsearch study create {name} --space studies/seed.toml'")
     study = optuna.load_study(study_name=name, storage=storage)
     settings = study.user_attrs.get(SETTINGS_KEY)
     if not settings:
-        raise StorageError(f"study {name!r} in {url} was not created by cnnsearch (no '{SETTINGS_KEY}' settings);"
+        raise StorageError(f"study {name!r} in {mask_url(url)} was not created by cnnsearch (no '{SETTINGS_KEY}' settings);"
                            " create one with 'cnnsearch study create'")
-    sp = space_mod.parse(settings["space_text"], source=f"{name} (stored space from {settings['space_source']})")
+    sp = space_mod.parse(settings["space_text"], source=f"{name} (stored space from {settings['space_source']})",
+                         stored=True)
     training = TrainConfig.from_dict(settings["training"])
     if heartbeat and sp.study["heartbeat_seconds"] and isinstance(storage, optuna.storages.RDBStorage):
         storage = open_storage(url, heartbeat_s=sp.study["heartbeat_seconds"])
-    # Seed the sampler by how far the study has come, so a resumed run does not replay the first
-    # run's random start-up points, and by worker index and machine, so parallel workers do not
-    # propose the same points; the same command on the same machine stays reproducible.
-    import socket
-    import zlib
-
-    offset = (len(study.get_trials(deepcopy=False)) + 7919 * int(os.environ.get(WORKER_ENV, "0") or 0)
-              + zlib.crc32(socket.gethostname().encode()) % 10007)
-    study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(sp, offset),
+    sampler = make_sampler(sp, seed=sampler_seed(study, sp, seed))
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler,
                               pruner=make_pruner(sp, training.epochs))
     return Handle(study, sp, training, url)
 
 
-def make_sampler(sp: space_mod.Space, offset: int = 0) -> optuna.samplers.BaseSampler:
-    """The study's sampler, seeded with ``study.seed + offset``."""
-    seed = sp.study["seed"] + offset
+def sampler_seed(study: optuna.Study, sp: space_mod.Space, seed: int | None = None) -> int:
+    """The sampler seed of this process (see :func:`load`); always in [0, 2**31)."""
+    if seed is None:
+        # Two plain `study run` commands started together see the same trial count, worker index and
+        # machine: only a random component keeps them from drawing the very same configurations.
+        import secrets
+
+        return (sp.study["seed"] + secrets.randbelow(2**31)) % 2**31
+    # By how far the study has come (a resumed run does not replay the first run's start-up points)
+    # and by worker index (parallel workers do not propose the same points).
+    offset = len(study.get_trials(deepcopy=False)) + 7919 * int(os.environ.get(WORKER_ENV, "0") or 0)
+    # Modulo: a study created before seeds were bounded (seed near 2**32) must still open.
+    return (seed + offset) % 2**31
+
+
+def make_sampler(sp: space_mod.Space, offset: int = 0, *, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """The study's sampler, seeded with ``seed``, else ``study.seed + offset`` (kept below 2**31, as NumPy needs)."""
+    seed = (sp.study["seed"] + offset if seed is None else seed) % 2**31
     kind = sp.study["sampler"]
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -258,7 +274,7 @@ def show(name: str, url: str | None = None) -> dict[str, Any]:
     base, best = baseline_trial(h.study), best_trial(h.study)
     return {
         "name": name,
-        "storage": h.url,
+        "storage": mask_url(h.url),
         "directions": [d.name.lower() for d in h.study.directions],
         "created": settings["created"],
         "space_source": settings["space_source"],
@@ -303,17 +319,20 @@ def best(name: str, url: str | None = None, *, export: str | Path | None = None)
         export = Path(export)
         if export.suffix != ".keras":
             raise ConfigError(f"--export: expected a path ending in .keras; received {str(export)!r}")
-        store = artifact_store(h.url)
-        try:
-            reader = store.open_reader(weights["artifact_id"])
-        except Exception as exc:
+        source = kept_weights(h.url, weights, "best")  # verified against its stored checksum
+        if source is None:
             raise StorageError(f"study {name!r}: weights {weights['artifact_id']} missing from"
-                               f" {artifact_dir(h.url)} ({first_line(exc)})") from exc
-        export.parent.mkdir(parents=True, exist_ok=True)
+                               f" {artifact_dir(h.url)}; retrain the trial or point {ARTIFACTS_ENV} at the folder")
         tmp = export.with_name(export.name + ".tmp")
-        with reader, open(tmp, "wb") as out:
-            shutil.copyfileobj(reader, out)
-        os.replace(tmp, export)
+        try:
+            export.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, export)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)  # never leave a partial copy (it would keep a full disk full)
+            cause = "no space left on device" if is_enospc(exc) else (exc.strerror or str(exc))
+            raise CnnsearchError(f"--export {export}: cannot write the model ({cause}); nothing was written:"
+                                 " free some space or pick another place") from exc
         record["exported"] = str(export)
     return record
 
@@ -328,6 +347,18 @@ def delete(name: str, url: str | None = None) -> None:
             artifact_store(h.url).remove(artifact_id)
         except Exception:  # already gone
             pass
+
+
+def weights_problems(name: str, url: str | None = None) -> list[str]:
+    """Why the kept weights of study ``name`` cannot be used (empty when they are fine or absent)."""
+    h = load(name, url)
+    problems = []
+    for which in ("best", "baseline"):
+        try:
+            kept_weights(h.url, h.study.user_attrs.get(f"{which}_weights"), which)
+        except StorageError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def set_system_attr(study: optuna.Study, key: str, value: Any) -> None:
@@ -352,5 +383,6 @@ def _version() -> str:
 
 
 __all__ = ["Handle", "SETTINGS_KEY", "baseline_trial", "best", "best_trial", "counts", "create", "delete",
-           "ensure_baseline_queued", "fresh_user_attrs", "load", "make_pruner", "make_sampler", "note_text", "set_system_attr", "show",
-           "summaries", "system_attrs", "trial_record", "write_note"]
+           "ensure_baseline_queued", "fresh_user_attrs", "load", "make_pruner", "make_sampler", "note_text",
+           "sampler_seed", "set_system_attr", "show",
+           "summaries", "system_attrs", "trial_record", "weights_problems", "write_note"]

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 from click.testing import CliRunner
@@ -44,29 +47,121 @@ def finished_study(tmp_path: Path, tiny_space: Path, tiny_npz: Path, monkeypatch
     return url
 
 
-def test_dashboard_serves_study_trials_and_note(finished_study: str) -> None:
+class Dashboard:
+    """A real ``cnnsearch dashboard`` process; its stderr goes to a file (a full pipe would block it)."""
+
+    def __init__(self, storage: str, port: int, log: Path) -> None:
+        self.port, self.log = port, log
+        self._fh = open(log, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "cnnsearch.cli", "dashboard", "--storage", storage,
+                                      "--port", str(port)], stdout=subprocess.DEVNULL, stderr=self._fh)
+
+    def api(self, path: str, timeout: float = 180) -> object:
+        """GET /api/PATH, polling until the server answers (start-up is slow on a loaded machine)."""
+        deadline = time.time() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/{path}", timeout=10) as r:
+                    return json.loads(r.read())
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"dashboard exited {self.proc.returncode}: {self.stderr()}")
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        self._fh.close()
+
+    def stderr(self) -> str:
+        return self.log.read_text()
+
+
+@pytest.fixture
+def dashboards(tmp_path: Path) -> Iterator[Callable[[str, int], Dashboard]]:
+    """Start dashboards; every one still running is killed at the end, whatever the test did."""
+    started: list[Dashboard] = []
+
+    def start(storage: str, port: int) -> Dashboard:
+        d = Dashboard(storage, port, tmp_path / f"dashboard-{len(started)}.log")
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.close()
+
+
+def test_dashboard_serves_study_trials_and_note(finished_study: str, dashboards: Callable[[str, int], Dashboard]
+                                                ) -> None:
+    d = dashboards(finished_study, free_port())
+    studies = d.api("studies")["study_summaries"]  # type: ignore[index]
+    assert [s["study_name"] for s in studies] == ["watched"]
+    detail = d.api(f"studies/{studies[0]['study_id']}?after=0")
+    trials = detail["trials"]  # type: ignore[index]
+    assert len(trials) == 3
+    base = trials[0]
+    attrs = {a["key"]: a["value"] for a in base["user_attrs"]}
+    assert attrs["baseline"] == "True"  # optuna-dashboard shows attribute values as text
+    for key in ("params", "flops", "test_accuracy"):
+        assert key in attrs
+    note = detail["note"]["body"]  # type: ignore[index]
+    assert "99.15%" in note and "in-study baseline" in note and "trial 0: val accuracy" in note
+    assert "conv1_filters" in note  # the space
+    assert d.stop() == 0, d.stderr()
+    assert "optuna-dashboard on http://127.0.0.1:" in d.stderr() and "dashboard stopped" in d.stderr()
+
+
+def test_dashboard_restarts_on_the_same_port_and_stops_under_load(
+        tmp_path: Path, tiny_space: Path, dashboards: Callable[[str, int], Dashboard]) -> None:
+    finished_study = f"sqlite:///{tmp_path / 'restart.db'}"
+    study_mod.create("created", tiny_space, finished_study)  # a storage to serve; no training needed
     port = free_port()
-    p = subprocess.Popen([sys.executable, "-m", "cnnsearch.cli", "dashboard", "--storage", finished_study,
-                          "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = dashboards(finished_study, port)
+    first.api("studies")
+    assert first.stop() == 0, first.stderr()
+    # The server closed its side of that connection first: it sits in TIME_WAIT on this port for ~60 s.
+    second = dashboards(finished_study, port)
+    second.api("studies")
+    # Ctrl-C while requests keep arriving: it must stop the server, never land inside a request as a traceback.
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5).read()
+            except OSError:
+                pass
+
+    threads = [threading.Thread(target=hammer, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
     try:
-        studies = get_json(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]  # type: ignore[index]
-        assert [s["study_name"] for s in studies] == ["watched"]
-        detail = get_json(f"http://127.0.0.1:{port}/api/studies/{studies[0]['study_id']}?after=0")
-        trials = detail["trials"]  # type: ignore[index]
-        assert len(trials) == 3
-        base = trials[0]
-        attrs = {a["key"]: a["value"] for a in base["user_attrs"]}
-        assert attrs["baseline"] == "True"  # optuna-dashboard shows attribute values as text
-        for key in ("params", "flops", "test_accuracy"):
-            assert key in attrs
-        note = detail["note"]["body"]  # type: ignore[index]
-        assert "99.15%" in note and "in-study baseline" in note and "trial 0: val accuracy" in note
-        assert "conv1_filters" in note  # the space
+        time.sleep(0.5)  # let the requests flow (a load to interrupt, not a wait for a condition)
+        code = second.stop()
     finally:
-        p.send_signal(2)
-        out, err = p.communicate(timeout=30)
-    assert "optuna-dashboard on http://127.0.0.1:" in err
-    assert p.returncode == 0, err
+        stop.set()
+        for t in threads:
+            t.join(10)
+    err = second.stderr()
+    assert code == 0 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert "dashboard stopped" in err
+    # SIGTERM (docker stop, systemd) stops it cleanly too.
+    third = dashboards(finished_study, port)
+    third.api("studies")
+    assert third.stop(signal.SIGTERM) == 0, third.stderr()
+    assert "Traceback" not in third.stderr()
 
 
 def test_dashboard_never_creates_a_database(tmp_path: Path) -> None:
