@@ -95,6 +95,66 @@ def baseline(data_path: str | None, epochs: int, train_limit: int, seed: int, ou
 
 
 
+@main.group()
+def space() -> None:
+    """The search spaces that ship with cnnsearch: list, show, copy one to edit."""
+
+
+@space.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+def space_list(as_json: bool) -> None:
+    """Name, searched dimensions, fidelity and description of each shipped space."""
+    from cnnsearch import space as space_mod
+
+    rows = space_mod.shipped_spaces()
+    if as_json:
+        _emit_json([r._asdict() for r in rows])
+        return
+    width = max((len(r.name) for r in rows), default=4)
+    for r in rows:
+        images = "all" if not r.train_limit else f"{r.train_limit:,}"
+        click.echo(f"{r.name:<{width}}  {len(r.searched):>2} dimensions  {r.epochs} epochs on {images} images"
+                   f"  {r.description}")
+    click.echo("use one: cnnsearch study create NAME --space <name>; edit one: cnnsearch space init my.toml"
+               " --from <name>", err=True)
+
+
+@space.command("show")
+@click.argument("name", shell_complete=lambda ctx, param, incomplete: _space_names(incomplete))
+def space_show(name: str) -> None:
+    """Print the text of shipped space NAME (e.g. seed, wide)."""
+    from cnnsearch import shipped
+
+    click.echo(shipped.text(name), nl=False)
+
+
+@space.command("init")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--from", "from_name", default="seed", show_default=True, metavar="NAME",
+              shell_complete=lambda ctx, param, incomplete: _space_names(incomplete),
+              help="Shipped space to copy.")
+def space_init(path: str, from_name: str) -> None:
+    """Write a commented copy of a shipped space to PATH, to edit (never overwrites)."""
+    from cnnsearch import shipped
+
+    dest = shipped.init(path, from_name)
+    click.echo(f"wrote {dest} (a copy of {from_name}); edit it, then: cnnsearch study create NAME --space {dest}")
+
+
+def _space_names(incomplete: str) -> list[Any]:
+    """Shell completion: shipped space names."""
+    from cnnsearch import shipped
+
+    return [n for n in shipped.names() if n.startswith(incomplete)]
+
+
+def _space_or_file(incomplete: str) -> list[Any]:
+    """Shell completion for --space: shipped names, then the shell's own file completion."""
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(n) for n in _space_names(incomplete)] + [CompletionItem(incomplete, type="file")]
+
+
 _storage_option = click.option("--storage", "url", default=None, metavar="URL",
                                help="Optuna storage URL (default: $CNNSEARCH_STORAGE, then"
                                     " sqlite:///studies/cnnsearch.db).")
@@ -113,7 +173,9 @@ def study() -> None:
 @study.command("create")
 @click.argument("name")
 @click.option("--space", "space_path", required=True, type=click.Path(dir_okay=False),
-              help="Space file (TOML), e.g. studies/seed.toml.")
+              shell_complete=lambda ctx, param, incomplete: _space_or_file(incomplete),
+              help="Space file (TOML), e.g. studies/seed.toml, or a shipped space's name (seed, wide; see"
+                   " 'cnnsearch space list'). A path wins.")
 @_storage_option
 def study_create(name: str, space_path: str, url: str | None) -> None:
     """Create study NAME from a space file; the reference model is queued as trial 0."""
