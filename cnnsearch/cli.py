@@ -161,6 +161,27 @@ _storage_option = click.option("--storage", "url", default=None, metavar="URL",
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 
 
+def _complete_study(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion for a study NAME: the studies in the storage this command line points at.
+
+    Never creates a database (a missing one completes nothing) and never fails: completion must stay silent.
+    """
+    try:
+        import optuna
+
+        from cnnsearch import study as study_mod
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        names = optuna.study.get_all_study_names(storage=study_mod.open_storage(ctx.params.get("url")))
+    except Exception:
+        return []
+    return sorted(n for n in names if n.startswith(incomplete))
+
+
+#: The NAME of an existing study (completed from the storage by the shell completion).
+_study_argument = click.argument("name", shell_complete=_complete_study)
+
+
 @main.group()
 def study() -> None:
     """Create, run, inspect and delete architecture searches (Optuna studies)."""
@@ -191,7 +212,7 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
 
 
 @study.command("run")
-@click.argument("name")
+@_study_argument
 @click.option("--trials", type=click.IntRange(min=0), default=10, show_default=True,
               help="New finished trials to add (the queued baseline, if not run yet, comes on top).")
 @click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Start no new trial after SEC seconds.")
@@ -267,7 +288,7 @@ def study_list(url: str | None, as_json: bool) -> None:
 
 
 @study.command("show")
-@click.argument("name")
+@_study_argument
 @_storage_option
 @_json_option
 def study_show(name: str, url: str | None, as_json: bool) -> None:
@@ -296,7 +317,7 @@ def study_show(name: str, url: str | None, as_json: bool) -> None:
 
 
 @study.command("best")
-@click.argument("name")
+@_study_argument
 @click.option("--export", type=click.Path(dir_okay=False), default=None, help="Write the best model to this .keras file.")
 @_storage_option
 @_json_option
@@ -316,7 +337,7 @@ def study_best(name: str, export: str | None, url: str | None, as_json: bool) ->
 
 
 @study.command("delete")
-@click.argument("name")
+@_study_argument
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @_storage_option
 def study_delete(name: str, yes: bool, url: str | None) -> None:
@@ -334,7 +355,7 @@ def study_delete(name: str, yes: bool, url: str | None) -> None:
 
 
 @main.command()
-@click.argument("name")
+@_study_argument
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Output file (default: reports/NAME/index.html).")
 @click.option("--data", "data_path", default=None,
@@ -350,7 +371,7 @@ def report(name: str, out: str | None, data_path: str | None, no_models: bool, u
 
 
 @study.command("confirm")
-@click.argument("name")
+@_study_argument
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="Configurations to retrain.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per configuration.")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True,
