@@ -354,6 +354,52 @@ def study_delete(name: str, yes: bool, url: str | None) -> None:
     click.echo(f"deleted study {name!r}")
 
 
+@study.command("export")
+@_study_argument
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True,
+              help="csv: one row per trial (lists as JSON text); json: an array of the same rows.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to FILE instead of stdout.")
+@_storage_option
+def study_export(name: str, fmt: str, out: str | None, url: str | None) -> None:
+    """Every trial of NAME as one table: Optuna's trials_dataframe, user attributes flattened, baseline marked."""
+    from cnnsearch import exchange
+
+    text = exchange.export(name, fmt, url)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    from pathlib import Path
+
+    dest = Path(out)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, dest)  # atomic: a reader never sees half a file
+    click.echo(f"wrote {dest} ({fmt})", err=True)
+
+
+@study.command("enqueue")
+@_study_argument
+@click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
+@_storage_option
+@_json_option
+def study_enqueue(name: str, assignments: tuple[str, ...], url: str | None, as_json: bool) -> None:
+    """Queue a configuration of your own (e.g. conv1_filters=16 dropout_dense=0.3) as NAME's next trial.
+
+    Checked against the study's space first (exit 2, nothing written, when a value is outside it);
+    dimensions left out keep the reference model's values.
+    """
+    from cnnsearch import exchange
+
+    queued = exchange.enqueue(name, list(assignments), url)
+    if as_json:
+        _emit_json(queued)
+        return
+    click.echo(f"queued trial {queued['number']} of {name!r}: "
+               + ", ".join(f"{k}={v}" for k, v in queued["params"].items()))
+    click.echo(f"next: cnnsearch study run {name} --trials 1   (queued trials run first)")
+
+
 @main.command()
 @_study_argument
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
