@@ -1,7 +1,7 @@
 """Trials in and out of a study: export every trial as one flat table; enqueue a configuration of your own.
 
-Export is Optuna's ``trials_dataframe`` with the user attributes flattened
-(a nested attribute such as ``spec`` becomes ``user_attrs_spec.conv_filters``),
+Export is Optuna's ``trials_dataframe`` with the attributes flattened (a
+nested one such as ``spec`` becomes ``spec.conv_filters``),
 one row per trial and a ``baseline`` column marking the in-study baseline.
 Enqueue validates ``key=value`` pairs against the study's stored space before
 anything is written, then uses Optuna's ``enqueue_trial``: the configuration is
@@ -39,16 +39,24 @@ def trials_frame(name: str, url: str | None = None) -> pd.DataFrame:
     """Every trial of study ``name``, one row each, user attributes flattened, the baseline marked.
 
     Columns: ``number``, ``baseline``, ``state``, Optuna's values (named after
-    the study's metrics), times (``duration_s`` in seconds), ``params_*``, then
-    ``user_attrs_*`` with nested dictionaries spread over dotted columns
-    (lists, such as per-epoch histories, stay lists) and ``fail_reason``.
+    the study's metrics), times (``duration_s`` in seconds), ``params_*``,
+    ``user_attrs_*``, the long trial data (``spec.*``, ``history.*``,
+    ``epoch_seconds``, ``versions.*``; nested dictionaries spread over dotted
+    columns, lists such as per-epoch histories stay lists) and ``fail_reason``.
     """
     h = study_mod.load(name, url)
     df = h.study.trials_dataframe(attrs=("number", "value", "datetime_start", "datetime_complete", "duration",
                                          "params", "user_attrs", "state"), multi_index=False)
     if df.empty:
         return pd.DataFrame({"number": [], "baseline": [], "state": []})
-    nested = [c for c in df.columns if c.startswith("user_attrs_") and df[c].map(lambda v: isinstance(v, dict)).any()]
+    # The long per-trial data (history, spec, ...) lives in system attributes (older studies: user
+    # attributes); give it plain column names, whichever place it came from.
+    data_keys = [k for k in study_mod.TRIAL_DATA if k != "fail_reason"]
+    df = df.drop(columns=[f"user_attrs_{k}" for k in data_keys], errors="ignore")
+    trials = {t.number: t for t in h.study.get_trials(deepcopy=False)}
+    for key in data_keys:
+        df[key] = df["number"].map(lambda n, key=key: study_mod.trial_attr(trials[n], key))
+    nested = [c for c in df.columns if df[c].map(lambda v: isinstance(v, dict)).any()]
     for col in nested:
         rows = []
         for v in df[col]:
@@ -63,8 +71,7 @@ def trials_frame(name: str, url: str | None = None) -> pd.DataFrame:
     baseline = df.pop("user_attrs_baseline") if "user_attrs_baseline" in df else pd.Series(False, index=df.index)
     df.insert(1, "baseline", baseline.map(lambda v: v is True))
     df.insert(2, "state", df.pop("state"))
-    reasons = {t.number: study_mod.trial_record(t)["fail_reason"] for t in h.study.get_trials(deepcopy=False)}
-    df["fail_reason"] = df["number"].map(reasons)
+    df["fail_reason"] = df["number"].map(lambda n: study_mod.trial_record(trials[n])["fail_reason"])
     return df.drop(columns=["user_attrs_fail_reason"], errors="ignore")
 
 

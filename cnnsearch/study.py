@@ -44,6 +44,15 @@ SETTINGS_KEY = "cnnsearch"
 REFERENCE_ACCURACY = 0.9915
 #: SQLite busy timeout, seconds: how long a writer waits for another's lock before "database is locked".
 SQLITE_TIMEOUT_S = 60
+#: Prefix of the study and trial *system* attributes cnnsearch writes: machine-readable data kept out of
+#: optuna-dashboard's attribute boxes (the trial page does not wrap them: a long value widens the page).
+SYSTEM_PREFIX = "cnnsearch:"
+#: Trial data stored as system attributes (long lists and dictionaries); read them with trial_attr().
+TRIAL_DATA = ("history", "epoch_seconds", "spec", "versions", "fail_reason")
+#: Longest user-attribute text written for the dashboard (a longer fail reason is cut there, kept whole as data).
+SHORT_ATTR = 90
+#: The baseline trial's readable marker (user attribute "role"); "baseline" stays the boolean code reads.
+BASELINE_ROLE = "baseline: the reference Keras MNIST CNN at this study's fidelity"
 
 
 # --- storages ------------------------------------------------------------------------------------
@@ -166,11 +175,62 @@ def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "version": _version(),
     }
-    study.set_user_attr(SETTINGS_KEY, settings)
+    # Whole settings as one system attribute (read by load); short readable ones for the dashboard.
+    study._storage.set_study_system_attr(study._study_id, SYSTEM_PREFIX + "settings", settings)
+    for key, value in readable_settings(settings).items():
+        study.set_user_attr(key, value)
     study.set_metric_names(["val_accuracy", "params"][: len(sp.directions)])
     study.enqueue_trial(space_mod.baseline_params(sp), user_attrs={"baseline": True})
     write_note(study, settings)
     return Handle(study, sp, TrainConfig.from_dict(sp.training), url)
+
+
+def settings_of(study: optuna.Study) -> dict[str, Any] | None:
+    """The settings stored at create (system attribute; studies made before it: the user attribute)."""
+    # Optuna 5's Study has no system_attrs property; its storage still reads them.
+    stored = study._storage.get_study_system_attrs(study._study_id)
+    return stored.get(SYSTEM_PREFIX + "settings") or study.user_attrs.get(SETTINGS_KEY)
+
+
+def readable_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The study's settings as short user attributes: one line each on optuna-dashboard's study page."""
+    t, st = settings["training"], settings["study"]
+    images = f"{t['train_limit']:,}" if t["train_limit"] else "all"
+    described = {"description": st["description"]} if st.get("description") else {}
+    return {
+        **described,
+        "space": settings["space_source"],
+        "training": f"{t['epochs']} epochs on {images} images, batch {t['batch_size']}, {t['optimizer']}"
+                    f" lr {t['learning_rate']}",
+        "sampler": st["sampler"],
+        "pruner": st["pruner"],
+        "seed": st["seed"],
+        "objectives": ", ".join(st["objectives"]),
+        "created": settings["created"],
+        "cnnsearch_version": settings["version"],
+    }
+
+
+def trial_attr(t: FrozenTrial, key: str, default: Any = None) -> Any:
+    """A trial attribute cnnsearch wrote: long data from the system attributes, else the user attributes.
+
+    Studies made before the long data moved keep it in the user attributes; both read the same.
+    """
+    value = t.system_attrs.get(SYSTEM_PREFIX + key)
+    return value if value is not None else t.user_attrs.get(key, default)
+
+
+def set_trial_data(trial: optuna.Trial, key: str, value: Any) -> None:
+    """Store long machine-readable trial data (see :data:`TRIAL_DATA`) as a system attribute."""
+    trial.storage.set_trial_system_attr(trial._trial_id, SYSTEM_PREFIX + key, value)
+
+
+def _record_reason(trial: optuna.Trial, kind: str, reason: str) -> None:
+    trial.set_user_attr("failure_kind", kind)
+    short = reason if len(reason) <= SHORT_ATTR else reason[: SHORT_ATTR - 1] + "\u2026"
+    trial.set_user_attr("fail_reason", short)  # readable on the dashboard's trial page
+    if short != reason:
+        set_trial_data(trial, "fail_reason", reason)  # whole, for show/report
 
 
 def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
@@ -195,7 +255,8 @@ def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
         f"- the in-study baseline (the same model at this study's fidelity): {in_study}",
         "",
         "The objective is validation accuracy; test accuracy is recorded (user attribute test_accuracy) but never"
-        " used to select. User attributes per trial: params, flops, test_accuracy, baseline, history.",
+        " used to select. User attributes per trial: params, flops, val_accuracy, test_accuracy, seconds, baseline"
+        " (role says which is the baseline); per-epoch data are system attributes (cnnsearch:history, ...).",
         "",
         "## Training (fixed at create)",
         f"- {training['epochs']} epochs on {limit} training images, batch {training['batch_size']},"
@@ -226,7 +287,7 @@ def load(name: str, url: str | None = None, *, heartbeat: bool = False) -> Handl
         raise StorageError(f"no study {name!r} in {url} (studies there: {', '.join(known) or 'none'});"
                            f" create it with 'cnnsearch study create {name} --space studies/seed.toml'")
     study = optuna.load_study(study_name=name, storage=storage)
-    settings = study.user_attrs.get(SETTINGS_KEY)
+    settings = settings_of(study)
     if not settings:
         raise StorageError(f"study {name!r} in {url} was not created by cnnsearch (no '{SETTINGS_KEY}' settings);"
                            " create one with 'cnnsearch study create'")
@@ -309,31 +370,39 @@ class Objective:
         sp, cfg = self.handle.space, self.handle.training
         is_baseline = bool(trial.user_attrs.get("baseline", False))
         trial.set_user_attr("baseline", is_baseline)
+        if is_baseline:
+            trial.set_user_attr("role", BASELINE_ROLE)
         spec, overrides = space_mod.suggest(trial, sp)
-        trial.set_user_attr("spec", spec.to_dict())
+        set_trial_data(trial, "spec", spec.to_dict())
         try:
             summary = summarize(spec, self.splits.input_shape, self.splits.n_classes)
         except ArchitectureError as exc:
-            trial.set_user_attr("failure_kind", "invalid_architecture")
-            trial.set_user_attr("fail_reason", str(exc))
+            _record_reason(trial, "invalid_architecture", str(exc))
             raise TrialFailed(str(exc)) from exc
         trial.set_user_attr("params", summary.params)
         trial.set_user_attr("flops", summary.flops)
         config = replace(cfg, seed=cfg.seed + trial.number, **overrides)
         history: dict[str, list[float]] = {}
 
-        def on_epoch(epoch: int, logs: dict[str, float]) -> None:
-            for k, v in logs.items():
-                history.setdefault(k, []).append(float(v))
-
         callbacks = []
         if not is_baseline and not sp.multi_objective and sp.study["pruner"] != "none":
             from optuna_integration import KerasPruningCallback
 
             callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
+        # The pruning callback is what reports intermediate values; the baseline (never pruned) and
+        # unpruned studies have none, so report here: the dashboard's intermediate-values chart then
+        # shows the baseline's curve beside the others. (Optuna cannot report with two objectives.)
+        report_here = not callbacks and not sp.multi_objective
+
+        def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+            for k, v in logs.items():
+                history.setdefault(k, []).append(float(v))
+            if report_here and "val_accuracy" in logs:
+                trial.report(float(logs["val_accuracy"]), step=epoch)
+
         if self.versions is None:
             self.versions = versions()
-        trial.set_user_attr("versions", self.versions)
+        set_trial_data(trial, "versions", self.versions)
         start = time.perf_counter()
         try:
             result = fit(spec, self.splits, config, callbacks=callbacks, on_epoch=on_epoch, verbose=self.verbose)
@@ -342,8 +411,7 @@ class Objective:
             raise
         except TrialFailed as exc:
             self._record_partial(trial, history, start)
-            trial.set_user_attr("failure_kind", "training")
-            trial.set_user_attr("fail_reason", str(exc))
+            _record_reason(trial, "training", str(exc))
             raise
         except (KeyboardInterrupt, CnnsearchError):
             self._record_partial(trial, history, start)
@@ -351,13 +419,12 @@ class Objective:
         except Exception as exc:  # a crash inside TensorFlow fails this trial, not the search
             self._record_partial(trial, history, start)
             reason = f"{type(exc).__name__}: {_first_line(exc)}"
-            trial.set_user_attr("failure_kind", "training")
-            trial.set_user_attr("fail_reason", reason)
+            _record_reason(trial, "training", reason)
             raise TrialFailed(reason) from exc
-        trial.set_user_attr("history", result.history)
+        set_trial_data(trial, "history", result.history)
         trial.set_user_attr("epochs_run", result.epochs_run)
         trial.set_user_attr("seconds", round(result.seconds, 3))
-        trial.set_user_attr("epoch_seconds", [round(s, 3) for s in result.epoch_seconds])
+        set_trial_data(trial, "epoch_seconds", [round(s, 3) for s in result.epoch_seconds])
         trial.set_user_attr("val_accuracy", result.val_accuracy)
         # Recorded for the report only: selection never looks at the test set.
         trial.set_user_attr("test_loss", result.test_loss)
@@ -369,7 +436,7 @@ class Objective:
 
     @staticmethod
     def _record_partial(trial: optuna.Trial, history: dict[str, list[float]], start: float) -> None:
-        trial.set_user_attr("history", history)
+        set_trial_data(trial, "history", history)
         trial.set_user_attr("epochs_run", len(history.get("loss", [])))
         trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
 
@@ -496,7 +563,7 @@ def run(
 
     def after_trial(study: optuna.Study, t: FrozenTrial) -> None:
         state["done"] += 1
-        reason = t.user_attrs.get("fail_reason") or t.system_attrs.get("fail_reason", "")
+        reason = trial_attr(t, "fail_reason") or t.system_attrs.get("fail_reason", "")
         if t.state == TrialState.FAIL and t.user_attrs.get("failure_kind") != "invalid_architecture":
             state["failures"] += 1
             state["last"] = reason
@@ -505,7 +572,7 @@ def run(
         if t.state == TrialState.PRUNED:
             reason = f"pruned after epoch {t.user_attrs.get('epochs_run', '?')}"
         if t.user_attrs.get("baseline") and t.state == TrialState.COMPLETE:
-            write_note(study, study.user_attrs[SETTINGS_KEY])  # now with the in-study baseline's numbers
+            write_note(study, settings_of(study) or {})  # now with the in-study baseline's numbers
         if on_trial is not None:
             on_trial(_line(study, t, reason, state["done"], total))
         if limit and state["failures"] >= limit:
@@ -609,11 +676,12 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
         "flops": ua.get("flops"),
         "epochs_run": ua.get("epochs_run"),
         "seconds": ua.get("seconds"),
-        "history": ua.get("history"),
+        "history": trial_attr(t, "history"),
         "intermediate_values": {str(k): v for k, v in t.intermediate_values.items()},
-        "spec": ua.get("spec"),
-        "versions": ua.get("versions"),
-        "fail_reason": ua.get("fail_reason") or t.system_attrs.get("fail_reason"),
+        "epoch_seconds": trial_attr(t, "epoch_seconds"),
+        "spec": trial_attr(t, "spec"),
+        "versions": trial_attr(t, "versions"),
+        "fail_reason": trial_attr(t, "fail_reason") or t.system_attrs.get("fail_reason"),
         "retry_of": t.system_attrs.get("failed_trial"),
         "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
         "datetime_complete": t.datetime_complete.isoformat() if t.datetime_complete else None,
@@ -638,7 +706,7 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
 def show(name: str, url: str | None = None) -> dict[str, Any]:
     """A study's settings, counts, baseline, best trial and every trial."""
     h = load(name, url)
-    settings = h.study.user_attrs[SETTINGS_KEY]
+    settings = settings_of(h.study) or {}
     base, best = baseline_trial(h.study), best_trial(h.study)
     return {
         "name": name,
@@ -730,5 +798,5 @@ def _version() -> str:
 
 
 __all__ = ["Handle", "Objective", "TrialLine", "baseline_trial", "best", "best_trial", "counts", "create", "delete",
-           "load", "note_text", "open_storage", "resolve_storage", "run", "run_workers", "show", "summaries",
-           "trial_record", "write_note"]
+           "load", "note_text", "open_storage", "readable_settings", "resolve_storage", "run", "run_workers",
+           "set_trial_data", "settings_of", "show", "summaries", "trial_attr", "trial_record", "write_note"]

@@ -44,7 +44,7 @@ def test_enqueued_configuration_runs_as_the_next_trial(ran: str) -> None:
     # conv1_filters and dropout_dense as given; the other searched dimensions keep the reference's values
     assert t1.params == {"conv1_filters": 4, "conv2_filters": 64, "conv1_kernel": 3, "dropout_dense": 0.25}
     assert t1.user_attrs[exchange.ENQUEUED_KEY] and t1.state.name == "COMPLETE"
-    assert t1.user_attrs["spec"]["conv_filters"][0] == 4
+    assert study_mod.trial_attr(t1, "spec")["conv_filters"][0] == 4
 
 
 def test_export_csv_one_row_per_trial_baseline_marked(ran: str, tmp_path: Path) -> None:
@@ -60,22 +60,22 @@ def test_export_csv_one_row_per_trial_baseline_marked(ran: str, tmp_path: Path) 
     assert failed["fail_reason"].notna().all()
     count = "user_attrs_param_count" if "user_attrs_param_count" in df.columns else "user_attrs_params"
     for col in ("value_val_accuracy", "params_conv1_filters", count, "user_attrs_test_accuracy",
-                "user_attrs_spec.conv_filters", "user_attrs_history.val_accuracy", "duration_s", "fail_reason"):
+                "spec.conv_filters", "history.val_accuracy", "versions.tensorflow", "epoch_seconds", "duration_s", "fail_reason"):
         assert col in df.columns, col
     assert not any(df[c].astype(str).str.startswith("{").any() for c in df.columns)  # no nested dicts left
-    assert len(json.loads(df.loc[0, "user_attrs_history.val_accuracy"])) == 2  # 2 epochs, JSON in the cell
+    assert len(json.loads(df.loc[0, "history.val_accuracy"])) == 2  # 2 epochs, JSON in the cell
     assert df.loc[1, "params_conv1_filters"] == 4
     out = tmp_path / "sub" / "trials.json"
     r = CliRunner().invoke(main, ["study", "export", "ex", "--format", "json", "--out", str(out), "--storage", ran])
     assert r.exit_code == 0 and r.stdout == "" and str(out) in r.stderr
     rows = json.loads(out.read_text())
     assert [row["baseline"] for row in rows] == [True, False, False, False]
-    assert rows[0]["user_attrs_history.val_accuracy"] == df_list(df, 0)
+    assert rows[0]["history.val_accuracy"] == df_list(df, 0)
     assert rows[1][count] == df.loc[1, count] > 0
 
 
 def df_list(df: pd.DataFrame, row: int) -> list[float]:
-    return list(json.loads(df.loc[row, "user_attrs_history.val_accuracy"]))
+    return list(json.loads(df.loc[row, "history.val_accuracy"]))
 
 
 @pytest.mark.parametrize("args, words", [
