@@ -1,9 +1,11 @@
-"""Optuna studies: storages, create/load/run/resume, samplers, pruners, heartbeat, best weights.
+"""Optuna studies: create, load, delete and read them; samplers, pruners and the dashboard note.
 
-A study stores its space file and training settings in its user attributes
-(key ``cnnsearch``) at create, so ``run`` on any machine, at any later time,
-trains exactly as the first run did. Trial 0 is the reference model, enqueued
-at create and marked ``baseline`` in its user attributes.
+A study stores its space file and training settings at create (the system
+attribute ``cnnsearch:settings``; one short user attribute each for the
+dashboard), so ``run`` on any machine, at any later time, trains exactly as the
+first run did. Trial 0 is the reference model, enqueued
+at create and marked ``baseline`` in its user attributes. Training trials is
+:mod:`cnnsearch.objective` (one trial) and :mod:`cnnsearch.runner` (many).
 """
 
 from __future__ import annotations
@@ -11,128 +13,35 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import shutil
-import tempfile
-import time
-import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from cnnsearch import data as data_mod
 from cnnsearch import space as space_mod
-from cnnsearch.arch import summarize
-from cnnsearch.errors import ArchitectureError, CnnsearchError, ConfigError, DataError, StorageError, TrialFailed
+from cnnsearch.arch import REFERENCE
+from cnnsearch.errors import ConfigError, StorageError
+from cnnsearch.storage import (artifact_dir, artifact_store, experimental_ok, first_line, open_storage,
+                               resolve_storage)
 from cnnsearch.train import TrainConfig
 
-# The Optuna features used here on purpose (heartbeat retry, TPE groups, metric names)
-# are marked experimental; their warnings would bury the progress lines.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-#: Where studies live when neither --storage nor $CNNSEARCH_STORAGE says (relative to the working folder).
-DEFAULT_STORAGE = "sqlite:///studies/cnnsearch.db"
-STORAGE_ENV = "CNNSEARCH_STORAGE"
-#: Folder for the best trial's weights; default: beside the SQLite or journal file, else studies/artifacts.
-ARTIFACTS_ENV = "CNNSEARCH_ARTIFACTS"
-#: Set by run_workers for each worker process (0, 1, ...): offsets the sampler's seed.
+#: Set by the runner for each worker process (0, 1, ...): offsets the sampler's seed.
 WORKER_ENV = "CNNSEARCH_WORKER_INDEX"
-#: Study user attribute holding the settings fixed at create.
+#: Study user attribute that held the settings fixed at create in studies made before SETTINGS_ATTR (still read).
 SETTINGS_KEY = "cnnsearch"
-#: The reference's published test accuracy: every trial is compared with it.
-REFERENCE_ACCURACY = 0.9915
-#: SQLite busy timeout, seconds: how long a writer waits for another's lock before "database is locked".
-SQLITE_TIMEOUT_S = 60
 #: Prefix of the study and trial *system* attributes cnnsearch writes: machine-readable data kept out of
 #: optuna-dashboard's attribute boxes (the trial page does not wrap them: a long value widens the page).
 SYSTEM_PREFIX = "cnnsearch:"
+#: Study system attribute holding the settings fixed at create (the space file's text among them).
+SETTINGS_ATTR = SYSTEM_PREFIX + "settings"
 #: Trial data stored as system attributes (long lists and dictionaries); read them with trial_attr().
 TRIAL_DATA = ("history", "epoch_seconds", "spec", "versions", "fail_reason")
 #: Longest user-attribute text written for the dashboard (a longer fail reason is cut there, kept whole as data).
 SHORT_ATTR = 90
 #: The baseline trial's readable marker (user attribute "role"); "baseline" stays the boolean code reads.
 BASELINE_ROLE = "baseline: the reference Keras MNIST CNN at this study's fidelity"
-
-
-# --- storages ------------------------------------------------------------------------------------
-
-def resolve_storage(url: str | None = None) -> str:
-    """``--storage`` > ``$CNNSEARCH_STORAGE`` > ``sqlite:///studies/cnnsearch.db``."""
-    return url or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
-
-
-def _sqlite_path(url: str) -> Path | None:
-    if not url.startswith("sqlite:"):
-        return None
-    rest = url[len("sqlite:"):]
-    if not rest.startswith("///"):
-        raise ConfigError(f"--storage: expected sqlite:///relative/path.db or sqlite:////absolute/path.db;"
-                          f" received {url!r}")
-    return Path(rest[3:])
-
-
-def _journal_path(url: str) -> Path | None:
-    return Path(url[len("journal://"):]) if url.startswith("journal://") else None
-
-
-def open_storage(url: str | None = None, *, create: bool = False, heartbeat_s: int = 0) -> optuna.storages.BaseStorage:
-    """Open an Optuna storage by URL.
-
-    Args:
-        url: Any SQLAlchemy URL Optuna's RDBStorage takes (``sqlite:///...``,
-            ``postgresql+psycopg://...``) or ``journal://PATH`` for a journal file.
-        create: Allow a new SQLite/journal file to be created (only ``study create``).
-        heartbeat_s: Enable Optuna's heartbeat (RDB only): a running trial whose
-            worker is silent for twice this is failed and re-queued once.
-
-    Raises:
-        ConfigError: a bare path instead of a URL.
-        StorageError: the database does not exist (and ``create`` is false) or cannot be reached.
-    """
-    url = resolve_storage(url)
-    if "://" not in url:
-        raise ConfigError(f"--storage: expected a storage URL; received {url!r}; for a SQLite file use"
-                          f" sqlite:///{url}, for a journal file journal://{url}")
-    journal = _journal_path(url)
-    if journal is not None:
-        if not create and not journal.is_file():
-            raise StorageError(f"{url}: no such journal file; create a study first (cnnsearch study create NAME"
-                               f" --space FILE --storage {url})")
-        journal.parent.mkdir(parents=True, exist_ok=True)
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        return JournalStorage(JournalFileBackend(str(journal)))
-    db = _sqlite_path(url)
-    engine_kwargs: dict[str, Any] = {}
-    if db is not None:
-        if not create and not db.is_file():
-            raise StorageError(f"{url}: no such database file ({db}); create a study first (cnnsearch study create"
-                               f" NAME --space FILE --storage {url}) or pass the right --storage")
-        db.parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-    hb: dict[str, Any] = {}
-    if heartbeat_s:
-        hb = {"heartbeat_interval": heartbeat_s, "grace_period": 2 * heartbeat_s,
-              "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
-    except ImportError as exc:
-        raise StorageError(f"{url}: the database driver is not installed ({exc}); for PostgreSQL:"
-                           " pip install 'cnnsearch[postgres]'") from exc
-    except Exception as exc:  # SQLAlchemy's OperationalError and friends: unreachable or refused
-        raise StorageError(f"{url}: cannot open the storage ({type(exc).__name__}: {_first_line(exc)})") from exc
-
-
-def artifact_dir(url: str | None = None) -> Path:
-    """Folder of the best-weights artifact store for a storage URL."""
-    if os.environ.get(ARTIFACTS_ENV):
-        return Path(os.environ[ARTIFACTS_ENV])
-    url = resolve_storage(url)
-    f = _sqlite_path(url) or _journal_path(url)
-    if f is not None:
-        return f.with_name(f.stem + "-artifacts")
-    return Path("studies") / "artifacts"
 
 
 # --- settings and loading ----------------------------------------------------------------------------
@@ -171,25 +80,24 @@ def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
         "space_source": str(space_path),
         "space_text": sp.text,
         "study": sp.study,
-        "training": sp.training,
+        "training": sp.training.to_dict(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "version": _version(),
     }
-    # Whole settings as one system attribute (read by load); short readable ones for the dashboard.
-    study._storage.set_study_system_attr(study._study_id, SYSTEM_PREFIX + "settings", settings)
+    # The whole settings as one system attribute (what load reads); short readable ones for the dashboard.
+    set_system_attr(study, SETTINGS_ATTR, settings)
     for key, value in readable_settings(settings).items():
         study.set_user_attr(key, value)
-    study.set_metric_names(["val_accuracy", "params"][: len(sp.directions)])
+    with experimental_ok():
+        study.set_metric_names(["val_accuracy", "params"][: len(sp.directions)])
     study.enqueue_trial(space_mod.baseline_params(sp), user_attrs={"baseline": True})
     write_note(study, settings)
-    return Handle(study, sp, TrainConfig.from_dict(sp.training), url)
+    return Handle(study, sp, sp.training, url)
 
 
 def settings_of(study: optuna.Study) -> dict[str, Any] | None:
-    """The settings stored at create (system attribute; studies made before it: the user attribute)."""
-    # Optuna 5's Study has no system_attrs property; its storage still reads them.
-    stored = study._storage.get_study_system_attrs(study._study_id)
-    return stored.get(SYSTEM_PREFIX + "settings") or study.user_attrs.get(SETTINGS_KEY)
+    """The settings stored at create (a system attribute; in older studies the user attribute ``cnnsearch``)."""
+    return system_attrs(study).get(SETTINGS_ATTR) or study.user_attrs.get(SETTINGS_KEY)
 
 
 def readable_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -221,16 +129,8 @@ def trial_attr(t: FrozenTrial, key: str, default: Any = None) -> Any:
 
 
 def set_trial_data(trial: optuna.Trial, key: str, value: Any) -> None:
-    """Store long machine-readable trial data (see :data:`TRIAL_DATA`) as a system attribute."""
+    """Store long machine-readable trial data (see :data:`TRIAL_DATA`) as a trial system attribute."""
     trial.storage.set_trial_system_attr(trial._trial_id, SYSTEM_PREFIX + key, value)
-
-
-def _record_reason(trial: optuna.Trial, kind: str, reason: str) -> None:
-    trial.set_user_attr("failure_kind", kind)
-    short = reason if len(reason) <= SHORT_ATTR else reason[: SHORT_ATTR - 1] + "\u2026"
-    trial.set_user_attr("fail_reason", short)  # readable on the dashboard's trial page
-    if short != reason:
-        set_trial_data(trial, "fail_reason", reason)  # whole, for show/report
 
 
 def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
@@ -251,7 +151,8 @@ def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
         settings["study"].get("description") or "",
         "",
         "## Baselines every trial is compared with",
-        f"- the reference Keras MNIST CNN: test accuracy {REFERENCE_ACCURACY:.2%} (20 epochs, all data)",
+        f"- the reference Keras MNIST CNN: test accuracy {REFERENCE.test_accuracy:.2%} ({REFERENCE.epochs} epochs,"
+        " all data)",
         f"- the in-study baseline (the same model at this study's fidelity): {in_study}",
         "",
         "The objective is validation accuracy; test accuracy is recorded (user attribute test_accuracy) but never"
@@ -321,7 +222,8 @@ def make_sampler(sp: space_mod.Space, offset: int = 0) -> optuna.samplers.BaseSa
     # group=True: TPE models the layer dimensions that exist only for deep models
     # (conv3_*, conv4_*) jointly with the depth that enables them, instead of
     # falling back to independent sampling in a conditional space.
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    with experimental_ok():
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
 
 
 def make_pruner(sp: space_mod.Space, epochs: int) -> optuna.pruners.BasePruner:
@@ -337,171 +239,8 @@ def make_pruner(sp: space_mod.Space, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-# --- running -----------------------------------------------------------------------------------------
 
-@dataclass
-class TrialLine:
-    """What the progress line of one finished trial shows."""
-
-    number: int
-    state: str
-    params: int | None
-    val_accuracy: float | None
-    vs_baseline_pp: float | None
-    seconds: float | None
-    reason: str
-    done: int
-    total: int
-    baseline: bool
-
-
-class Objective:
-    """Train one trial's spec; record everything the report needs on the trial."""
-
-    def __init__(self, handle: Handle, splits: data_mod.Splits, *, verbose: int = 0) -> None:
-        self.handle = handle
-        self.splits = splits
-        self.verbose = verbose
-        self.versions: dict[str, str] | None = None
-
-    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        from cnnsearch.train import fit, versions
-
-        sp, cfg = self.handle.space, self.handle.training
-        is_baseline = bool(trial.user_attrs.get("baseline", False))
-        trial.set_user_attr("baseline", is_baseline)
-        if is_baseline:
-            trial.set_user_attr("role", BASELINE_ROLE)
-        spec, overrides = space_mod.suggest(trial, sp)
-        set_trial_data(trial, "spec", spec.to_dict())
-        try:
-            summary = summarize(spec, self.splits.input_shape, self.splits.n_classes)
-        except ArchitectureError as exc:
-            _record_reason(trial, "invalid_architecture", str(exc))
-            raise TrialFailed(str(exc)) from exc
-        trial.set_user_attr("params", summary.params)
-        trial.set_user_attr("flops", summary.flops)
-        config = replace(cfg, seed=cfg.seed + trial.number, **overrides)
-        history: dict[str, list[float]] = {}
-
-        callbacks = []
-        if not is_baseline and not sp.multi_objective and sp.study["pruner"] != "none":
-            from optuna_integration import KerasPruningCallback
-
-            callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
-        # The pruning callback is what reports intermediate values; the baseline (never pruned) and
-        # unpruned studies have none, so report here: the dashboard's intermediate-values chart then
-        # shows the baseline's curve beside the others. (Optuna cannot report with two objectives.)
-        report_here = not callbacks and not sp.multi_objective
-
-        def on_epoch(epoch: int, logs: dict[str, float]) -> None:
-            for k, v in logs.items():
-                history.setdefault(k, []).append(float(v))
-            if report_here and "val_accuracy" in logs:
-                trial.report(float(logs["val_accuracy"]), step=epoch)
-
-        if self.versions is None:
-            self.versions = versions()
-        set_trial_data(trial, "versions", self.versions)
-        start = time.perf_counter()
-        try:
-            result = fit(spec, self.splits, config, callbacks=callbacks, on_epoch=on_epoch, verbose=self.verbose)
-        except optuna.TrialPruned:
-            self._record_partial(trial, history, start)
-            raise
-        except TrialFailed as exc:
-            self._record_partial(trial, history, start)
-            _record_reason(trial, "training", str(exc))
-            raise
-        except (KeyboardInterrupt, CnnsearchError):
-            self._record_partial(trial, history, start)
-            raise
-        except Exception as exc:  # a crash inside TensorFlow fails this trial, not the search
-            self._record_partial(trial, history, start)
-            reason = f"{type(exc).__name__}: {_first_line(exc)}"
-            _record_reason(trial, "training", reason)
-            raise TrialFailed(reason) from exc
-        set_trial_data(trial, "history", result.history)
-        trial.set_user_attr("epochs_run", result.epochs_run)
-        trial.set_user_attr("seconds", round(result.seconds, 3))
-        set_trial_data(trial, "epoch_seconds", [round(s, 3) for s in result.epoch_seconds])
-        trial.set_user_attr("val_accuracy", result.val_accuracy)
-        # Recorded for the report only: selection never looks at the test set.
-        trial.set_user_attr("test_loss", result.test_loss)
-        trial.set_user_attr("test_accuracy", result.test_accuracy)
-        self._keep_if_best(trial, result)
-        if sp.multi_objective:
-            return result.val_accuracy, float(summary.params)
-        return result.val_accuracy
-
-    @staticmethod
-    def _record_partial(trial: optuna.Trial, history: dict[str, list[float]], start: float) -> None:
-        set_trial_data(trial, "history", history)
-        trial.set_user_attr("epochs_run", len(history.get("loss", [])))
-        trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
-
-    def _keep_if_best(self, trial: optuna.Trial, result: Any) -> None:
-        """Store this trial's weights if it beats every finished trial (the previous best's are removed).
-
-        The in-study baseline's weights are kept too (``baseline_weights``): the
-        report draws its filters beside the best model's. When the baseline is
-        also the best (it always is at first), one file serves both.
-        """
-        study = self.handle.study
-        store = _artifact_store(self.handle.url)
-        saved: str | None = None
-        baseline_id = (study.user_attrs.get("baseline_weights") or {}).get("artifact_id")
-        if trial.user_attrs.get("baseline") and baseline_id is None:
-            saved = baseline_id = _save_model(store, study, trial, result.model)
-            study.set_user_attr("baseline_weights", {"trial": trial.number, "val_accuracy": result.val_accuracy,
-                                                     "artifact_id": saved})
-        current = study.user_attrs.get("best_weights")
-        if current and current["val_accuracy"] >= result.val_accuracy:
-            return
-        artifact_id = saved or _save_model(store, study, trial, result.model, "best")
-        # Re-read: another worker may have stored a better one meanwhile.
-        current = optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs.get("best_weights")
-        if current and current["val_accuracy"] >= result.val_accuracy:
-            if artifact_id != saved:
-                store.remove(artifact_id)
-            return
-        study.set_user_attr("best_weights", {"trial": trial.number, "artifact_id": artifact_id,
-                                             "val_accuracy": result.val_accuracy})
-        if current and current["artifact_id"] != baseline_id:
-            try:
-                store.remove(current["artifact_id"])
-            except Exception:  # already gone: nothing to free
-                pass
-
-
-def _save_model(store: Any, study: optuna.Study, trial: optuna.Trial, model: Any, tag: str = "baseline") -> str:
-    artifact_id = f"{_safe(study.study_name)}-{tag}-trial{trial.number}-{os.getpid()}.keras"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.keras"
-        model.save(path)
-        with open(path, "rb") as fh:
-            store.write(artifact_id, fh)
-    return artifact_id
-
-
-def model_file(handle: Handle, which: str = "best") -> Path | None:
-    """Path of the kept ``.keras`` file of the best (or ``"baseline"``) trial, if any."""
-    meta = handle.study.user_attrs.get(f"{which}_weights")
-    if not meta:
-        return None
-    path = artifact_dir(handle.url) / meta["artifact_id"]
-    return path if path.is_file() else None
-
-
-def _artifact_store(url: str) -> Any:
-    from optuna.artifacts import FileSystemArtifactStore
-
-    folder = artifact_dir(url)
-    folder.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(folder))
-
-
-def _ensure_baseline_queued(study: optuna.Study, sp: space_mod.Space) -> bool:
+def ensure_baseline_queued(study: optuna.Study, sp: space_mod.Space) -> bool:
     """Re-enqueue the baseline if no baseline trial is done, queued or running (e.g. it was interrupted)."""
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get("baseline") and t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING):
@@ -518,147 +257,6 @@ def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
     return None
 
 
-def run(
-    name: str,
-    *,
-    trials: int,
-    timeout: float | None = None,
-    data_path: str | None = None,
-    url: str | None = None,
-    on_trial: Callable[[TrialLine], None] | None = None,
-    verbose: int = 0,
-    worker: bool = False,
-) -> Handle:
-    """Add ``trials`` finished trials to study ``name`` (plus the baseline if it has not run yet).
-
-    Data are loaded once for the whole run. Stops starting new trials after
-    ``timeout`` seconds. A trial that fails (unbuildable spec, NaN loss) is
-    recorded and the search goes on; after the study's
-    ``max_consecutive_failures`` training failures in a row the run stops
-    with a :class:`~cnnsearch.errors.CnnsearchError`. Ctrl-C fails the running
-    trial (Optuna marks it FAIL, never leaves it RUNNING) and re-raises.
-
-    ``worker=True`` is one process of :func:`run_workers`: it runs exactly
-    ``trials`` trials (whichever queued ones it pops, the baseline included),
-    the parent having done the baseline accounting.
-    """
-    if trials < 0:
-        raise ConfigError(f"--trials: expected >= 0; received {trials}")
-    handle = load(name, url, heartbeat=True)
-    study, sp, cfg = handle.study, handle.space, handle.training
-    ds = data_mod.load(data_path)
-    splits = data_mod.split(ds, train_limit=cfg.train_limit)
-    try:
-        summarize(space_mod.spec_from_values(space_mod.baseline_params(sp), sp), splits.input_shape, splits.n_classes)
-    except ArchitectureError as exc:
-        raise DataError(f"{ds.source}: images of {splits.input_shape} are too small for the reference"
-                                f" model: {exc}") from exc
-    # A worker that died without a word leaves its trial RUNNING: fail it now (and re-queue it once,
-    # through the heartbeat callback) rather than at the next trial start, which --trials 0 never reaches.
-    optuna.storages.fail_stale_trials(study)
-    total = trials if worker else trials + (1 if _ensure_baseline_queued(study, sp) else 0)
-    objective = Objective(handle, splits, verbose=verbose)
-    state = {"done": 0, "failures": 0, "last": ""}
-    limit = sp.study["max_consecutive_failures"]
-
-    def after_trial(study: optuna.Study, t: FrozenTrial) -> None:
-        state["done"] += 1
-        reason = trial_attr(t, "fail_reason") or t.system_attrs.get("fail_reason", "")
-        if t.state == TrialState.FAIL and t.user_attrs.get("failure_kind") != "invalid_architecture":
-            state["failures"] += 1
-            state["last"] = reason
-        elif t.state != TrialState.FAIL:
-            state["failures"] = 0
-        if t.state == TrialState.PRUNED:
-            reason = f"pruned after epoch {t.user_attrs.get('epochs_run', '?')}"
-        if t.user_attrs.get("baseline") and t.state == TrialState.COMPLETE:
-            write_note(study, settings_of(study) or {})  # now with the in-study baseline's numbers
-        if on_trial is not None:
-            on_trial(_line(study, t, reason, state["done"], total))
-        if limit and state["failures"] >= limit:
-            study.stop()
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR if not verbose else optuna.logging.INFO)
-    study.optimize(objective, n_trials=total, timeout=timeout, catch=(TrialFailed,), callbacks=[after_trial],
-                   gc_after_trial=True)
-    if limit and state["failures"] >= limit:
-        raise CnnsearchError(f"stopped: {state['failures']} trials in a row failed during training (last: "
-                             f"{state['last']}); check the space's ranges and [training] settings, then run again")
-    return handle
-
-
-def run_workers(
-    name: str,
-    *,
-    trials: int,
-    workers: int,
-    timeout: float | None = None,
-    data_path: str | None = None,
-    url: str | None = None,
-    quiet: bool = False,
-    cores: int | None = None,
-) -> list[int]:
-    """Run ``trials`` new trials of study ``name`` in ``workers`` processes on this machine.
-
-    Each process runs a fixed share, so the study gains exactly ``trials``
-    finished trials (plus the baseline if it has not run) and trial numbers
-    stay unique (Optuna's storage assigns them). Each process's TensorFlow
-    thread pools get ``cores // workers`` threads so the workers do not
-    oversubscribe the CPU. Ctrl-C is passed to every worker, which marks its
-    running trial failed; then KeyboardInterrupt is raised here.
-
-    Returns:
-        The workers' exit statuses.
-    """
-    import subprocess
-    import sys
-
-    if workers < 1:
-        raise ConfigError(f"--workers: expected >= 1; received {workers}")
-    h = load(name, url)
-    total = trials + (1 if _ensure_baseline_queued(h.study, h.space) else 0)
-    shares = [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
-    threads = max(1, (cores or os.cpu_count() or 1) // workers)
-    base_cmd = [sys.executable, "-m", "cnnsearch.cli", "study", "run", name, "--storage", h.url, "--worker",
-                "--threads", str(threads)]
-    if timeout is not None:
-        base_cmd += ["--timeout", str(timeout)]
-    if data_path:
-        base_cmd += ["--data", data_path]
-    if quiet:
-        base_cmd += ["--quiet"]
-    procs = [subprocess.Popen([*base_cmd, "--trials", str(n)], env={**os.environ, WORKER_ENV: str(i + 1)})
-             for i, n in enumerate(shares) if n > 0]
-    try:
-        return [p.wait() for p in procs]
-    except KeyboardInterrupt:
-        import signal
-
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        raise
-
-
-def _line(study: optuna.Study, t: FrozenTrial, reason: str, done: int, total: int) -> TrialLine:
-    base = baseline_trial(study)
-    val = t.user_attrs.get("val_accuracy") if t.state == TrialState.COMPLETE else None
-    if val is None and t.state == TrialState.PRUNED and t.intermediate_values:
-        val = t.intermediate_values[max(t.intermediate_values)]
-    vs = None
-    if val is not None and base is not None and base.user_attrs.get("val_accuracy") is not None:
-        vs = 100 * (val - base.user_attrs["val_accuracy"])
-    return TrialLine(number=t.number, state=t.state.name, params=t.user_attrs.get("params"), val_accuracy=val,
-                     vs_baseline_pp=vs, seconds=t.user_attrs.get("seconds"), reason=reason, done=done, total=total,
-                     baseline=bool(t.user_attrs.get("baseline")))
-
-
-# --- reading -----------------------------------------------------------------------------------------
 
 def trial_record(t: FrozenTrial) -> dict[str, Any]:
     """Everything stored on one trial, JSON-ready."""
@@ -718,7 +316,7 @@ def show(name: str, url: str | None = None) -> dict[str, Any]:
         "study": settings["study"],
         "training": settings["training"],
         "counts": counts(h.study),
-        "reference_test_accuracy": REFERENCE_ACCURACY,
+        "reference_test_accuracy": REFERENCE.test_accuracy,
         "baseline_trial": base.number if base else None,
         "best_trial": best.number if best else None,
         "best_weights": h.study.user_attrs.get("best_weights"),
@@ -755,12 +353,12 @@ def best(name: str, url: str | None = None, *, export: str | Path | None = None)
         export = Path(export)
         if export.suffix != ".keras":
             raise ConfigError(f"--export: expected a path ending in .keras; received {str(export)!r}")
-        store = _artifact_store(h.url)
+        store = artifact_store(h.url)
         try:
             reader = store.open_reader(weights["artifact_id"])
         except Exception as exc:
             raise StorageError(f"study {name!r}: weights {weights['artifact_id']} missing from"
-                               f" {artifact_dir(h.url)} ({_first_line(exc)})") from exc
+                               f" {artifact_dir(h.url)} ({first_line(exc)})") from exc
         export.parent.mkdir(parents=True, exist_ok=True)
         tmp = export.with_name(export.name + ".tmp")
         with reader, open(tmp, "wb") as out:
@@ -774,21 +372,27 @@ def delete(name: str, url: str | None = None) -> None:
     """Delete study ``name`` and its kept weights."""
     h = load(name, url)
     kept = {(h.study.user_attrs.get(k) or {}).get("artifact_id") for k in ("best_weights", "baseline_weights")}
-    optuna.delete_study(study_name=name, storage=h.study._storage)
+    optuna.delete_study(study_name=name, storage=h.study._storage)  # the study's own storage object
     for artifact_id in kept - {None}:
         try:
-            _artifact_store(h.url).remove(artifact_id)
+            artifact_store(h.url).remove(artifact_id)
         except Exception:  # already gone
             pass
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+def set_system_attr(study: optuna.Study, key: str, value: Any) -> None:
+    """Store ``key`` as a study *system* attribute: in the same storage, out of the dashboard's user attributes."""
+    study._storage.set_study_system_attr(study._study_id, key, value)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def fresh_user_attrs(study: optuna.Study) -> dict[str, Any]:
+    """A study's user attributes read again from its storage (another worker may have written meanwhile)."""
+    return optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs
+
+
+def system_attrs(study: optuna.Study) -> dict[str, Any]:
+    """A study's system attributes (see :func:`set_system_attr`)."""
+    return dict(study._storage.get_study_system_attrs(study._study_id))
 
 
 def _version() -> str:
@@ -797,6 +401,7 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["Handle", "Objective", "TrialLine", "baseline_trial", "best", "best_trial", "counts", "create", "delete",
-           "load", "note_text", "open_storage", "readable_settings", "resolve_storage", "run", "run_workers",
-           "set_trial_data", "settings_of", "show", "summaries", "trial_attr", "trial_record", "write_note"]
+__all__ = ["BASELINE_ROLE", "Handle", "SETTINGS_ATTR", "SETTINGS_KEY", "TRIAL_DATA", "baseline_trial", "best",
+           "best_trial", "counts", "create", "delete", "ensure_baseline_queued", "fresh_user_attrs", "load",
+           "make_pruner", "make_sampler", "note_text", "readable_settings", "set_system_attr", "set_trial_data",
+           "settings_of", "show", "summaries", "system_attrs", "trial_attr", "trial_record", "write_note"]

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import TINY_SPACE, make_tiny
 
-from cnnsearch import exchange
+from cnnsearch import exchange, runner
 from cnnsearch import study as study_mod
 from cnnsearch.cli import main
 from cnnsearch.errors import ConfigError
@@ -32,7 +32,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> str:
     r = CliRunner().invoke(main, ["study", "enqueue", "ex", "conv1_filters=4", "dropout_dense=0.25", "--storage", url])
     assert r.exit_code == 0, r.output
     assert "queued trial 1" in r.stdout and "conv1_filters=4" in r.stdout
-    study_mod.run("ex", trials=3, url=url, data_path=str(npz))
+    runner.run("ex", trials=3, url=url, data_path=str(npz))
     return url
 
 
