@@ -364,7 +364,7 @@ def study_export(name: str, fmt: str, out: str | None, url: str | None) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".tmp")
     tmp.write_text(text)
-    os.replace(tmp, dest)  # atomic: a reader never sees half a file
+    tmp.replace(dest)  # atomic: a reader never sees half a file
     click.echo(f"wrote {dest} ({fmt})", err=True)
 
 

@@ -64,7 +64,11 @@ def test_dashboard_serves_study_trials_and_note(finished_study: str) -> None:
         assert "conv1_filters" in note  # the space
     finally:
         p.send_signal(2)
-        out, err = p.communicate(timeout=30)
+        try:
+            out, err = p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
     assert "optuna-dashboard on http://127.0.0.1:" in err
     assert p.returncode == 0, err
 
