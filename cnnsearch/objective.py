@@ -58,16 +58,10 @@ class Objective:
             from optuna_integration import KerasPruningCallback
 
             callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
-        # The pruning callback is what reports intermediate values; the baseline (never pruned) and
-        # unpruned studies have none, so report here: the dashboard's intermediate-values chart then
-        # shows the baseline's curve beside the others. (Optuna cannot report with two objectives.)
-        report_here = not callbacks and not sp.multi_objective
 
         def on_epoch(epoch: int, logs: dict[str, float]) -> None:
             for k, v in logs.items():
                 history.setdefault(k, []).append(float(v))
-            if report_here and "val_accuracy" in logs:
-                trial.report(float(logs["val_accuracy"]), step=epoch)
 
         if self.versions is None:
             self.versions = versions()
@@ -88,6 +82,14 @@ class Objective:
             _record_failure(trial, failure)
             raise failure from exc
         set_trial_data(trial, "history", result.history)
+        if not callbacks and not sp.multi_objective:
+            # The pruning callback is what reports intermediate values; the baseline (never pruned) and
+            # unpruned studies have none, so report them here: the dashboard's intermediate-values chart
+            # then shows the baseline's curve beside the others. After training, not per epoch: a Ctrl-C
+            # landing in a mid-training SQLite write would leave this process waiting on its own lock.
+            # (Optuna cannot report with two objectives.)
+            for epoch, value in enumerate(result.history.get("val_accuracy", [])):
+                trial.report(float(value), step=epoch)
         trial.set_user_attr("epochs_run", result.epochs_run)
         trial.set_user_attr("seconds", round(result.seconds, 3))
         set_trial_data(trial, "epoch_seconds", [round(s, 3) for s in result.epoch_seconds])
