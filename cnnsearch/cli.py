@@ -409,31 +409,51 @@ def report(name: str, out: str | None, data_path: str | None, no_models: bool, u
 @study.command("confirm")
 @_study_argument
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="Configurations to retrain.")
-@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per configuration.")
-@click.option("--epochs", type=click.IntRange(min=1), default=REFERENCE.epochs, show_default=True,
-              help=f"Epochs per run (the reference trains {REFERENCE.epochs}).")
-@click.option("--train-limit", type=click.IntRange(min=0), default=_TRAIN.train_limit, show_default=True,
-              help="Training images per run (0 = all 54,000).")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Training seeds per configuration (a verdict needs at least 3).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help=f"Epochs per run [default: {REFERENCE.epochs}; the reference's; with --show: the most-run"
+                   " fidelity].")
+@click.option("--train-limit", type=click.IntRange(min=0), default=None,
+              help="Training images per run (0 = all 54,000) [default: 0; with --show: the most-run fidelity].")
 @click.option("--data", "data_path", default=None, help="MNIST .npz or IDX folder.")
+@click.option("--show", "show_only", is_flag=True,
+              help="Read the stored verdict only: train nothing, load no data.")
 @_storage_option
 @_json_option
-def study_confirm(name: str, top: int, seeds: int, epochs: int, train_limit: int, data_path: str | None,
-                  url: str | None, as_json: bool) -> None:
-    """Retrain the top configurations and the baseline over seeds; test whether the win is real."""
+def study_confirm(name: str, top: int, seeds: int, epochs: int | None, train_limit: int | None,
+                  data_path: str | None, show_only: bool, url: str | None, as_json: bool) -> None:
+    """Retrain the top configurations and the baseline over training seeds; judge each against the baseline."""
     from cnnsearch import confirm as confirm_mod
 
     def line(r: dict[str, Any]) -> None:
         click.echo(f"{r['config']} seed {r['seed']}: test_acc {r['test_accuracy']:.4f}, {r['seconds']:.0f} s", err=True)
 
-    summary = confirm_mod.run(name, top=top, seeds=seeds, epochs=epochs, train_limit=train_limit,
-                              data_path=data_path, url=url, on_run=line)
+    ref = confirm_mod.REFERENCE_FIDELITY
+    if show_only:
+        fid = None if epochs is None and train_limit is None else confirm_mod.Fidelity(
+            ref.epochs if epochs is None else epochs, ref.train_limit if train_limit is None else train_limit)
+        summary = confirm_mod.show(name, url, fid)
+    else:
+        summary = confirm_mod.run(name, top=top, seeds=seeds, epochs=ref.epochs if epochs is None else epochs,
+                                  train_limit=ref.train_limit if train_limit is None else train_limit,
+                                  data_path=data_path, url=url, on_run=line)
     if as_json:
         _emit_json(summary)
         return
+    if not summary["configs"]:
+        click.echo(f"no confirmation runs stored for {name!r}"
+                   + (f" at {confirm_mod.Fidelity(**summary['fidelity']).describe()}" if summary["fidelity"] else "")
+                   + f"; run: cnnsearch study confirm {name} --top 3 --seeds 3")
+        return
     for r in summary["configs"]:
-        click.echo(f"{r['config']:>10}: {r['mean_test_accuracy']:.4f} ± {r['std_test_accuracy']:.4f} over"
-                   f" {r['seeds']} seeds, {r['param_count']:,} params")
+        sd = "" if r["sd_test_accuracy"] is None else f" ± {r['sd_test_accuracy']:.4f}"
+        word = f"  {r['verdict']}" if "verdict" in r else ""
+        click.echo(f"{r['config']:>10}: {r['mean_test_accuracy']:.4f}{sd} over {r['seeds']} seeds,"
+                   f" {r['param_count']:,} params{word}")
     click.echo(summary["verdict"])
+    if not show_only:
+        click.echo(f"next: cnnsearch report {name}   (its answer section now shows this verdict)", err=True)
 
 
 @main.command()
