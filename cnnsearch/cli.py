@@ -113,10 +113,91 @@ def baseline(data_path: str | None, epochs: int, train_limit: int, seed: int, ou
 
 
 
+@main.group()
+def space() -> None:
+    """The search spaces that ship with cnnsearch: list, show, copy one to edit."""
+
+
+@space.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+def space_list(as_json: bool) -> None:
+    """Name, searched dimensions, fidelity and description of each shipped space."""
+    from cnnsearch import space as space_mod
+
+    rows = space_mod.shipped_spaces()
+    if as_json:
+        _emit_json([r._asdict() for r in rows])
+        return
+    width = max((len(r.name) for r in rows), default=4)
+    for r in rows:
+        images = "all" if not r.train_limit else f"{r.train_limit:,}"
+        click.echo(f"{r.name:<{width}}  {len(r.searched):>2} dimensions  {r.epochs} epochs on {images} images"
+                   f"  {r.description}")
+    click.echo("use one: cnnsearch study create NAME --space <name>; edit one: cnnsearch space init my.toml"
+               " --from <name>", err=True)
+
+
+@space.command("show")
+@click.argument("name", shell_complete=lambda ctx, param, incomplete: _space_names(incomplete))
+def space_show(name: str) -> None:
+    """Print the text of shipped space NAME (e.g. seed, wide)."""
+    from cnnsearch import shipped
+
+    click.echo(shipped.text(name), nl=False)
+
+
+@space.command("init")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--from", "from_name", default="seed", show_default=True, metavar="NAME",
+              shell_complete=lambda ctx, param, incomplete: _space_names(incomplete),
+              help="Shipped space to copy.")
+def space_init(path: str, from_name: str) -> None:
+    """Write a commented copy of a shipped space to PATH, to edit (never overwrites)."""
+    from cnnsearch import shipped
+
+    dest = shipped.init(path, from_name)
+    click.echo(f"wrote {dest} (a copy of {from_name}); edit it, then: cnnsearch study create NAME --space {dest}")
+
+
+def _space_names(incomplete: str) -> list[Any]:
+    """Shell completion: shipped space names."""
+    from cnnsearch import shipped
+
+    return [n for n in shipped.names() if n.startswith(incomplete)]
+
+
+def _space_or_file(incomplete: str) -> list[Any]:
+    """Shell completion for --space: shipped names, then the shell's own file completion."""
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(n) for n in _space_names(incomplete)] + [CompletionItem(incomplete, type="file")]
+
+
 _storage_option = click.option("--storage", "url", default=None, metavar="URL",
                                help="Optuna storage URL (default: $CNNSEARCH_STORAGE, then"
                                     " sqlite:///studies/cnnsearch.db).")
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+
+
+def _complete_study(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion for a study NAME: the studies in the storage this command line points at.
+
+    Never creates a database (a missing one completes nothing) and never fails: completion must stay silent.
+    """
+    try:
+        import optuna
+
+        from cnnsearch.storage import open_storage
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        names = optuna.study.get_all_study_names(storage=open_storage(ctx.params.get("url")))
+    except Exception:
+        return []
+    return sorted(n for n in names if n.startswith(incomplete))
+
+
+#: The NAME of an existing study (completed from the storage by the shell completion).
+_study_argument = click.argument("name", shell_complete=_complete_study)
 
 
 @main.group()
@@ -131,7 +212,9 @@ def study() -> None:
 @study.command("create")
 @click.argument("name")
 @click.option("--space", "space_path", required=True, type=click.Path(dir_okay=False),
-              help="Space file (TOML), e.g. studies/seed.toml.")
+              shell_complete=lambda ctx, param, incomplete: _space_or_file(incomplete),
+              help="Space file (TOML), e.g. studies/seed.toml, or a shipped space's name (seed, wide; see"
+                   " 'cnnsearch space list'). A path wins.")
 @_storage_option
 def study_create(name: str, space_path: str, url: str | None) -> None:
     """Create study NAME from a space file; the reference model is queued as trial 0."""
@@ -147,7 +230,7 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
 
 
 @study.command("run")
-@click.argument("name")
+@_study_argument
 @click.option("--trials", type=click.IntRange(min=0), default=10, show_default=True,
               help="New finished trials to add (the queued baseline, if not run yet, comes on top).")
 @click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Start no new trial after SEC seconds.")
@@ -208,7 +291,7 @@ def study_list(url: str | None, as_json: bool) -> None:
 
 
 @study.command("show")
-@click.argument("name")
+@_study_argument
 @_storage_option
 @_json_option
 def study_show(name: str, url: str | None, as_json: bool) -> None:
@@ -237,7 +320,7 @@ def study_show(name: str, url: str | None, as_json: bool) -> None:
 
 
 @study.command("best")
-@click.argument("name")
+@_study_argument
 @click.option("--export", type=click.Path(dir_okay=False), default=None, help="Write the best model to this .keras file.")
 @_storage_option
 @_json_option
@@ -257,7 +340,7 @@ def study_best(name: str, export: str | None, url: str | None, as_json: bool) ->
 
 
 @study.command("delete")
-@click.argument("name")
+@_study_argument
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @_storage_option
 def study_delete(name: str, yes: bool, url: str | None) -> None:
@@ -295,9 +378,55 @@ def study_fail_stale(name: str, force: bool, url: str | None) -> None:
                " each re-queued once")
 
 
+@study.command("export")
+@_study_argument
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True,
+              help="csv: one row per trial (lists as JSON text); json: an array of the same rows.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to FILE instead of stdout.")
+@_storage_option
+def study_export(name: str, fmt: str, out: str | None, url: str | None) -> None:
+    """Every trial of NAME as one table: Optuna's trials_dataframe, user attributes flattened, baseline marked."""
+    from cnnsearch import exchange
+
+    text = exchange.export(name, fmt, url)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    from pathlib import Path
+
+    dest = Path(out)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(dest)  # atomic: a reader never sees half a file
+    click.echo(f"wrote {dest} ({fmt})", err=True)
+
+
+@study.command("enqueue")
+@_study_argument
+@click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
+@_storage_option
+@_json_option
+def study_enqueue(name: str, assignments: tuple[str, ...], url: str | None, as_json: bool) -> None:
+    """Queue a configuration of your own (e.g. conv1_filters=16 dropout_dense=0.3) as NAME's next trial.
+
+    Checked against the study's space first (exit 2, nothing written, when a value is outside it);
+    dimensions left out keep the reference model's values.
+    """
+    from cnnsearch import exchange
+
+    queued = exchange.enqueue(name, list(assignments), url)
+    if as_json:
+        _emit_json(queued)
+        return
+    click.echo(f"queued trial {queued['number']} of {name!r}: "
+               + ", ".join(f"{k}={v}" for k, v in queued["params"].items()))
+    click.echo(f"next: cnnsearch study run {name} --trials 1   (queued trials run first)")
+
+
 @main.command(help=f"Write the HTML report of study NAME: every trial against the {REFERENCE.test_accuracy:.2%}"
                    " baseline.")
-@click.argument("name")
+@_study_argument
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Output file (default: reports/NAME/index.html, NAME made a safe folder name).")
 @click.option("--data", "data_path", default=None,
@@ -317,7 +446,7 @@ def report(name: str, out: str | None, data_path: str | None, no_models: bool, u
 
 
 @study.command("confirm")
-@click.argument("name")
+@_study_argument
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="Configurations to retrain.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Training seeds per configuration (a verdict needs at least 3).")

@@ -21,7 +21,7 @@ from cnnsearch.arch import summarize
 from cnnsearch.errors import ArchitectureError, CnnsearchError, Interrupted, StorageError, TrialFailed
 from cnnsearch.storage import (ARTIFACTS_ENV, artifact_dir, artifact_store, first_line, is_enospc, kept_weights,
                                sha256)
-from cnnsearch.study import Handle, fresh_user_attrs
+from cnnsearch.study import BASELINE_ROLE, SHORT_ATTR, Handle, fresh_user_attrs, set_trial_data
 
 
 class Objective:
@@ -58,8 +58,10 @@ class Objective:
         start = time.perf_counter()
         is_baseline = bool(trial.user_attrs.get("baseline", False))
         trial.set_user_attr("baseline", is_baseline)
+        if is_baseline:
+            trial.set_user_attr("role", BASELINE_ROLE)  # readable on the dashboard's trial page
         spec, overrides = space_mod.suggest(trial, sp)
-        trial.set_user_attr("spec", spec.to_dict())
+        set_trial_data(trial, "spec", spec.to_dict())
         try:
             summary = summarize(spec, self.splits.input_shape, self.splits.n_classes)
         except ArchitectureError as exc:
@@ -78,19 +80,22 @@ class Objective:
         config = replace(cfg, seed=cfg.seed + trial.number, **overrides)
         history: dict[str, list[float]] = {}
 
-        def on_epoch(epoch: int, logs: dict[str, float]) -> None:
-            for k, v in logs.items():
-                history.setdefault(k, []).append(float(v))
-
         callbacks = [interrupt.keras_callback()]
+        pruning = False
         if not is_baseline and not sp.multi_objective and sp.study["pruner"] != "none":
             keras()  # TensorFlow's quiet import first: optuna_integration would import it loudly
             from optuna_integration import KerasPruningCallback
 
             callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
+            pruning = True
+
+        def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+            for k, v in logs.items():
+                history.setdefault(k, []).append(float(v))
+
         if self.versions is None:
             self.versions = versions()
-        trial.set_user_attr("versions", self.versions)
+        set_trial_data(trial, "versions", self.versions)
         start = time.perf_counter()
         try:
             result = fit(spec, self.splits, config, callbacks=callbacks, on_epoch=on_epoch, verbose=self.verbose)
@@ -106,10 +111,18 @@ class Objective:
             failure = TrialFailed(f"{type(exc).__name__}: {first_line(exc)}")
             _record_failure(trial, failure)
             raise failure from exc
-        trial.set_user_attr("history", result.history)
+        set_trial_data(trial, "history", result.history)
+        if not pruning and not sp.multi_objective:
+            # The pruning callback is what reports intermediate values; the baseline (never pruned) and
+            # unpruned studies have none, so report them here: the dashboard's intermediate-values chart
+            # then shows the baseline's curve beside the others. After training, not per epoch: a Ctrl-C
+            # landing in a mid-training SQLite write would leave this process waiting on its own lock.
+            # (Optuna cannot report with two objectives.)
+            for epoch, value in enumerate(result.history.get("val_accuracy", [])):
+                trial.report(float(value), step=epoch)
         trial.set_user_attr("epochs_run", result.epochs_run)
         trial.set_user_attr("seconds", round(result.seconds, 3))
-        trial.set_user_attr("epoch_seconds", [round(s, 3) for s in result.epoch_seconds])
+        set_trial_data(trial, "epoch_seconds", [round(s, 3) for s in result.epoch_seconds])
         trial.set_user_attr("val_accuracy", result.val_accuracy)
         # Recorded for the report only: selection never looks at the test set.
         trial.set_user_attr("test_loss", result.test_loss)
@@ -137,7 +150,7 @@ class Objective:
 
     @staticmethod
     def _record_partial(trial: optuna.Trial, history: dict[str, list[float]], start: float) -> None:
-        trial.set_user_attr("history", history)
+        set_trial_data(trial, "history", history)
         trial.set_user_attr("epochs_run", len(history.get("loss", [])))
         trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
 
@@ -236,7 +249,11 @@ def process_start(pid: int) -> str | None:
 
 def _record_failure(trial: optuna.Trial, failure: TrialFailed) -> None:
     trial.set_user_attr("failure_kind", failure.kind)
-    trial.set_user_attr("fail_reason", failure.reason)
+    reason = failure.reason
+    short = reason if len(reason) <= SHORT_ATTR else reason[: SHORT_ATTR - 1] + "\u2026"
+    trial.set_user_attr("fail_reason", short)  # readable on the dashboard's trial page
+    if short != reason:
+        set_trial_data(trial, "fail_reason", reason)  # whole, for show, export and the report
 
 
 def _safe(name: str) -> str:

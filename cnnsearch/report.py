@@ -33,7 +33,6 @@ import pandas as pd
 
 from cnnsearch import confirm as confirm_mod
 from cnnsearch import importance as importance_mod
-from cnnsearch import study as study_mod
 from cnnsearch import viz
 from cnnsearch.errors import CnnsearchError
 from cnnsearch.storage import DEFAULT_STORAGE

@@ -79,7 +79,7 @@ def compute(name: str, url: str | None = None) -> tuple[ReportData, study_mod.Ha
     base = next((r for r in records if r["baseline"] and r["state"] == "COMPLETE"), None)
     best_t = study_mod.best_trial(h.study)
     best = next((r for r in records if best_t is not None and r["number"] == best_t.number), None)
-    data = ReportData(name=name, url=h.url, settings=h.study.user_attrs[study_mod.SETTINGS_KEY],
+    data = ReportData(name=name, url=h.url, settings=study_mod.settings_of(h.study) or {},
                       counts=study_mod.counts(h.study), table=trial_table(records, base), baseline=base, best=best,
                       histories={r["number"]: r["history"]["val_accuracy"] for r in records
                                  if r["history"] and r["history"].get("val_accuracy")}, study=h.study)

@@ -22,7 +22,8 @@ from cnnsearch.arch import summarize
 from cnnsearch.errors import ArchitectureError, CnnsearchError, ConfigError, DataError, Interrupted, TrialFailed
 from cnnsearch.objective import Objective, process_start
 from cnnsearch.storage import STORAGE_ENV, experimental_ok, storage_error
-from cnnsearch.study import SETTINGS_KEY, WORKER_ENV, Handle, baseline_trial, ensure_baseline_queued, load, write_note
+from cnnsearch.study import (WORKER_ENV, Handle, baseline_trial, ensure_baseline_queued, load,
+                             settings_of, trial_attr, write_note)
 
 #: Seconds a worker gets to record its interrupted trial after the signal is passed on, before it is killed.
 WORKER_STOP_S = 60
@@ -136,7 +137,7 @@ def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None
         state["done"] += 1
         if state["done"] >= total:
             study.stop()  # n_trials is open-ended in a size-limited study: stop at --trials counted ones
-        reason = t.user_attrs.get("fail_reason") or t.system_attrs.get("fail_reason", "")
+        reason = trial_attr(t, "fail_reason") or t.system_attrs.get("fail_reason", "")
         if t.state == TrialState.FAIL and t.user_attrs.get("failure_kind") != "invalid_architecture":
             state["failures"] += 1
             state["training_failures"] += 1
@@ -147,7 +148,7 @@ def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None
         if t.state == TrialState.PRUNED:
             reason = f"pruned after epoch {t.user_attrs.get('epochs_run', '?')}"
         if t.user_attrs.get("baseline") and t.state == TrialState.COMPLETE:
-            write_note(study, study.user_attrs[SETTINGS_KEY])  # now with the in-study baseline's numbers
+            write_note(study, settings_of(study) or {})  # now with the in-study baseline's numbers
         if on_trial is not None:
             on_trial(_line(study, t, reason, state["done"], total))
         if limit and state["failures"] >= limit:

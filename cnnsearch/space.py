@@ -22,8 +22,9 @@ import random
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
+from cnnsearch import shipped
 from cnnsearch.arch import ArchSpec, summarize
 from cnnsearch.errors import ArchitectureError, ConfigError
 from cnnsearch.train import TrainConfig  # no Keras at import: train imports Keras lazily
@@ -196,14 +197,12 @@ class Space:
 
 
 def load(path: str | Path) -> Space:
-    """Read and validate a space file.
+    """Read and validate a space file, or a shipped space by name (``seed``, ``wide``); a path wins.
 
     Raises:
         ConfigError: one line: file, key, expected, received (exit status 2).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such space file; see studies/seed.toml for an example")
+    path = shipped.resolve(path)  # an existing file wins; else a shipped name such as "seed"
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -575,3 +574,23 @@ def grid_space(space: Space) -> dict[str, list[Any]]:
         raise ConfigError(f"{space.source}: study.sampler: expected a grid of at most 100,000 points; received"
                           f" {size:,}; use sampler = \"tpe\" or \"random\", or fewer values")
     return {name: space.dims[name].grid() for name in space.searched}
+
+
+class SpaceInfo(NamedTuple):
+    """One line of ``cnnsearch space list``."""
+
+    name: str
+    searched: list[str]  # the dimensions that vary
+    epochs: int  # fidelity: epochs per trial
+    train_limit: int  # fidelity: training images per trial (0 = all)
+    description: str
+
+
+def shipped_spaces() -> list[SpaceInfo]:
+    """Every space that ships with cnnsearch, validated, with its dimensions and fidelity."""
+    rows = []
+    for name in shipped.names():
+        sp = load(shipped.path(name))
+        rows.append(SpaceInfo(name, sp.searched, sp.training.epochs, sp.training.train_limit,
+                              sp.study["description"]))
+    return rows

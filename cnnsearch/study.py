@@ -1,8 +1,9 @@
 """Optuna studies: create, load, delete and read them; samplers, pruners and the dashboard note.
 
-A study stores its space file and training settings in its user attributes
-(key ``cnnsearch``) at create, so ``run`` on any machine, at any later time,
-trains exactly as the first run did. Trial 0 is the reference model, enqueued
+A study stores its space file and training settings at create (the system
+attribute ``cnnsearch:settings``; one short user attribute each for the
+dashboard), so ``run`` on any machine, at any later time, trains exactly as the
+first run did. Trial 0 is the reference model, enqueued
 at create and marked ``baseline`` in its user attributes. Training trials is
 :mod:`cnnsearch.objective` (one trial) and :mod:`cnnsearch.runner` (many).
 """
@@ -29,8 +30,19 @@ from cnnsearch.train import TrainConfig
 
 #: Set by the runner for each worker process (0, 1, ...): offsets the sampler's seed.
 WORKER_ENV = "CNNSEARCH_WORKER_INDEX"
-#: Study user attribute holding the settings fixed at create.
+#: Study user attribute that held the settings fixed at create in studies made before SETTINGS_ATTR (still read).
 SETTINGS_KEY = "cnnsearch"
+#: Prefix of the study and trial *system* attributes cnnsearch writes: machine-readable data kept out of
+#: optuna-dashboard's attribute boxes (the trial page does not wrap them: a long value widens the page).
+SYSTEM_PREFIX = "cnnsearch:"
+#: Study system attribute holding the settings fixed at create (the space file's text among them).
+SETTINGS_ATTR = SYSTEM_PREFIX + "settings"
+#: Trial data stored as system attributes (long lists and dictionaries); read them with trial_attr().
+TRIAL_DATA = ("history", "epoch_seconds", "spec", "versions", "fail_reason")
+#: Longest user-attribute text written for the dashboard (a longer fail reason is cut there, kept whole as data).
+SHORT_ATTR = 90
+#: The baseline trial's readable marker (user attribute "role"); "baseline" stays the boolean code reads.
+BASELINE_ROLE = "baseline: the reference Keras MNIST CNN at this study's fidelity"
 
 
 # --- settings and loading ----------------------------------------------------------------------------
@@ -73,12 +85,53 @@ def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "version": _version(),
     }
-    study.set_user_attr(SETTINGS_KEY, settings)
+    # The whole settings as one system attribute (what load reads); short readable ones for the dashboard.
+    set_system_attr(study, SETTINGS_ATTR, settings)
+    for key, value in readable_settings(settings).items():
+        study.set_user_attr(key, value)
     with experimental_ok():
         study.set_metric_names(["val_accuracy", "params"][: len(sp.directions)])
     study.enqueue_trial(space_mod.baseline_params(sp), user_attrs={"baseline": True})
     write_note(study, settings)
     return Handle(study, sp, sp.training, url)
+
+
+def settings_of(study: optuna.Study) -> dict[str, Any] | None:
+    """The settings stored at create (a system attribute; in older studies the user attribute ``cnnsearch``)."""
+    return system_attrs(study).get(SETTINGS_ATTR) or study.user_attrs.get(SETTINGS_KEY)
+
+
+def readable_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The study's settings as short user attributes: one line each on optuna-dashboard's study page."""
+    t, st = settings["training"], settings["study"]
+    images = f"{t['train_limit']:,}" if t["train_limit"] else "all"
+    described = {"description": st["description"]} if st.get("description") else {}
+    return {
+        **described,
+        "space": settings["space_source"],
+        "training": f"{t['epochs']} epochs on {images} images, batch {t['batch_size']}, {t['optimizer']}"
+                    f" lr {t['learning_rate']}",
+        "sampler": st["sampler"],
+        "pruner": st["pruner"],
+        "seed": st["seed"],
+        "objectives": ", ".join(st["objectives"]),
+        "created": settings["created"],
+        "cnnsearch_version": settings["version"],
+    }
+
+
+def trial_attr(t: FrozenTrial, key: str, default: Any = None) -> Any:
+    """A trial attribute cnnsearch wrote: long data from the system attributes, else the user attributes.
+
+    Studies made before the long data moved keep it in the user attributes; both read the same.
+    """
+    value = t.system_attrs.get(SYSTEM_PREFIX + key)
+    return value if value is not None else t.user_attrs.get(key, default)
+
+
+def set_trial_data(trial: optuna.Trial, key: str, value: Any) -> None:
+    """Store long machine-readable trial data (see :data:`TRIAL_DATA`) as a trial system attribute."""
+    trial.storage.set_trial_system_attr(trial._trial_id, SYSTEM_PREFIX + key, value)
 
 
 def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
@@ -104,7 +157,8 @@ def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
         f"- the in-study baseline (the same model at this study's fidelity): {in_study}",
         "",
         "The objective is validation accuracy; test accuracy is recorded (user attribute test_accuracy) but never"
-        " used to select. User attributes per trial: params, flops, test_accuracy, baseline, history.",
+        " used to select. User attributes per trial: params, flops, val_accuracy, test_accuracy, seconds, baseline"
+        " (role says which is the baseline); per-epoch data are system attributes (cnnsearch:history, ...).",
         "",
         "## Training (fixed at create)",
         f"- {training['epochs']} epochs on {limit} training images, batch {training['batch_size']},"
@@ -142,7 +196,7 @@ def load(name: str, url: str | None = None, *, heartbeat: bool = False, seed: in
         raise StorageError(f"no study {name!r} in {mask_url(url)} (studies there: {', '.join(known) or 'none'});"
                            f" create it with 'cnnsearch study create {name} --space studies/seed.toml'")
     study = optuna.load_study(study_name=name, storage=storage)
-    settings = study.user_attrs.get(SETTINGS_KEY)
+    settings = settings_of(study)
     if not settings:
         raise StorageError(f"study {name!r} in {mask_url(url)} was not created by cnnsearch (no '{SETTINGS_KEY}' settings);"
                            " create one with 'cnnsearch study create'")
@@ -240,11 +294,12 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
         "flops": ua.get("flops"),
         "epochs_run": ua.get("epochs_run"),
         "seconds": ua.get("seconds"),
-        "history": ua.get("history"),
+        "history": trial_attr(t, "history"),
         "intermediate_values": {str(k): v for k, v in t.intermediate_values.items()},
-        "spec": ua.get("spec"),
-        "versions": ua.get("versions"),
-        "fail_reason": ua.get("fail_reason") or t.system_attrs.get("fail_reason"),
+        "epoch_seconds": trial_attr(t, "epoch_seconds"),
+        "spec": trial_attr(t, "spec"),
+        "versions": trial_attr(t, "versions"),
+        "fail_reason": trial_attr(t, "fail_reason") or t.system_attrs.get("fail_reason"),
         "infeasible": ua.get("infeasible"),  # why a size-limited study did not train it (None: feasible)
         "retry_of": t.system_attrs.get("failed_trial"),
         "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
@@ -270,7 +325,7 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
 def show(name: str, url: str | None = None) -> dict[str, Any]:
     """A study's settings, counts, baseline, best trial and every trial."""
     h = load(name, url)
-    settings = h.study.user_attrs[SETTINGS_KEY]
+    settings = settings_of(h.study) or {}
     base, best = baseline_trial(h.study), best_trial(h.study)
     return {
         "name": name,
@@ -382,7 +437,8 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["Handle", "SETTINGS_KEY", "baseline_trial", "best", "best_trial", "counts", "create", "delete",
-           "ensure_baseline_queued", "fresh_user_attrs", "load", "make_pruner", "make_sampler", "note_text",
-           "sampler_seed", "set_system_attr", "show",
-           "summaries", "system_attrs", "trial_record", "weights_problems", "write_note"]
+__all__ = ["BASELINE_ROLE", "Handle", "SETTINGS_ATTR", "SETTINGS_KEY", "TRIAL_DATA", "baseline_trial", "best",
+           "best_trial", "counts", "create", "delete", "ensure_baseline_queued", "fresh_user_attrs", "load",
+           "make_pruner", "make_sampler", "note_text", "readable_settings", "sampler_seed", "set_system_attr",
+           "set_trial_data", "settings_of", "show", "summaries", "system_attrs", "trial_attr", "trial_record",
+           "weights_problems", "write_note"]

@@ -203,3 +203,71 @@ def test_workers_on_sqlite_with_a_reader(tmp_path: Path, tiny_space: Path, tiny_
     assert sum(bool(t.user_attrs.get("baseline")) for t in trials) == 1
     assert all(t.state.name in ("COMPLETE", "FAIL", "PRUNED") for t in trials)
     assert len({os.path.basename(line.split()[1]) for line in err.splitlines() if line.startswith("worker ")}) == 2
+
+
+def _stop(p: subprocess.Popen[str]) -> None:
+    """Ctrl-C the dashboard; on a loaded machine give it a minute, then kill it (never leave it running)."""
+    p.send_signal(2)
+    try:
+        p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+
+
+#: The widest "key value" line of a user attribute that fits optuna-dashboard's trial page at 1280 px
+#: (its attribute box has white-space: nowrap, so a longer value widens the whole page).
+MAX_ATTR_LINE = 110
+
+
+def test_dashboard_baseline_curve_marker_and_short_attributes(finished_study: str) -> None:
+    """The baseline's per-epoch val accuracy reaches the intermediate-values chart; attributes stay readable."""
+    study = study_mod.load("watched", finished_study).study
+    port = free_port()
+    p = subprocess.Popen([sys.executable, "-m", "cnnsearch.cli", "dashboard", "--storage", finished_study,
+                          "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        sid = get_json(f"http://127.0.0.1:{port}/api/studies")["study_summaries"][0]["study_id"]  # type: ignore[index]
+        detail = get_json(f"http://127.0.0.1:{port}/api/studies/{sid}?after=0")
+    finally:
+        _stop(p)
+    trials = detail["trials"]  # type: ignore[index]
+    base = trials[0]
+    stored = study_mod.trial_record(study.trials[0])
+    assert [v["value"] for v in base["intermediate_values"]] == pytest.approx(stored["history"]["val_accuracy"])
+    assert [v["step"] for v in base["intermediate_values"]] == [0, 1]  # one per epoch (2 epochs)
+    attrs = {a["key"]: a["value"] for a in base["user_attrs"]}
+    assert attrs["role"].startswith("baseline: the reference")
+    for t in trials:
+        for a in t["user_attrs"]:
+            assert len(a["key"]) + 1 + len(a["value"]) <= MAX_ATTR_LINE, (t["number"], a["key"], a["value"])
+    study_attrs = {a["key"]: a["value"] for a in detail["user_attrs"]}  # type: ignore[index]
+    assert "cnnsearch" not in study_attrs  # the settings are no longer one JSON blob there
+    assert study_attrs["sampler"] == "tpe" and study_attrs["pruner"] == "none"
+    assert study_attrs["training"].startswith("2 epochs on all images, batch 32")
+    assert all(len(v) <= 200 for v in study_attrs.values()), study_attrs
+
+
+def test_trial_page_is_not_wider_than_the_window(finished_study: str, tmp_path: Path) -> None:
+    """optuna-dashboard's trial page in headless Chromium: no attribute pushes it past a 1280 px window."""
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    p = subprocess.Popen([sys.executable, "-m", "cnnsearch.cli", "dashboard", "--storage", finished_study,
+                          "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        sid = get_json(f"http://127.0.0.1:{port}/api/studies")["study_summaries"][0]["study_id"]  # type: ignore[index]
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+                                         args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(f"http://127.0.0.1:{port}/dashboard/studies/{sid}/trials")
+                page.get_by_text("User Attributes").first.wait_for(timeout=60_000)
+                width = page.evaluate("document.documentElement.scrollWidth")
+                page.screenshot(path=str(tmp_path / "trial.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        _stop(p)
+    assert width <= 1280, f"trial page is {width} px wide (screenshot: {tmp_path / 'trial.png'})"

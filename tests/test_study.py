@@ -98,9 +98,9 @@ def test_invalid_architecture_fails_one_trial_and_search_goes_on(env: dict[str, 
     assert r.exit_code == 0, r.output
     trials = study_mod.load("inv").study.get_trials()
     assert trials[1].state == TrialState.FAIL
-    assert "conv1 (13x13 kernel" in trials[1].user_attrs["fail_reason"]
+    assert "conv1 (13x13 kernel" in study_mod.trial_attr(trials[1], "fail_reason")
     assert trials[1].user_attrs["failure_kind"] == "invalid_architecture"
-    assert "history" not in trials[1].user_attrs  # never trained
+    assert study_mod.trial_attr(trials[1], "history") is None  # never trained
     assert trials[0].state == TrialState.COMPLETE and trials[2].state != TrialState.RUNNING
 
 
@@ -115,7 +115,7 @@ def test_nan_fails_trials_and_five_in_a_row_stop_the_run(env: dict[str, str], tm
     assert "Traceback" not in r.output and r.stdout == ""
     trials = study_mod.load("nan").study.get_trials()
     assert len(trials) == 5 and all(t.state == TrialState.FAIL for t in trials)
-    assert "NaN or infinite" in trials[0].user_attrs["fail_reason"]
+    assert "NaN or infinite" in study_mod.trial_attr(trials[0], "fail_reason")
 
 
 def test_errors_for_existing_and_missing_studies(env: dict[str, str], tiny_space: Path, tmp_path: Path) -> None:
@@ -164,9 +164,12 @@ def test_pruners_use_the_keras_callback(env: dict[str, str], tmp_path: Path, pru
     study = study_mod.load("p").study
     assert isinstance(study.pruner, {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner,
                                      "halving": optuna.pruners.SuccessiveHalvingPruner}[pruner])
-    for t in study.get_trials()[1:]:  # the baseline (trial 0) is never pruned and reports nothing
+    for t in study.get_trials()[1:]:
         assert sorted(t.intermediate_values) == list(range(t.user_attrs["epochs_run"]))
-    assert study.get_trials()[0].intermediate_values == {}
+    # The baseline (trial 0) is never pruned (no callback) but reports every epoch, for the dashboard's chart.
+    base = study.get_trials()[0]
+    assert [base.intermediate_values[e] for e in range(3)] == study_mod.trial_attr(base, "history")["val_accuracy"]
+    assert base.user_attrs["role"] == study_mod.BASELINE_ROLE
 
 
 # --- real processes --------------------------------------------------------------------------------
@@ -234,7 +237,7 @@ def _wait_running(url: str, name: str, min_number: int, timeout: float = 90) -> 
         except Exception:
             trials = []
         running = [t for t in trials if t.state == TrialState.RUNNING and t.number >= min_number
-                   and t.user_attrs.get("versions")]
+                   and study_mod.trial_attr(t, "versions")]
         if running:
             return running[0].number
         time.sleep(0.2)
@@ -384,7 +387,7 @@ def test_ctrl_c_stops_every_worker(env: dict[str, str], tmp_path: Path, spawn: C
 
     def two_running() -> bool:
         trials = optuna.load_study(study_name="wint", storage=env["url"]).get_trials(states=(TrialState.RUNNING,))
-        running[:] = [t.number for t in trials if t.user_attrs.get("versions")]
+        running[:] = [t.number for t in trials if study_mod.trial_attr(t, "versions")]
         return len(running) == 2
 
     _wait_for(two_running, 300, "two workers training at once")
@@ -506,7 +509,7 @@ def test_journal_storage_stale_trials(tmp_path: Path, tiny_space: Path, tiny_npz
 
     def one_running() -> bool:
         running[:] = [t for t in study_mod.load("jr").study.get_trials(states=(TrialState.RUNNING,))
-                      if t.user_attrs.get("versions")]
+                      if study_mod.trial_attr(t, "versions")]
         return len(running) == 1
 
     _wait_for(one_running, 300, "the trial to start training")
