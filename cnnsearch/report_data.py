@@ -102,8 +102,10 @@ def trial_table(records: list[dict[str, Any]], base: dict[str, Any] | None) -> p
             VS_REFERENCE: None if test is None else 100 * (test - REFERENCE), "params": r["param_count"],
         }
         row.update({n: r["params"].get(n) for n in names})
-        row.update({"FLOPs": r["flops"], "epochs": r["epochs_run"], "seconds": r["seconds"], "state": r["state"],
-                    "reason": r["fail_reason"] or ("pruned" if r["state"] == "PRUNED" else "")})
+        # An infeasible trial is COMPLETE to Optuna but was never trained: say so, with why.
+        row.update({"FLOPs": r["flops"], "epochs": r["epochs_run"], "seconds": r["seconds"],
+                    "state": "INFEASIBLE" if r.get("infeasible") else r["state"],
+                    "reason": r["fail_reason"] or r.get("infeasible") or ("pruned" if r["state"] == "PRUNED" else "")})
         rows.append(row)
     df = pd.DataFrame(rows, columns=[*LEAD_COLUMNS, *names, *TAIL_COLUMNS])
     return df.sort_values(["val acc", "trial"], ascending=[False, True], na_position="last", kind="stable",

@@ -237,10 +237,11 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
-    """Trials by state."""
+    """Trials by state; an untrained infeasible trial (COMPLETE to Optuna) counts as ``INFEASIBLE``."""
     out: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
-        out[t.state.name] = out.get(t.state.name, 0) + 1
+        state = "INFEASIBLE" if t.user_attrs.get("infeasible") else t.state.name
+        out[state] = out.get(state, 0) + 1
     return out
 
 

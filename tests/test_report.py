@@ -227,3 +227,26 @@ def test_answer_is_on_the_first_screen_and_changes_with_confirm(url: str, tiny_s
     assert not any(w in text_before for w in ("better", "worse", "inconclusive"))
     assert "trial5 better vs the baseline" in text_after  # +0.5 to +0.6 pp on each of 3 seeds
     assert "not possible at 3 epochs on 12,000 training images" in text_after
+
+
+def _infeasible_trial(i: int) -> optuna.trial.FrozenTrial:
+    """An untrained point over a size limit, as the objective stores it: COMPLETE, constraint > 0, no accuracy."""
+    params = {"conv1_filters": 32, "conv2_filters": 64, "conv1_kernel": 13, "dropout_dense": 0.25}
+    return create_trial(params=params, distributions=DISTS, value=0.0,
+                        user_attrs={"baseline": False, "infeasible": f"over the size limit: #{i}", "seconds": 0.1},
+                        system_attrs={"constraints": [0.5]})
+
+
+def test_infeasible_trials_are_not_reported_as_complete(url: str, tiny_space: Path, tmp_path: Path) -> None:
+    make_study("lim", tiny_space, [fake_trial(0, baseline=True), fake_trial(1), _infeasible_trial(2),
+                                   _infeasible_trial(3)])
+    assert study_mod.counts(optuna.load_study(study_name="lim", storage=url)) == {
+        "COMPLETE": 2, "INFEASIBLE": 2, "WAITING": 1}
+    text = report_mod.build("lim", models=False)
+    table = text.split("<section id='trials'>")[1].split("</section>")[0]
+    assert table.count("<td>INFEASIBLE</td>") == 2 and "over the size limit: #3" in table
+    assert "2 complete, 2 infeasible" in text  # the settings' trial counts
+    # A study whose only finished trials are infeasible: a report with statements, no crash, no best trial.
+    make_study("allbad", tiny_space, [_infeasible_trial(i) for i in range(3)])
+    text = report_mod.build("allbad", models=False)
+    assert "No trial has completed yet" in text and "3 infeasible" in text
