@@ -127,10 +127,17 @@ def compute(study: optuna.Study, *, resamples: int = RESAMPLES, seed: int = 0,
             warnings.simplefilter("ignore")
             for i in range(resamples):
                 sample = [done[j] for j in rng.integers(0, len(done), len(done))]
-                imp = _fanova(sample, explored, target, seed + i)
+                try:
+                    imp = _fanova(sample, explored, target, seed + i)
+                except RuntimeError as exc:
+                    if "zero total variance" not in str(exc):
+                        raise
+                    # Every trial drawn into this resample scored the same: no choice explains any
+                    # variance in it (fANOVA refuses to divide by zero). A share of 0 each, no top rank.
+                    imp = {}
                 for n in explored:
                     shares[n].append(imp.get(n, 0.0))
-                for n in sorted(explored, key=lambda n: -imp.get(n, 0.0))[:k]:
+                for n in sorted(explored, key=lambda n: -imp.get(n, 0.0))[:k] if imp else ():
                     tops[n] += 1
             dash = dashboard_importance(study)
     except (ValueError, RuntimeError) as exc:  # e.g. a conditional space with no common part
