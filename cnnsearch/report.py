@@ -194,6 +194,11 @@ def importance_section(d: ReportData) -> Section:
                " PED-ANOVA, which optuna-dashboard's importance panel shows (how much a choice's values differ"
                " between the top 10% of trials and all of them). Both rank knobs within this space and fidelity;"
                " neither says which value is best: the slice plots do.", "note")
+    infeasible = d.counts.get("INFEASIBLE", 0)
+    if infeasible:  # Optuna's PED-ANOVA reads every COMPLETE trial's value, and an infeasible one scores 0
+        body += _p(f"The optuna-dashboard column includes the {infeasible} infeasible (untrained, over the size"
+                   " limit) trials at their stored value 0, as the dashboard does, so it partly ranks which choices"
+                   " break the size limit; the fANOVA columns use trained trials only.", "note")
     return Section(title, body, "importance")
 
 

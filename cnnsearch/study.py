@@ -111,12 +111,23 @@ def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
         f" {training['optimizer']} learning rate {training['learning_rate']} {training['optimizer_args']}",
         f"- sampler {settings['study']['sampler']}, pruner {settings['study']['pruner']},"
         f" seed {settings['study']['seed']}",
+        *_limits_note(settings["study"]),
         "",
         f"## Space ({settings['space_source']})",
         "```toml",
         settings["space_text"].strip(),
         "```",
     ])
+
+
+def _limits_note(study_settings: dict[str, Any]) -> list[str]:
+    """The note's line on size limits: what an infeasible trial's value 0 in the dashboard's plots means."""
+    limits_set = [f"max_{k} {study_settings[f'max_{k}']:,}" for k in ("params", "flops")
+                  if study_settings.get(f"max_{k}")]  # absent in studies created before size limits
+    if not limits_set:
+        return []
+    return [f"- size limits {', '.join(limits_set)}: a point over them is an infeasible trial (user attribute"
+            " infeasible), never trained; its value 0 is not an accuracy, and the importance panel counts it"]
 
 
 def write_note(study: optuna.Study, settings: dict[str, Any]) -> None:

@@ -164,3 +164,15 @@ def test_sampler_learns_the_feasible_region() -> None:
              for seed in range(3)]
     assert max(ours) <= 0.2, ours  # the bar: at most 20% of the last 20 of 40 draws
     assert sum(plain) > sum(ours), (plain, ours)  # TPE's constraint handling alone stays near the boundary
+
+
+def test_dashboard_note_says_what_an_infeasible_value_0_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CNNSEARCH_STORAGE", f"sqlite:///{tmp_path / 'n.db'}")
+    (tmp_path / "free.toml").write_text(LIMITED.replace("max_params = 20000", ""))
+    (tmp_path / "lim.toml").write_text(LIMITED)
+    for name in ("free", "lim"):
+        study_mod.create(name, tmp_path / f"{name}.toml")
+    notes = {name: study_mod.note_text(h.study, h.study.user_attrs[study_mod.SETTINGS_KEY])
+             for name in ("free", "lim") for h in [study_mod.load(name)]}
+    assert "size limits max_params 20,000: a point over them is an infeasible trial" in notes["lim"]
+    assert "infeasible" not in notes["free"]

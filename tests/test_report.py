@@ -246,6 +246,7 @@ def test_infeasible_trials_are_not_reported_as_complete(url: str, tiny_space: Pa
     table = text.split("<section id='trials'>")[1].split("</section>")[0]
     assert table.count("<td>INFEASIBLE</td>") == 2 and "over the size limit: #3" in table
     assert "2 complete, 2 infeasible" in text  # the settings' trial counts
+    assert "includes the 2 infeasible (untrained, over the size limit) trials" in text  # the dashboard column
     # A study whose only finished trials are infeasible: a report with statements, no crash, no best trial.
     make_study("allbad", tiny_space, [_infeasible_trial(i) for i in range(3)])
     text = report_mod.build("allbad", models=False)
