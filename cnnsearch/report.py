@@ -102,7 +102,11 @@ def _confirm_command(d: ReportData) -> str:
 def answer_section(d: ReportData) -> Section:
     """The three answers, first: best trial against both baselines, the verdict, which choices mattered."""
     items = []
-    if d.best is None:
+    if d.best is None and d.baseline is not None:  # a size-limited study: the baseline trains over the limit
+        items.append(_p(f"No trial within the size limit has completed yet (the in-study baseline, trial"
+                        f" #{d.baseline['number']}, is over it and serves only as the comparison): there is no"
+                        " best trial to compare.", "missing"))
+    elif d.best is None:
         items.append(_p("No trial has completed yet: there is no best trial to compare.", "missing"))
     else:
         b, base = d.best, d.baseline

@@ -115,7 +115,8 @@ def trial_table(records: list[dict[str, Any]], base: dict[str, Any] | None) -> p
 def compute_models(d: ReportData, h: study_mod.Handle, data_path: str | None) -> Models:
     """The best model's (and the baseline's) figures as arrays, from the kept weights and the test images."""
     if d.best is None:
-        return Models(missing="No completed trial: no model to show.")
+        return Models(missing="No completed trial within the study's size limits: no model to show."
+                      if d.baseline is not None else "No completed trial: no model to show.")
     best_file = model_file(h, "best")
     base_file = model_file(h, "baseline")
     if best_file is None:

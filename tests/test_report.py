@@ -251,3 +251,11 @@ def test_infeasible_trials_are_not_reported_as_complete(url: str, tiny_space: Pa
     make_study("allbad", tiny_space, [_infeasible_trial(i) for i in range(3)])
     text = report_mod.build("allbad", models=False)
     assert "No trial has completed yet" in text and "3 infeasible" in text
+    # Only the baseline trained (over the limit, so never the best): the answer says so, not "nothing completed".
+    base = fake_trial(0, baseline=True)
+    base = create_trial(params=base.params, distributions=DISTS, value=base.value, user_attrs=base.user_attrs,
+                        system_attrs={"constraints": [50.0]})
+    make_study("onlybase", tiny_space, [base, _infeasible_trial(1)])
+    text = report_mod.build("onlybase", models=True)
+    assert "No trial within the size limit has completed yet (the in-study baseline, trial #1" in text
+    assert "No completed trial within the study" in text and "size limits: no model to show" in text
