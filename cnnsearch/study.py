@@ -305,7 +305,9 @@ def best(name: str, url: str | None = None, *, export: str | Path | None = None)
     h = load(name, url)
     t = best_trial(h.study)
     if t is None:
-        raise StorageError(f"study {name!r} has no completed trial yet; run it: cnnsearch study run {name} --trials N")
+        within = " within its size limits" if h.space.constrained else ""  # the over-limit baseline is never best
+        raise StorageError(f"study {name!r} has no completed trial{within} yet; run it: cnnsearch study run {name}"
+                           " --trials N")
     record = trial_record(t)
     if export is not None:
         weights = h.study.user_attrs.get("best_weights")

@@ -176,3 +176,16 @@ def test_dashboard_note_says_what_an_infeasible_value_0_is(tmp_path: Path, monke
              for name in ("free", "lim") for h in [study_mod.load(name)]}
     assert "size limits max_params 20,000: a point over them is an infeasible trial" in notes["lim"]
     assert "infeasible" not in notes["free"]
+
+
+def test_best_of_a_study_where_only_the_over_limit_baseline_trained(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CNNSEARCH_STORAGE", f"sqlite:///{tmp_path / 'b.db'}")
+    (tmp_path / "lim.toml").write_text(LIMITED)
+    h = study_mod.create("lim", tmp_path / "lim.toml")
+    t = h.study.ask()  # the queued baseline, "trained" here: over max_params, so infeasible and never best
+    t.set_user_attr("val_accuracy", 0.9)
+    t.set_constraint("params", 5.0)
+    h.study.tell(t, 0.9)
+    r = CliRunner().invoke(main, ["study", "best", "lim"])
+    assert r.exit_code == 1 and "no completed trial within its size limits yet" in r.stderr
