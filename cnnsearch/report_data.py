@@ -76,7 +76,9 @@ def compute(name: str, url: str | None = None) -> tuple[ReportData, study_mod.Ha
     """Gather the study's numbers (no drawing, no TensorFlow)."""
     h = study_mod.load(name, url)
     records = [study_mod.trial_record(t) for t in h.study.get_trials(deepcopy=False)]
-    base = next((r for r in records if r["baseline"] and r["state"] == "COMPLETE"), None)
+    # A trained baseline: in a size-limited study an unbuildable one ends infeasible, untrained, without accuracy.
+    base = next((r for r in records if r["baseline"] and r["state"] == "COMPLETE" and r["val_accuracy"] is not None),
+                None)
     best_t = study_mod.best_trial(h.study)
     best = next((r for r in records if best_t is not None and r["number"] == best_t.number), None)
     data = ReportData(name=name, url=h.url, settings=h.study.user_attrs[study_mod.SETTINGS_KEY],

@@ -259,3 +259,10 @@ def test_infeasible_trials_are_not_reported_as_complete(url: str, tiny_space: Pa
     text = report_mod.build("onlybase", models=True)
     assert "No trial within the size limit has completed yet (the in-study baseline, trial #1" in text
     assert "No completed trial within the study" in text and "size limits: no model to show" in text
+    # A baseline that ended infeasible (unbuildable in a size-limited study): untrained, so no comparison row.
+    bad_base = _infeasible_trial(0)
+    bad_base = create_trial(params=bad_base.params, distributions=DISTS, value=0.0,
+                            user_attrs={**bad_base.user_attrs, "baseline": True}, system_attrs={"constraints": [1.0]})
+    make_study("badbase", tiny_space, [bad_base, fake_trial(1), fake_trial(2)])
+    text = report_mod.build("badbase", models=False)
+    assert "the in-study baseline has not completed" in text
