@@ -165,12 +165,23 @@ def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
         f" {training['optimizer']} learning rate {training['learning_rate']} {training['optimizer_args']}",
         f"- sampler {settings['study']['sampler']}, pruner {settings['study']['pruner']},"
         f" seed {settings['study']['seed']}",
+        *_limits_note(settings["study"]),
         "",
         f"## Space ({settings['space_source']})",
         "```toml",
         settings["space_text"].strip(),
         "```",
     ])
+
+
+def _limits_note(study_settings: dict[str, Any]) -> list[str]:
+    """The note's line on size limits: what an infeasible trial's value 0 in the dashboard's plots means."""
+    limits_set = [f"max_{k} {study_settings[f'max_{k}']:,}" for k in ("params", "flops")
+                  if study_settings.get(f"max_{k}")]  # absent in studies created before size limits
+    if not limits_set:
+        return []
+    return [f"- size limits {', '.join(limits_set)}: a point over them is an infeasible trial (user attribute"
+            " infeasible), never trained; its value 0 is not an accuracy, and the importance panel counts it"]
 
 
 def write_note(study: optuna.Study, settings: dict[str, Any]) -> None:
@@ -308,10 +319,11 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
-    """Trials by state."""
+    """Trials by state; an untrained infeasible trial (COMPLETE to Optuna) counts as ``INFEASIBLE``."""
     out: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
-        out[t.state.name] = out.get(t.state.name, 0) + 1
+        state = "INFEASIBLE" if t.user_attrs.get("infeasible") else t.state.name
+        out[state] = out.get(state, 0) + 1
     return out
 
 
@@ -364,7 +376,9 @@ def best(name: str, url: str | None = None, *, export: str | Path | None = None)
     h = load(name, url)
     t = best_trial(h.study)
     if t is None:
-        raise StorageError(f"study {name!r} has no completed trial yet; run it: cnnsearch study run {name} --trials N")
+        within = " within its size limits" if h.space.constrained else ""  # the over-limit baseline is never best
+        raise StorageError(f"study {name!r} has no completed trial{within} yet; run it: cnnsearch study run {name}"
+                           " --trials N")
     record = trial_record(t)
     if export is not None:
         weights = h.study.user_attrs.get("best_weights")
