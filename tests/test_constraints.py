@@ -172,7 +172,7 @@ def test_dashboard_note_says_what_an_infeasible_value_0_is(tmp_path: Path, monke
     (tmp_path / "lim.toml").write_text(LIMITED)
     for name in ("free", "lim"):
         study_mod.create(name, tmp_path / f"{name}.toml")
-    notes = {name: study_mod.note_text(h.study, h.study.user_attrs[study_mod.SETTINGS_KEY])
+    notes = {name: study_mod.note_text(h.study, study_mod.settings_of(h.study))
              for name in ("free", "lim") for h in [study_mod.load(name)]}
     assert "size limits max_params 20,000: a point over them is an infeasible trial" in notes["lim"]
     assert "infeasible" not in notes["free"]
