@@ -78,7 +78,7 @@ def test_second_study_reuses_the_baseline_and_others_train_their_own(
     other_epochs.write_text(TINY_SPACE.format(epochs=3, heartbeat=60))
     run("three-epochs", other_epochs)
     assert "reused_from" not in _baseline("three-epochs", url).user_attrs
-    assert len(_baseline("three-epochs", url).user_attrs["history"]["loss"]) == 3
+    assert len(study_mod.trial_attr(_baseline("three-epochs", url), "history")["loss"]) == 3
     # ... and so do other data (same shapes, other images).
     other = tmp_path / "other.npz"
     np.savez(other, **make_tiny(seed=1))
