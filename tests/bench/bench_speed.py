@@ -213,7 +213,8 @@ def run_strategy(label: str, seed: int, a: argparse.Namespace, tmp: Path) -> dic
     budget = a.minutes * 60
     cli("study", "create", "s", "--space", str(space), env=env)
     t0 = time.time()
-    cli("study", "run", "s", "--trials", "100000", "--timeout", str(budget), "--quiet", env=env)
+    # --seed: `study run` otherwise seeds its sampler at random; the seeds make the runs reproducible.
+    cli("study", "run", "s", "--trials", "100000", "--timeout", str(budget), "--seed", str(seed), "--quiet", env=env)
     from optuna.trial import TrialState
 
     from cnnsearch import study as study_mod
