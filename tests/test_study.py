@@ -418,11 +418,11 @@ dropout_dense = { low = 0.0, high = 0.5 }
 
 
 def _sampled(name: str, **load_kwargs: object) -> dict[str, object]:
-    from cnnsearch import space as space_mod
+    from cnnsearch import points
 
     h = study_mod.load(name, **load_kwargs)  # type: ignore[arg-type]
     t = h.study.ask()
-    space_mod.suggest(t, h.space)
+    points.suggest(t, h.space)
     assert t.params
     return t.params
 
