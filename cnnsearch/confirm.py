@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from cnnsearch import data as data_mod
-from cnnsearch import space as space_mod
+from cnnsearch import points
 from cnnsearch import study as study_mod
 from cnnsearch import verdict as verdict_mod
 from cnnsearch.arch import REFERENCE as REFERENCE_RUN
@@ -94,8 +94,8 @@ def candidates(handle: study_mod.Handle, top: int) -> list[Candidate]:
             if t.user_attrs.get("val_accuracy") is not None]
     base = next((t for t in done if t.user_attrs.get("baseline")), None)
     out: list[Candidate] = []
-    base_params = space_mod.baseline_params(handle.space)
-    spec, overrides = space_mod.suggest(optuna.trial.FixedTrial(base_params), handle.space)
+    base_params = points.baseline_params(handle.space)
+    spec, overrides = points.suggest(optuna.trial.FixedTrial(base_params), handle.space)
     out.append(Candidate("baseline", base.number if base else 0, base_params, spec, overrides))
     seen = {tuple(sorted(base_params.items()))}
     for t in sorted(done, key=lambda t: (-t.user_attrs["val_accuracy"], t.number)):
@@ -103,7 +103,7 @@ def candidates(handle: study_mod.Handle, top: int) -> list[Candidate]:
         if key in seen:
             continue
         seen.add(key)
-        spec, overrides = space_mod.suggest(optuna.trial.FixedTrial(t.params), handle.space)
+        spec, overrides = points.suggest(optuna.trial.FixedTrial(t.params), handle.space)
         out.append(Candidate(f"trial{t.number}", t.number, dict(t.params), spec, overrides))
         if len(out) == top + 1:
             break

@@ -18,8 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from cnnsearch import data as data_mod
-from cnnsearch import interrupt, limits
-from cnnsearch import space as space_mod
+from cnnsearch import interrupt, limits, points
 from cnnsearch.arch import summarize
 from cnnsearch.errors import ArchitectureError, CnnsearchError, Interrupted, StorageError, TrialFailed
 from cnnsearch.storage import (ARTIFACTS_ENV, artifact_dir, artifact_store, first_line, is_enospc, kept_weights,
@@ -72,7 +71,7 @@ class Objective:
         trial.set_user_attr("baseline", is_baseline)
         if is_baseline:
             trial.set_user_attr("role", BASELINE_ROLE)  # readable on the dashboard's trial page
-        spec, overrides = space_mod.suggest(trial, sp)
+        spec, overrides = points.suggest(trial, sp)
         set_trial_data(trial, "spec", spec.to_dict())
         try:
             summary = summarize(spec, self.splits.input_shape, self.splits.n_classes)

@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from cnnsearch import limits
+from cnnsearch import limits, points
 from cnnsearch import space as space_mod
 from cnnsearch.arch import REFERENCE
 from cnnsearch.errors import CnnsearchError, ConfigError, StorageError
@@ -91,7 +91,7 @@ def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
         study.set_user_attr(key, value)
     with experimental_ok():
         study.set_metric_names(["val_accuracy", "params"][: len(sp.directions)])
-    study.enqueue_trial(space_mod.baseline_params(sp), user_attrs={"baseline": True})
+    study.enqueue_trial(points.baseline_params(sp), user_attrs={"baseline": True})
     write_note(study, settings)
     return Handle(study, sp, sp.training, url)
 
@@ -244,7 +244,7 @@ def make_sampler(sp: space_mod.Space, offset: int = 0, *, seed: int | None = Non
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "grid":
-        return optuna.samplers.GridSampler(space_mod.grid_space(sp), seed=seed)
+        return optuna.samplers.GridSampler(points.grid_space(sp), seed=seed)
     if kind == "nsga2":
         nsga = optuna.samplers.NSGAIISampler(seed=seed)
         return limits.feasible_sampler(nsga, sp) if sp.constrained else nsga
@@ -276,7 +276,7 @@ def ensure_baseline_queued(study: optuna.Study, sp: space_mod.Space) -> bool:
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get("baseline") and t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING):
             return t.state == TrialState.WAITING
-    study.enqueue_trial(space_mod.baseline_params(sp), user_attrs={"baseline": True})
+    study.enqueue_trial(points.baseline_params(sp), user_attrs={"baseline": True})
     return True
 
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
-from cnnsearch import limits, runner
+from cnnsearch import limits, points, runner
 from cnnsearch import space as space_mod
 from cnnsearch import study as study_mod
 from cnnsearch.arch import ArchSpec, summarize
@@ -147,7 +147,7 @@ def _late_infeasible_share(seed: int, sampler: optuna.samplers.BaseSampler | Non
     study = optuna.create_study(direction="maximize", sampler=sampler or study_mod.make_sampler(sp))
 
     def objective(trial: optuna.Trial) -> float:
-        spec, _ = space_mod.suggest(trial, sp)
+        spec, _ = points.suggest(trial, sp)
         s = summarize(spec)
         for key, value in limits.constraints(sp, s).items():
             trial.set_constraint(key, value)
