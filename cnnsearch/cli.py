@@ -53,6 +53,27 @@ class _Group(click.Group):
             ctx.exit(getattr(exc, "exit_code", 130))
 
 
+class _Workers(click.ParamType):
+    """--workers: a whole number >= 1, or "auto" (the runner's AUTO_WORKERS)."""
+
+    name = "K|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        if str(value).strip().lower() == "auto":
+            from cnnsearch.runner import AUTO_WORKERS
+
+            return AUTO_WORKERS
+        try:
+            k = int(str(value))
+        except ValueError:
+            k = 0
+        if k < 1:
+            self.fail(f"expected a whole number >= 1 or 'auto'; received {value!r}", param, ctx)
+        return k
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.version_option(package_name="cnnsearch")
@@ -234,8 +255,8 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
 @click.option("--trials", type=click.IntRange(min=0), default=10, show_default=True,
               help="New finished trials to add (the queued baseline, if not run yet, comes on top).")
 @click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Start no new trial after SEC seconds.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes on this machine, sharing the trials.")
+@click.option("--workers", type=_Workers(), default="1", show_default=True,
+              help="Worker processes on this machine, sharing the trials; 'auto' = 1 until measured (issue 12).")
 @click.option("--data", "data_path", default=None, help="MNIST .npz or IDX folder (default: $CNNSEARCH_DATA, ...).")
 @_storage_option
 @click.option("--verbose", is_flag=True, help="Keras's per-epoch bars and Optuna's log on.")
@@ -249,6 +270,11 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
     from cnnsearch import runner
     from cnnsearch import study as study_mod
 
+    if not quiet and workers == 1:  # first line: which device trains (issue 12), before any data are read
+        from cnnsearch.train import device_line
+
+        # Workers print their own: TensorFlow's threads in this parent would take the Ctrl-C it must pass on.
+        click.echo(f"training on {device_line()}", err=True)
     if workers > 1:
         codes = runner.run_workers(name, trials=trials, workers=workers, timeout=timeout, data_path=data_path,
                                    url=url, quiet=quiet, debug=bool(ctx.find_root().params.get("debug")), seed=seed)

@@ -6,13 +6,16 @@ A trial that cannot finish raises :class:`~cnnsearch.errors.TrialFailed`
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from cnnsearch import data as data_mod
 from cnnsearch import interrupt, limits, points
@@ -20,7 +23,8 @@ from cnnsearch.arch import summarize
 from cnnsearch.errors import ArchitectureError, CnnsearchError, Interrupted, StorageError, TrialFailed
 from cnnsearch.storage import (ARTIFACTS_ENV, artifact_dir, artifact_store, first_line, is_enospc, kept_weights,
                                sha256)
-from cnnsearch.study import BASELINE_ROLE, SHORT_ATTR, Handle, fresh_user_attrs, set_trial_data
+from cnnsearch.study import (BASELINE_ROLE, SHORT_ATTR, SYSTEM_PREFIX, Handle, fresh_user_attrs, set_trial_data,
+                             trial_attr)
 
 
 class Objective:
@@ -33,6 +37,14 @@ class Objective:
         self.versions: dict[str, str] | None = None
         if hasattr(handle.study.sampler, "input_shape"):  # a size-limited study's sampler judges on this data
             handle.study.sampler.input_shape, handle.study.sampler.n_classes = splits.input_shape, splits.n_classes
+        self._data_sha256: str | None = None
+
+    @property
+    def data_sha256(self) -> str:
+        """sha256 of the arrays this run trains, validates and tests on (computed once)."""
+        if self._data_sha256 is None:
+            self._data_sha256 = splits_sha256(self.splits)
+        return self._data_sha256
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         interrupt.check()  # a signal swallowed since the last trial stops the run here, before any work
@@ -77,6 +89,13 @@ class Objective:
         for key, value in limits.constraints(sp, summary).items():
             trial.set_constraint(key, value)
         config = replace(cfg, seed=cfg.seed + trial.number, **overrides)
+        if is_baseline:
+            # What the baseline's result depends on, so a later study can reuse it instead of training it again.
+            trial.set_user_attr("training", config.to_dict())
+            trial.set_user_attr("data_sha256", self.data_sha256)
+            donor = find_reusable_baseline(self.handle, spec.to_dict(), config.to_dict(), self.data_sha256)
+            if donor is not None:
+                return self._reuse(trial, *donor, candidate=not reason)
         history: dict[str, list[float]] = {}
 
         callbacks = [interrupt.keras_callback()]
@@ -126,7 +145,9 @@ class Objective:
         # Recorded for the report only: selection never looks at the test set.
         trial.set_user_attr("test_loss", result.test_loss)
         trial.set_user_attr("test_accuracy", result.test_accuracy)
-        self._keep_if_best(trial, result, candidate=not reason)
+        self._keep_if_best(trial, result.val_accuracy,
+                           lambda tag: _save_model(self.handle.url, self.handle.study, trial, result.model, tag),
+                           candidate=not reason)
         if sp.multi_objective:
             return result.val_accuracy, float(summary.params)
         return result.val_accuracy
@@ -153,7 +174,28 @@ class Objective:
         trial.set_user_attr("epochs_run", len(history.get("loss", [])))
         trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
 
-    def _keep_if_best(self, trial: optuna.Trial, result: Any, candidate: bool = True) -> None:
+    def _reuse(self, trial: optuna.Trial, study_name: str, donor: FrozenTrial, artifact_id: str,
+               candidate: bool) -> float | tuple[float, float]:
+        """Make this baseline trial a copy of ``donor`` (study ``study_name``): values, history, weights."""
+        for key, value in donor.user_attrs.items():
+            if key not in ("baseline", "reused_from"):
+                trial.set_user_attr(key, value)
+        for key, value in donor.system_attrs.items():  # the long data (history, spec, ...)
+            if key.startswith(SYSTEM_PREFIX):
+                set_trial_data(trial, key[len(SYSTEM_PREFIX):], value)
+        trial.set_user_attr("reused_from", {"study": study_name, "trial": donor.number})
+        if not self.handle.space.multi_objective:  # Optuna keeps no intermediate values for several objectives
+            for step, value in sorted(donor.intermediate_values.items()):
+                trial.report(value, step)
+        # The weights are copied, not referenced: deleting the donor study must not break this study's report.
+        self._keep_if_best(trial, donor.user_attrs["val_accuracy"],
+                           lambda tag: _copy_artifact(self.handle.url, artifact_id, self.handle.study, trial, tag),
+                           candidate)
+        values = donor.values
+        return (values[0], values[1]) if self.handle.space.multi_objective else values[0]
+
+    def _keep_if_best(self, trial: optuna.Trial, val_accuracy: float, save: Callable[[str], tuple[str, str]],
+                      candidate: bool = True) -> None:
         """Store this trial's weights if it beats every finished trial (the previous best's are removed).
 
         The in-study baseline's weights are kept too (``baseline_weights``): the
@@ -166,30 +208,86 @@ class Objective:
         baseline_id = (study.user_attrs.get("baseline_weights") or {}).get("artifact_id")
         digest = ""
         if trial.user_attrs.get("baseline") and baseline_id is None:
-            saved, digest = _save_model(self.handle.url, study, trial, result.model)
+            saved, digest = save("baseline")
             baseline_id = saved
-            study.set_user_attr("baseline_weights", {"trial": trial.number, "val_accuracy": result.val_accuracy,
+            study.set_user_attr("baseline_weights", {"trial": trial.number, "val_accuracy": val_accuracy,
                                                      "artifact_id": saved, "sha256": digest})
         current = study.user_attrs.get("best_weights")
-        if not candidate or (current and current["val_accuracy"] >= result.val_accuracy):
+        if not candidate or (current and current["val_accuracy"] >= val_accuracy):
             return  # not a candidate: a baseline over the study's size limit is never the best
         if saved is None:
-            artifact_id, digest = _save_model(self.handle.url, study, trial, result.model, "best")
+            artifact_id, digest = save("best")
         else:
             artifact_id = saved
         # Re-read: another worker may have stored a better one meanwhile.
         current = fresh_user_attrs(study).get("best_weights")
-        if current and current["val_accuracy"] >= result.val_accuracy:
+        if current and current["val_accuracy"] >= val_accuracy:
             if artifact_id != saved:
                 store.remove(artifact_id)
             return
         study.set_user_attr("best_weights", {"trial": trial.number, "artifact_id": artifact_id,
-                                             "val_accuracy": result.val_accuracy, "sha256": digest})
+                                             "val_accuracy": val_accuracy, "sha256": digest})
         if current and current["artifact_id"] != baseline_id:
             try:
                 store.remove(current["artifact_id"])
             except Exception:  # already gone: nothing to free
                 pass
+
+
+def splits_sha256(splits: data_mod.Splits) -> str:
+    """sha256 over the training, validation and test arrays (names, dtypes, shapes and bytes)."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        arr = np.ascontiguousarray(getattr(splits, name))
+        h.update(f"{name}:{arr.dtype.str}:{arr.shape};".encode())
+        h.update(arr.data)
+    return h.hexdigest()
+
+
+def find_reusable_baseline(handle: Handle, spec: dict[str, Any], training: dict[str, Any],
+                           data_sha256: str) -> tuple[str, FrozenTrial, str] | None:
+    """A finished baseline in another study of the same storage that this study's baseline would repeat.
+
+    It must have the same spec, the same effective training settings (epochs,
+    train_limit, batch, optimizer, seed, precision, ...) and the same data
+    (sha256 of the arrays), and its kept weights must still be there. Baselines
+    recorded before these keys existed are never matched. Returns (study name,
+    trial, weights artifact id), or None.
+    """
+    def norm(x: Any) -> str:  # stored attributes went through JSON: compare in that form
+        return json.dumps(x, sort_keys=True)
+
+    want = (norm(spec), norm(training), data_sha256)
+    storage = handle.study._storage
+    folder = artifact_dir(handle.url)
+    for other in storage.get_all_studies():
+        if other.study_name == handle.name:
+            continue
+        kept = other.user_attrs.get("baseline_weights") or {}
+        if not kept.get("artifact_id") or not (folder / kept["artifact_id"]).is_file():
+            continue
+        for t in storage.get_all_trials(other._study_id, deepcopy=False, states=(TrialState.COMPLETE,)):
+            ua = t.user_attrs
+            if (t.number == kept.get("trial") and ua.get("baseline")
+                    and (norm(trial_attr(t, "spec")), norm(ua.get("training")), ua.get("data_sha256")) == want
+                    and len(t.values or []) == len(handle.study.directions)):
+                return other.study_name, t, kept["artifact_id"]
+    return None
+
+
+def _copy_artifact(url: str, source_id: str, study: optuna.Study, trial: optuna.Trial, tag: str) -> tuple[str, str]:
+    """Copy a kept weights file under this trial's name; returns its artifact id and SHA-256."""
+    import shutil
+
+    artifact_id = f"{_safe(study.study_name)}-{tag}-trial{trial.number}-{os.getpid()}.keras"
+    folder = artifact_dir(url)
+    partial = folder / f".partial-{artifact_id}"
+    shutil.copyfile(folder / source_id, partial)
+    digest = sha256(partial)
+    os.replace(partial, folder / artifact_id)
+    return artifact_id, digest
 
 
 def _save_model(url: str, study: optuna.Study, trial: optuna.Trial, model: Any, tag: str = "baseline"
@@ -259,4 +357,4 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
-__all__ = ["Objective", "model_file", "process_start", "worker_lease"]
+__all__ = ["Objective", "find_reusable_baseline", "model_file", "process_start", "splits_sha256", "worker_lease"]

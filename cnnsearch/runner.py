@@ -28,6 +28,10 @@ from cnnsearch.study import (WORKER_ENV, Handle, baseline_trial, ensure_baseline
 WORKER_STOP_S = 60
 
 
+#: What ``--workers auto`` means: one process with every core's threads, until tests/bench/bench_speed.py
+#: workers has compared 1 and 2 processes on an idle machine (issue 12).
+AUTO_WORKERS = 1
+
 #: Infeasible draws in a row that stop a run (the sampler is not finding the feasible region).
 MAX_INFEASIBLE_IN_A_ROW = 200
 
@@ -60,7 +64,7 @@ class TrialLine:
             parts.append(f"{self.vs_baseline_pp:+.2f} pp vs baseline")
         if self.seconds is not None:
             parts.append(f"{self.seconds:.0f} s")
-        if self.reason and self.state != "COMPLETE":
+        if self.reason:
             parts.append(f"({self.reason})")
         return "  ".join(parts)
 
@@ -146,6 +150,9 @@ def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None
             state["finished"] += 1
         if t.state == TrialState.PRUNED:
             reason = f"pruned after epoch {t.user_attrs.get('epochs_run', '?')}"
+        reused = t.user_attrs.get("reused_from")
+        if reused and t.state == TrialState.COMPLETE:
+            reason = f"reused from study {reused['study']!r} trial {reused['trial']}, not trained again"
         if t.user_attrs.get("baseline") and t.state == TrialState.COMPLETE:
             write_note(study, settings_of(study) or {})  # now with the in-study baseline's numbers
         if on_trial is not None:
@@ -353,6 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         configure_threads(intra_op=args.threads, inter_op=1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pid = os.getpid()
+    if not args.quiet:  # the worker's first line: the device it trains on (issue 12)
+        from cnnsearch.train import device_line
+
+        print(f"worker {pid} training on {device_line(args.threads)}", file=sys.stderr, flush=True)
 
     def line(t: TrialLine) -> None:
         if not args.quiet:
@@ -380,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["TrialLine", "fail_stale", "fail_stale_trials", "main", "run", "run_workers"]
+__all__ = ["AUTO_WORKERS", "TrialLine", "fail_stale", "fail_stale_trials", "main", "run", "run_workers"]
 
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ MAX_SEED = 2**31 - 1
 MAX_INT_POINTS = 1_000_000
 
 #: [training] keys: TrainConfig fields a space file may set (optimizer is a table).
-TRAINING_KEYS = ("epochs", "train_limit", "batch_size", "optimizer", "jit_compile", "precision")
+TRAINING_KEYS = ("epochs", "train_limit", "batch_size", "optimizer", "jit_compile", "precision",
+                 "steps_per_execution")
 
 #: The type of every dimension a space may name (the per-layer ones, and these).
 _SCALAR_DIMS: dict[str, type] = {

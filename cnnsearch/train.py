@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
@@ -51,12 +52,18 @@ class TrainConfig:
     # epoch, README's benchmarks) and "auto" means no XLA on the TensorFlow backend anyway.
     jit_compile: bool | str = False
     precision: str = "float32"  # or "mixed_bfloat16" (opt-in: faster on AVX512-BF16 CPUs; see benchmarks)
+    # Batches per compiled call in fit, evaluate and predict (Keras's steps_per_execution). 1 = Keras's default;
+    # 32 was 1.3x faster for the reference at one thread but not at two (issue 12): the default changes only
+    # after tests/bench/bench_speed.py has measured it on an idle machine.
+    steps_per_execution: int = 1
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1; received {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1; received {self.batch_size}")
+        if self.steps_per_execution < 1:
+            raise ConfigError(f"steps_per_execution must be >= 1; received {self.steps_per_execution}")
         if self.train_limit < 0:
             raise ConfigError(f"train_limit must be >= 0 (0 = all training images); received {self.train_limit}")
         if self.precision not in PRECISIONS:
@@ -127,6 +134,52 @@ def configure_threads(intra_op: int | None = None, inter_op: int | None = None) 
         pass
 
 
+def device_line(threads: int | None = None) -> str:
+    """The device TensorFlow trains on, in words: the GPU's name(s), or the CPU model and thread count.
+
+    Args:
+        threads: TensorFlow intra-op threads of the process that trains (None: this process's pool size,
+            or every core available to it when the pool is left at TensorFlow's default).
+    """
+    from cnnsearch._tf import tensorflow
+
+    tf = tensorflow()
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        names = []
+        for gpu in gpus:
+            try:
+                details = tf.config.experimental.get_device_details(gpu)
+            except Exception:  # details are best effort: the device itself is what matters
+                details = {}
+            names.append(str(details.get("device_name") or gpu.name))
+        return f"GPU {', '.join(names)}"
+    if not threads:
+        threads = tf.config.threading.get_intra_op_parallelism_threads() or _available_cores()
+    return f"CPU {cpu_model()}, {threads} thread{'s' if threads != 1 else ''}"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what :mod:`platform` knows)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may run on (containers, taskset)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def make_optimizer(config: TrainConfig) -> Any:
     """The Keras optimizer named by ``config``."""
     from cnnsearch._tf import keras
@@ -181,7 +234,7 @@ def fit(
         # The policy is global: later models (figures, other trials) start from float32 again.
         K.mixed_precision.set_global_policy("float32")
     model.compile(loss="categorical_crossentropy", optimizer=make_optimizer(config), metrics=["accuracy"],
-                  jit_compile=config.jit_compile)
+                  jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
     y_train = K.utils.to_categorical(data.y_train, data.n_classes)
     y_val = K.utils.to_categorical(data.y_val, data.n_classes)
     y_test = K.utils.to_categorical(data.y_test, data.n_classes)

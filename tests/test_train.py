@@ -86,3 +86,24 @@ def test_trial_failed_is_not_a_fatal_error() -> None:
     assert (failure.reason, failure.kind, str(failure)) == ("kernel too large", "invalid_architecture",
                                                            "kernel too large")
     assert TrialFailed("NaN").kind == "training"
+
+
+def test_steps_per_execution_gives_the_same_history(tiny_npz: Path) -> None:
+    """Issue 12 lever 1: batching 32 steps per compiled call must not change what a fixed seed trains.
+
+    Tiny data with a partial last batch (216 images, batch 32: 6 full steps and one of 24), two epochs.
+    """
+    sp = data.split(data.load(tiny_npz))
+    runs = {k: fit(SMALL, sp, TrainConfig(epochs=2, batch_size=32, seed=5, steps_per_execution=k))
+            for k in (1, 32)}
+    a, b = runs[1], runs[32]
+    assert set(a.history) == set(b.history)
+    for key in a.history:
+        assert b.history[key] == pytest.approx(a.history[key], rel=1e-5, abs=1e-6), key
+    assert b.test_accuracy == pytest.approx(a.test_accuracy, abs=1e-6)
+    assert b.test_loss == pytest.approx(a.test_loss, rel=1e-5)
+
+
+def test_steps_per_execution_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="steps_per_execution must be >= 1; received 0"):
+        TrainConfig(steps_per_execution=0)
