@@ -162,3 +162,21 @@ def test_nothing_found_lists_every_place(monkeypatch: pytest.MonkeyPatch) -> Non
     for place in ("--data", data.DATA_ENV, "Keras cache", "load_data()", "Name or service not known",
                   "Fix: pass --data PATH"):
         assert place in msg
+
+
+def test_fingerprint_is_sha256sum_and_folder_stable(tmp_path: Path, tiny_npz: Path, tiny_arrays: dict) -> None:
+    import hashlib
+
+    from conftest import write_idx
+
+    assert data.fingerprint(tiny_npz) == hashlib.sha256(tiny_npz.read_bytes()).hexdigest()
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    for key, stem in data.IDX_STEMS.items():
+        write_idx(folder / stem, tiny_arrays[key])
+    first = data.fingerprint(folder)
+    assert first == data.fingerprint(str(folder)) and first != data.fingerprint(tiny_npz)
+    write_idx(folder / data.IDX_STEMS["y_test"], tiny_arrays["y_test"][::-1].copy())
+    assert data.fingerprint(folder) != first
+    with pytest.raises(data.DataError):
+        data.fingerprint(tmp_path / "missing.npz")

@@ -1,0 +1,19 @@
+"""Run-time estimates scaled from measured epoch times."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnsearch.estimate import epoch_seconds, speed, work
+
+
+def test_speed_scales_by_images_and_flops() -> None:
+    trials = [{"epoch_seconds": [9.0, 4.0, 4.0], "flops": 1000},  # the first epoch (graph building) is skipped
+              {"epoch_seconds": [8.0, 8.0], "flops": 2000},
+              {"epoch_seconds": None, "flops": 5}]  # failed before training: ignored
+    s = speed(trials, train_images=100, val_images=50)
+    assert s is not None and s.trials == 2
+    assert s.seconds_per_flop_image == pytest.approx(4.0 / work(1000, 100, 50))
+    # Twice the FLOPs on 10x the images: about 20x the time (validation set held).
+    assert epoch_seconds(s, 2000, 1000, 50) == pytest.approx(4.0 * 2 * (3 * 1000 + 50) / (3 * 100 + 50))
+    assert speed([], 100, 50) is None
