@@ -87,7 +87,7 @@ def baseline(data_path: str | None, epochs: int, train_limit: int, seed: int, ou
     if as_json:
         _emit_json(m)
         return
-    click.echo(f"baseline: {m['params']:,} params, {m['epochs']} epochs on {m['train_images']:,} images,"
+    click.echo(f"baseline: param_count {m['param_count']:,}, {m['epochs']} epochs on {m['train_images']:,} images,"
                f" {m['seconds']:.0f} s")
     click.echo(f"test accuracy {m['test_accuracy']:.4f} (reference 0.9915: {m['difference_from_reference_pp']:+.2f} pp),"
                f" test loss {m['test_loss']:.4f}")
@@ -182,7 +182,7 @@ def study_run(name: str, trials: int, timeout: float | None, workers: int, data_
         best = study_mod.best_trial(h.study)
         if best is not None:
             click.echo(f"best so far: trial {best.number}, val_acc {best.user_attrs['val_accuracy']:.4f},"
-                       f" {best.user_attrs.get('params', 0):,} params", err=True)
+                       f" param_count {study_mod.param_count(best.user_attrs) or 0:,}", err=True)
 
 
 @study.command("list")
@@ -206,31 +206,39 @@ def study_list(url: str | None, as_json: bool) -> None:
 
 @study.command("show")
 @click.argument("name")
+@click.option("--top", type=click.IntRange(min=1), default=None, help="Only the N best trials by validation accuracy.")
+@click.option("--sort", type=click.Choice(["number", "val"]), default="number", show_default=True,
+              help="Order: trial number, or validation accuracy (best first).")
 @_storage_option
 @_json_option
-def study_show(name: str, url: str | None, as_json: bool) -> None:
-    """Show study NAME: settings and every trial."""
+def study_show(name: str, top: int | None, sort: str, url: str | None, as_json: bool) -> None:
+    """Show study NAME: settings and every trial with its choices."""
     from cnnsearch import study as study_mod
+    from cnnsearch.describe import choices
 
-    doc = study_mod.show(name, url)
+    doc = study_mod.show(name, url, top=top, sort=sort)
     if as_json:
         _emit_json(doc)
         return
     click.echo(f"study {name} ({doc['storage']}), created {doc['created']} from {doc['space_source']}")
     click.echo(f"training: {doc['training']}")
     click.echo(f"trials: {doc['counts']}")
-    base = next((t for t in doc["trials"] if t["number"] == doc["baseline_trial"]), None)
+    base_val = doc.get("baseline_val_accuracy")
+    words = {"COMPLETE": "done", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "queued"}
+    # Columns sized so a seed.toml row fits 100 characters (the choices take up to 53).
+    click.echo(f"{'trial':<6}{'state':<7}{'val':<7}{'vs':<7}{'test':<7}{'param_count':>11}  choices")
     for t in doc["trials"]:
         val = "-" if t["val_accuracy"] is None else f"{t['val_accuracy']:.4f}"
         test = "-" if t["test_accuracy"] is None else f"{t['test_accuracy']:.4f}"
-        vs = ""
-        if base and t["val_accuracy"] is not None and not t["baseline"]:
-            vs = f" ({100 * (t['val_accuracy'] - base['val_accuracy']):+.2f} pp)"
-        params = "-" if t["param_count"] is None else f"{t['param_count']:,}"
-        mark = " baseline" if t["baseline"] else ""
-        reason = f"  {t['fail_reason']}" if t["fail_reason"] else ""
-        click.echo(f"  #{t['number']:<4} {t['state']:<8}{mark:<9} params {params:>10}  val {val}{vs}  test {test}"
-                   f"{reason}")
+        vs = "base" if t["baseline"] else "-"
+        if not t["baseline"] and base_val is not None and t["val_accuracy"] is not None:
+            vs = f"{100 * (t['val_accuracy'] - base_val):+.2f}"
+        count = "-" if t["param_count"] is None else f"{t['param_count']:,}"
+        reason = f"  ({t['fail_reason']})" if t["fail_reason"] and t["state"] == "FAIL" else ""
+        click.echo(f"{'#' + str(t['number']):<5} {words.get(t['state'], t['state'].lower()):<7}{val:<7}{vs:<7}"
+                   f"{test:<7}{count:>11}  {choices(t['spec'], t['params'])}{reason}")
+    if doc["trials"] and base_val is not None:
+        click.echo("(val, test: accuracy; vs: val accuracy minus the in-study baseline's, in pp)")
 
 
 @study.command("best")
@@ -246,9 +254,11 @@ def study_best(name: str, export: str | None, url: str | None, as_json: bool) ->
     if as_json:
         _emit_json(rec)
         return
+    from cnnsearch.describe import choices
+
     click.echo(f"best trial {rec['number']}: val_acc {rec['val_accuracy']:.4f}, test_acc {rec['test_accuracy']:.4f},"
-               f" {rec['param_count']:,} params")
-    click.echo(f"params: {rec['params']}")
+               f" param_count {rec['param_count']:,}")
+    click.echo(f"choices: {choices(rec['spec'], rec['params'])}")
     if rec.get("exported"):
         click.echo(f"exported the trained model to {rec['exported']}")
 
@@ -313,7 +323,7 @@ def study_confirm(name: str, top: int, seeds: int, epochs: int, train_limit: int
         return
     for r in summary["configs"]:
         click.echo(f"{r['config']:>10}: {r['mean_test_accuracy']:.4f} ± {r['std_test_accuracy']:.4f} over"
-                   f" {r['seeds']} seeds, {r['param_count']:,} params")
+                   f" {r['seeds']} seeds, param_count {r['param_count']:,}")
     click.echo(summary["verdict"])
 
 

@@ -167,7 +167,7 @@ def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
         "version": _version(),
     }
     study.set_user_attr(SETTINGS_KEY, settings)
-    study.set_metric_names(["val_accuracy", "params"][: len(sp.directions)])
+    study.set_metric_names(["val_accuracy", "param_count"][: len(sp.directions)])
     study.enqueue_trial(space_mod.baseline_params(sp), user_attrs={"baseline": True})
     write_note(study, settings)
     return Handle(study, sp, TrainConfig.from_dict(sp.training), url)
@@ -179,7 +179,7 @@ def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
     if base is not None:
         ua = base.user_attrs
         in_study = (f"trial {base.number}: val accuracy {ua.get('val_accuracy', float('nan')):.4f}, test accuracy"
-                    f" {ua.get('test_accuracy', float('nan')):.4f}, {ua.get('params', 0):,} params, at this study's"
+                    f" {ua.get('test_accuracy', float('nan')):.4f}, param_count {param_count(ua) or 0:,}, at this study's"
                     " fidelity")
     else:
         in_study = "trial 0, not finished yet"
@@ -195,7 +195,7 @@ def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
         f"- the in-study baseline (the same model at this study's fidelity): {in_study}",
         "",
         "The objective is validation accuracy; test accuracy is recorded (user attribute test_accuracy) but never"
-        " used to select. User attributes per trial: params, flops, test_accuracy, baseline, history.",
+        " used to select. User attributes per trial: param_count, flops, test_accuracy, baseline, history.",
         "",
         "## Training (fixed at create)",
         f"- {training['epochs']} epochs on {limit} training images, batch {training['batch_size']},"
@@ -605,7 +605,7 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
         "val_accuracy": ua.get("val_accuracy"),
         "test_accuracy": ua.get("test_accuracy"),
         "test_loss": ua.get("test_loss"),
-        "param_count": ua.get("params"),
+        "param_count": param_count(ua),
         "flops": ua.get("flops"),
         "epochs_run": ua.get("epochs_run"),
         "seconds": ua.get("seconds"),
@@ -618,6 +618,12 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
         "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
         "datetime_complete": t.datetime_complete.isoformat() if t.datetime_complete else None,
     }
+
+
+def param_count(user_attrs: dict[str, Any]) -> int | None:
+    """A trial's parameter count; studies made before the rename stored it as ``params``."""
+    value = user_attrs.get("param_count", user_attrs.get("params"))
+    return value if isinstance(value, int) else None
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
@@ -635,11 +641,23 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     return max(done, key=lambda t: (t.user_attrs["val_accuracy"], -t.number)) if done else None
 
 
-def show(name: str, url: str | None = None) -> dict[str, Any]:
-    """A study's settings, counts, baseline, best trial and every trial."""
+def show(name: str, url: str | None = None, *, top: int | None = None, sort: str = "number") -> dict[str, Any]:
+    """A study's settings, counts, baseline, best trial and its trials.
+
+    Args:
+        top: Only the ``top`` trials with the highest validation accuracy (best first).
+        sort: ``"number"`` (trial order) or ``"val"`` (validation accuracy, best first; trials without one last).
+    """
+    if sort not in ("number", "val"):
+        raise ConfigError(f"--sort: expected number or val; received {sort!r}")
     h = load(name, url)
     settings = h.study.user_attrs[SETTINGS_KEY]
     base, best = baseline_trial(h.study), best_trial(h.study)
+    records = [trial_record(t) for t in h.study.get_trials(deepcopy=False)]
+    if top is not None or sort == "val":
+        records.sort(key=lambda r: (r["val_accuracy"] is None, -(r["val_accuracy"] or 0.0), r["number"]))
+    if top is not None:
+        records = [r for r in records if r["val_accuracy"] is not None][:top]
     return {
         "name": name,
         "storage": h.url,
@@ -652,9 +670,11 @@ def show(name: str, url: str | None = None) -> dict[str, Any]:
         "counts": counts(h.study),
         "reference_test_accuracy": REFERENCE_ACCURACY,
         "baseline_trial": base.number if base else None,
+        "baseline_val_accuracy": base.user_attrs.get("val_accuracy") if base else None,
         "best_trial": best.number if best else None,
         "best_weights": h.study.user_attrs.get("best_weights"),
-        "trials": [trial_record(t) for t in h.study.get_trials(deepcopy=False)],
+        "data": h.study.user_attrs.get("data"),
+        "trials": records,
     }
 
 
@@ -730,5 +750,5 @@ def _version() -> str:
 
 
 __all__ = ["Handle", "Objective", "TrialLine", "baseline_trial", "best", "best_trial", "counts", "create", "delete",
-           "load", "note_text", "open_storage", "resolve_storage", "run", "run_workers", "show", "summaries",
+           "load", "note_text", "open_storage", "param_count", "resolve_storage", "run", "run_workers", "show", "summaries",
            "trial_record", "write_note"]

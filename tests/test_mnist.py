@@ -20,7 +20,7 @@ def test_baseline_on_a_real_subset(mnist_path: Path, tmp_path: Path) -> None:
                                   "--out", str(tmp_path / "run"), "--json"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
-    assert doc["params"] == 1_199_882
+    assert doc["param_count"] == 1_199_882
     assert doc["train_images"] == 6000 and doc["val_images"] == 6000 and doc["test_images"] == 10_000
     assert doc["test_accuracy"] >= 0.95
     assert doc["val_accuracy_by_epoch"][-1] > doc["val_accuracy_by_epoch"][0]
