@@ -291,10 +291,21 @@ def study_delete(name: str, yes: bool, url: str | None) -> None:
 @_storage_option
 def report(name: str, out: str | None, data_path: str | None, no_models: bool, url: str | None) -> None:
     """Write the HTML report of study NAME: every trial against the 99.15% baseline."""
-    from cnnsearch import report as report_mod
+    _write_report(name, out, url, data_path, models=not no_models)
 
-    path = report_mod.write(name, out, url, data_path=data_path, models=not no_models)
-    click.echo(f"wrote {path} (open it in a browser; it makes no network requests)")
+
+def _write_report(name: str, out: str | None, url: str | None, data_path: str | None, *, models: bool = True) -> None:
+    """Write the report, saying on stderr what it is computing, then its path and the wall time."""
+    import time
+
+    from cnnsearch import report as report_mod
+    from cnnsearch.progress import duration
+
+    start = time.perf_counter()
+    path = report_mod.write(name, out, url, data_path=data_path, models=models,
+                            on_step=lambda text: click.echo(f"report: {text}", err=True))
+    click.echo(f"wrote {path} in {duration(time.perf_counter() - start)} (open it in a browser; it makes no network"
+               " requests)")
 
 
 @study.command("confirm")

@@ -19,7 +19,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -294,8 +294,12 @@ def learning_curves_section(d: ReportData, done: pd.DataFrame) -> Section:
                    "curves")
 
 
-def model_section(d: ReportData, h: study_mod.Handle, data_path: str | None) -> Section:
-    """The best model's filters, feature maps, confusion matrix and confident mistakes, beside the baseline's."""
+def model_section(d: ReportData, h: study_mod.Handle, data_path: str | None,
+                  on_step: Callable[[str], None] | None = None) -> Section:
+    """The best model's filters, feature maps, confusion matrix and confident mistakes, beside the baseline's.
+
+    ``on_step`` hears one line when the section is left out for want of the test images.
+    """
     title = "What the filters learned: the best model beside the baseline"
     if d.best is None:
         return Section(title, _p("No completed trial: no model to show.", "missing"), "model")
@@ -306,10 +310,13 @@ def model_section(d: ReportData, h: study_mod.Handle, data_path: str | None) -> 
                                  f" ({study_mod.artifact_dir(h.url)}); run the study on this machine or point"
                                  " CNNSEARCH_ARTIFACTS at the shared folder.", "missing"), "model")
     try:
-        from cnnsearch import data as data_mod
+        from cnnsearch import provenance
 
-        ds = data_mod.load(data_path, download=False)
+        # The data the study was trained on (remembered at its first run) unless --data says otherwise.
+        ds = provenance.load(h.study, data_path, remember=False, download=False)
     except CnnsearchError as exc:
+        if on_step is not None:
+            on_step(f"left out the model figures: no test images ({exc})")
         return Section(title, _p(f"The test images are needed to draw feature maps and the confusion matrix: {exc}",
                                  "missing"), "model")
     models = [("best", d.best, best_file)]
@@ -421,7 +428,8 @@ def render(d: ReportData, sections: list[Section]) -> str:
     return "\n".join(parts)
 
 
-def build(name: str, url: str | None = None, *, data_path: str | None = None, models: bool = True) -> str:
+def build(name: str, url: str | None = None, *, data_path: str | None = None, models: bool = True,
+          on_step: Callable[[str], None] | None = None) -> str:
     """The report of study ``name`` as an HTML string.
 
     Args:
@@ -429,7 +437,10 @@ def build(name: str, url: str | None = None, *, data_path: str | None = None, mo
         url: Storage URL (resolved as for the study commands).
         data_path: Test images for the model figures (resolved as for ``--data``; never downloaded).
         models: Include the learned-filter figures (set False for a table-and-figures-only report).
+        on_step: Hears what is being computed (one short line per step), for progress.
     """
+    step = on_step or (lambda _text: None)
+    step(f"reading study {name!r} and computing parameter importance")
     d, h = compute(name, url)
     sections = [header_section(d), summary_section(d)]
     trials_body = (_p("Only the baseline has run so far." if len(d.table) == 1 else "")
@@ -438,17 +449,19 @@ def build(name: str, url: str | None = None, *, data_path: str | None = None, mo
                    + "<div class='scroll'>" + (_fmt_table(d.table) if len(d.table) else
                                                _p("No trials yet.", "missing")) + "</div>")
     sections.append(Section("Every trial", trials_body, "trials"))
+    step("drawing the study figures")
     sections += figure_sections(d)
     if models:
-        sections.append(model_section(d, h, data_path))
+        step("drawing the best and baseline models' filters and feature maps")
+        sections.append(model_section(d, h, data_path, on_step))
     sections.append(confirm_section(d))
     return render(d, sections)
 
 
 def write(name: str, out: str | os.PathLike[str] | None = None, url: str | None = None, *,
-          data_path: str | None = None, models: bool = True) -> Path:
-    """Build the report and write it atomically (default ``reports/NAME/index.html``)."""
-    text = build(name, url, data_path=data_path, models=models)
+          data_path: str | None = None, models: bool = True, on_step: Callable[[str], None] | None = None) -> Path:
+    """Build the report and write it atomically (default ``reports/NAME/index.html``); see :func:`build`."""
+    text = build(name, url, data_path=data_path, models=models, on_step=on_step)
     path = Path(out) if out is not None else Path("reports") / name / "index.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=path.parent)
