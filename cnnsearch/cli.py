@@ -316,19 +316,37 @@ def _write_report(name: str, out: str | None, url: str | None, data_path: str | 
               help="Epochs per run (the reference trains 20).")
 @click.option("--train-limit", type=click.IntRange(min=0), default=0, show_default=True,
               help="Training images per run (0 = all 54,000).")
-@click.option("--data", "data_path", default=None, help="MNIST .npz or IDX folder.")
+@click.option("--data", "data_path", default=None,
+              help="MNIST .npz or IDX folder (default: the data the study was trained on).")
 @_storage_option
 @_json_option
+@click.option("--verbose", is_flag=True, help="Per-epoch metrics on stderr.")
 def study_confirm(name: str, top: int, seeds: int, epochs: int, train_limit: int, data_path: str | None,
-                  url: str | None, as_json: bool) -> None:
+                  url: str | None, as_json: bool, verbose: bool) -> None:
     """Retrain the top configurations and the baseline over seeds; test whether the win is real."""
     from cnnsearch import confirm as confirm_mod
+    from cnnsearch.progress import Progress, duration
+
+    bar: list[Progress] = []
+
+    def plan(p: Any) -> None:
+        click.echo(p.text(), err=True)
+        prior = p.seconds / (p.runs * p.epochs) if p.seconds and p.runs else None
+        bar.append(Progress(p.runs, p.epochs, verbose=verbose, epoch_prior_s=prior))
 
     def line(r: dict[str, Any]) -> None:
-        click.echo(f"{r['config']} seed {r['seed']}: test_acc {r['test_accuracy']:.4f}, {r['seconds']:.0f} s", err=True)
+        b = bar[0]
+        b.end_unit(f"[{b.k}/{b.total}] {r['config']} seed {r['seed']}: test_acc {r['test_accuracy']:.4f},"
+                   f" {r['seconds']:.0f} s; ETA {duration(b.eta()) if b.k < b.total else '0 s'}")
 
-    summary = confirm_mod.run(name, top=top, seeds=seeds, epochs=epochs, train_limit=train_limit,
-                              data_path=data_path, url=url, on_run=line)
+    try:
+        summary = confirm_mod.run(name, top=top, seeds=seeds, epochs=epochs, train_limit=train_limit,
+                                  data_path=data_path, url=url, on_run=line, on_plan=plan,
+                                  on_start=lambda label: bar[0].start_unit(label),
+                                  on_epoch=lambda e, logs: bar[0].epoch_end(e, logs))
+    finally:
+        if bar:
+            bar[0].close("confirmation")
     if as_json:
         _emit_json(summary)
         return

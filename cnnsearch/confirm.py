@@ -28,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from cnnsearch import data as data_mod
+from cnnsearch import provenance
 from cnnsearch import space as space_mod
 from cnnsearch import study as study_mod
 from cnnsearch.arch import ArchSpec
@@ -89,10 +90,15 @@ def run(
     data_path: str | None = None,
     url: str | None = None,
     on_run: Callable[[dict[str, Any]], None] | None = None,
+    on_plan: Callable[[Any], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """Retrain the baseline and the top configurations of study ``name`` with ``seeds`` seeds.
 
     Every run is stored on the study as it finishes; runs already stored are skipped.
+    Progress hooks: ``on_plan`` hears the :class:`cnnsearch.estimate.Plan` before any training,
+    ``on_start`` each run's label (``trial4 seed 1``), ``on_epoch`` its epochs, ``on_run`` its record.
     Returns :func:`summarize` of the study afterwards.
     """
     if top < 1 or seeds < 1 or epochs < 1 or train_limit < 0:
@@ -106,7 +112,7 @@ def run(
     if len(cands) == 1:
         raise StorageError(f"study {name!r} has no completed trial besides the baseline to confirm; run the search"
                            f" first: cnnsearch study run {name} --trials N")
-    ds = data_mod.load(data_path)
+    ds = provenance.load(h.study, data_path)
     splits = data_mod.split(ds, train_limit=train_limit)
     fid = fidelity_key(epochs, train_limit)
     labels = encode(splits.y_test)
@@ -116,13 +122,17 @@ def run(
     elif known != labels:
         raise ConfigError(f"{ds.source}: these test labels differ from the ones earlier confirmation runs of {name!r}"
                           " used; confirm with the same data (--data) so runs stay comparable")
+    if on_plan is not None:
+        on_plan(_plan(h, cands, stored_runs, splits, fid, seeds, epochs, len(ds.x_train)))
     for seed in range(seeds):
         for c in cands:
             key = f"{PREFIX}{fid}:{c.key}:seed{seed}"
             if key in stored_runs:
                 continue
+            if on_start is not None:
+                on_start(f"{c.key} seed {seed}")
             config = replace(h.training, epochs=epochs, train_limit=train_limit, seed=1000 + seed, **c.overrides)
-            r = fit(c.spec, splits, config, predict_test=True)
+            r = fit(c.spec, splits, config, predict_test=True, on_epoch=on_epoch)
             record = {"config": c.key, "trial": c.trial, "seed": seed, "epochs": epochs, "train_limit": train_limit,
                       "params": c.params, "param_count": r.params, "test_accuracy": r.test_accuracy,
                       "test_loss": r.test_loss, "val_accuracy": r.val_accuracy, "seconds": round(r.seconds, 1),
@@ -131,6 +141,23 @@ def run(
             if on_run is not None:
                 on_run(record)
     return summarize(stored(h.study), fid)
+
+
+def _plan(h: study_mod.Handle, cands: list[Candidate], done: dict[str, Any], splits: data_mod.Splits, fid: str,
+          seeds: int, epochs: int, n_train: int) -> Any:
+    """The runs still to train and their estimated time, from the study's measured epoch times."""
+    import optuna
+
+    from cnnsearch import estimate
+    from cnnsearch.arch import summarize
+
+    flops = {c.key: summarize(c.spec, splits.input_shape, splits.n_classes).flops for c in cands}
+    todo = [flops[c.key] for s in range(seeds) for c in cands if f"{PREFIX}{fid}:{c.key}:seed{s}" not in done]
+    trials = [t.user_attrs for t in h.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    cut = n_train - len(splits.x_val)  # training images after the validation split
+    trial_images = min(h.training.train_limit, cut) if h.training.train_limit else cut
+    return estimate.plan(trials, trial_images, len(splits.x_val), todo, configs=len(cands), seeds=seeds,
+                         epochs=epochs, train_images=len(splits.x_train))
 
 
 def _store(study: Any, key: str, value: Any) -> None:

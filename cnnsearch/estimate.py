@@ -52,4 +52,40 @@ def epoch_seconds(s: Speed, flops: int, train_images: int, val_images: int) -> f
     return s.seconds_per_flop_image * work(flops, train_images, val_images)
 
 
-__all__ = ["Speed", "TRAIN_COST", "epoch_seconds", "speed", "work"]
+class Plan(NamedTuple):
+    """What a confirmation will train, and how long that should take here."""
+
+    runs: int  # (configuration, seed) runs still to train
+    configs: int  # configurations, the baseline included
+    seeds: int
+    epochs: int
+    train_images: int
+    seconds: float | None  # None: nothing measured to scale from
+    speed: Speed | None
+    trial_images: int  # images each measured trial trained on
+
+    def text(self) -> str:
+        """``12 runs: 4 configurations x 3 seeds at 20 epochs on 54,000 images; about 2 h 25 min ...``."""
+        def n(count: int, word: str) -> str:
+            return f"{count} {word}{'' if count == 1 else 's'}"
+
+        head = (f"{n(self.runs, 'run')}: {n(self.configs, 'configuration')} x {n(self.seeds, 'seed')} at"
+                f" {n(self.epochs, 'epoch')} on {self.train_images:,} images")
+        if self.seconds is None or self.speed is None:
+            return head + "; no time estimate (no trial of this study has measured epoch times)"
+        from cnnsearch.progress import duration
+
+        return (f"{head}; about {duration(self.seconds)} at this machine's measured speed (the median epoch time"
+                f" of {self.speed.trials} finished trial{'s' if self.speed.trials != 1 else ''} on {self.trial_images:,} images, scaled by images and"
+                " FLOPs)")
+
+
+def plan(trials: Iterable[Mapping[str, Any]], trial_images: int, val_images: int, run_flops: list[int],
+         *, configs: int, seeds: int, epochs: int, train_images: int) -> Plan:
+    """A confirmation's plan: ``run_flops`` holds the forward FLOPs of each run still to train."""
+    s = speed(trials, trial_images, val_images)
+    seconds = None if s is None else sum(epochs * epoch_seconds(s, f, train_images, val_images) for f in run_flops)
+    return Plan(len(run_flops), configs, seeds, epochs, train_images, seconds, s, trial_images)
+
+
+__all__ = ["Plan", "Speed", "TRAIN_COST", "epoch_seconds", "plan", "speed", "work"]

@@ -68,10 +68,17 @@ def test_confirm_runs_and_resumes(tmp_path: Path, tiny_space: Path, tiny_npz: Pa
     study_mod.run("c", trials=1)
     r = CliRunner().invoke(main, ["study", "confirm", "c", "--top", "1", "--seeds", "2", "--epochs", "1"])
     assert r.exit_code == 0, r.output
-    assert r.stderr.count("seed") == 4  # baseline and trial1, seeds 0 and 1
+    lines = r.stderr.splitlines()
+    # The plan first, with an estimate from the search's measured epoch times, then a counter with an ETA.
+    assert lines[0].startswith("4 runs: 2 configurations x 2 seeds at 1 epoch on 216 images; about ")
+    assert "measured speed" in lines[0]
+    done = [ln for ln in lines if ": test_acc " in ln]
+    assert len(done) == 4 and done[0].startswith("[1/4] baseline seed 0") and "ETA" in done[0]
+    assert lines[-1].startswith("confirmation in ") and "total wall time" in lines[-1]
     assert "beyond noise" in r.stdout
     again = CliRunner().invoke(main, ["study", "confirm", "c", "--top", "1", "--seeds", "2", "--epochs", "1"])
-    assert again.exit_code == 0 and again.stderr.count("seed") == 0  # finished seeds are not rerun
+    assert again.exit_code == 0 and "test_acc" not in again.stderr  # finished seeds are not rerun
+    assert again.stderr.startswith("0 runs: ")
     from cnnsearch import report as report_mod
 
     text = report_mod.build("c", models=False)
