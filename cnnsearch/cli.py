@@ -135,54 +135,81 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
 @click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Start no new trial after SEC seconds.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes on this machine, sharing the trials.")
-@click.option("--data", "data_path", default=None, help="MNIST .npz or IDX folder (default: $CNNSEARCH_DATA, ...).")
+@click.option("--space", "space_path", type=click.Path(dir_okay=False), default=None,
+              help="Create the study from this space file if it does not exist yet (an existing study must have"
+                   " the same space).")
+@click.option("--data", "data_path", default=None,
+              help="MNIST .npz or IDX folder (default: the data of the study's first run, then $CNNSEARCH_DATA, ...).")
 @_storage_option
-@click.option("--verbose", is_flag=True, help="Keras's per-epoch bars and Optuna's log on.")
-@click.option("--quiet", is_flag=True, help="No per-trial lines (errors only).")
+@click.option("--no-report", is_flag=True, help="Do not write the HTML report at the end.")
+@click.option("--verbose", is_flag=True, help="Per-epoch metrics on stderr, and Optuna's log.")
+@click.option("--quiet", is_flag=True, help="No progress or per-trial lines (errors only).")
 @click.option("--worker", is_flag=True, hidden=True, help="Internal: one process of --workers K.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, hidden=True,
               help="Internal: TensorFlow intra-op threads for this process.")
-def study_run(name: str, trials: int, timeout: float | None, workers: int, data_path: str | None, url: str | None,
-              verbose: bool, quiet: bool, worker: bool, threads: int | None) -> None:
-    """Run (or resume) study NAME: add --trials finished trials."""
-    from cnnsearch import study as study_mod
+def study_run(name: str, trials: int, timeout: float | None, workers: int, space_path: str | None,
+              data_path: str | None, url: str | None, no_report: bool, verbose: bool, quiet: bool, worker: bool,
+              threads: int | None) -> None:
+    """Run (or resume) study NAME: add --trials finished trials, then write its report.
 
+    With --space FILE, a study that does not exist yet is created first (one command from a space
+    file to a report).
+    """
+    import time
+
+    from cnnsearch import study as study_mod
+    from cnnsearch.progress import Progress, duration
+
+    start = time.perf_counter()
+    if space_path is not None and not worker:
+        h, created = study_mod.ensure(name, space_path, url)
+        if created and not quiet:
+            click.echo(f"created study {name!r} in {h.url} from {space_path}: {len(h.space.searched)} searched"
+                       f" dimensions ({', '.join(h.space.searched)})", err=True)
     if workers > 1:
         codes = study_mod.run_workers(name, trials=trials, workers=workers, timeout=timeout, data_path=data_path,
                                       url=url, quiet=quiet)
         failed = [c for c in codes if c != 0]
         if failed:
             raise click.exceptions.Exit(130 if 130 in failed else max(failed))
-        return
-    if threads:
-        from cnnsearch.train import configure_threads
+    else:
+        if threads:
+            from cnnsearch.train import configure_threads
 
-        configure_threads(intra_op=threads, inter_op=1)
+            configure_threads(intra_op=threads, inter_op=1)
+        bar: list[Progress] = []
 
-    def line(t: study_mod.TrialLine) -> None:
-        if quiet:
+        def plan(total: int, epochs: int, prior: float | None) -> None:
+            # Workers share one terminal: they print their trial lines only, never a bar.
+            bar.append(Progress(total, epochs, verbose=verbose, epoch_prior_s=prior,
+                                tty=False if worker else None, epoch_lines=not worker))
+
+        def begin(number: int, is_baseline: bool) -> None:
+            bar[0].start_unit(f"trial {number}{' (baseline)' if is_baseline else ''}")
+
+        def line(t: study_mod.TrialLine) -> None:
+            bar[0].end_unit(t.text(os.getpid() if worker else None))
+
+        try:
+            h = study_mod.run(name, trials=trials, timeout=timeout, data_path=data_path, url=url,
+                              verbose=1 if verbose else 0, worker=worker,
+                              **({} if quiet else {"on_plan": plan, "on_trial_start": begin, "on_epoch":
+                                                   lambda e, logs: bar[0].epoch_end(e, logs), "on_trial": line}))
+        finally:
+            if bar:
+                bar[0].close(None)
+        if worker:
             return
-        who = f"worker {os.getpid()} " if worker else ""
-        parts = [f"{who}[{t.done}/{t.total}] trial {t.number}{' (baseline)' if t.baseline else ''} {t.state.lower()}"]
-        if t.params is not None:
-            parts.append(f"params {t.params:,}")
-        if t.val_accuracy is not None:
-            parts.append(f"val_acc {t.val_accuracy:.4f}")
-        if t.vs_baseline_pp is not None and not t.baseline:
-            parts.append(f"{t.vs_baseline_pp:+.2f} pp vs baseline")
-        if t.seconds is not None:
-            parts.append(f"{t.seconds:.0f} s")
-        if t.reason and t.state != "COMPLETE":
-            parts.append(f"({t.reason})")
-        click.echo("  ".join(parts), err=True)
-
-    h = study_mod.run(name, trials=trials, timeout=timeout, data_path=data_path, url=url, on_trial=line,
-                      verbose=1 if verbose else 0, worker=worker)
     if not quiet:
+        h = study_mod.load(name, url)
         best = study_mod.best_trial(h.study)
         if best is not None:
             click.echo(f"best so far: trial {best.number}, val_acc {best.user_attrs['val_accuracy']:.4f},"
                        f" param_count {study_mod.param_count(best.user_attrs) or 0:,}", err=True)
+    if not no_report:
+        _write_report(name, None, url, data_path)
+    if not quiet:
+        click.echo(f"done in {duration(time.perf_counter() - start)} (total wall time)", err=True)
 
 
 @study.command("list")

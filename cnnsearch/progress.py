@@ -108,13 +108,14 @@ class Progress:
         else:
             self._print(line)
 
-    def close(self, what: str = "done") -> str:
-        """Remove the bar; print and return the final line with the total wall time."""
+    def close(self, what: str | None = "done") -> str:
+        """Remove the bar; print (unless ``what`` is None) and return the final line with the total wall time."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
         line = f"{what} in {duration(self.elapsed())} (total wall time)"
-        self._print(line)
+        if what is not None:
+            self._print(line)
         return line
 
     # --- arithmetic -----------------------------------------------------------------------------

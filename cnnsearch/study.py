@@ -22,6 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from cnnsearch import data as data_mod
+from cnnsearch import provenance
 from cnnsearch import space as space_mod
 from cnnsearch.arch import summarize
 from cnnsearch.errors import ArchitectureError, CnnsearchError, ConfigError, DataError, StorageError, TrialFailed
@@ -173,6 +174,36 @@ def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
     return Handle(study, sp, TrainConfig.from_dict(sp.training), url)
 
 
+def same_space(a: space_mod.Space, b: space_mod.Space) -> bool:
+    """Whether two spaces search the same way (comments and layout of the files do not count)."""
+    def key(sp: space_mod.Space) -> tuple[Any, ...]:
+        return sp.study, sp.training, {n: d.to_dict() for n, d in sp.dims.items()}
+
+    return key(a) == key(b)
+
+
+def ensure(name: str, space_path: str | Path, url: str | None = None) -> tuple[Handle, bool]:
+    """Study ``name``, created from ``space_path`` if it does not exist yet; returns (handle, created).
+
+    The file is validated first (nothing is written on a bad file). An existing study must have
+    been created from the same space: otherwise ConfigError, and nothing changes.
+    """
+    sp = space_mod.load(space_path)
+    url = resolve_storage(url)
+    try:
+        exists = name in optuna.study.get_all_study_names(storage=open_storage(url))
+    except StorageError:
+        exists = False  # no database file yet (an unreachable server fails again, clearly, in create)
+    if not exists:
+        return create(name, space_path, url), True
+    h = load(name, url)
+    if not same_space(h.space, sp):
+        raise ConfigError(f"--space {space_path}: study {name!r} exists with a different space"
+                          f" (created from {h.study.user_attrs[SETTINGS_KEY]['space_source']}); run it without"
+                          f" --space, or pick another study name")
+    return h, False
+
+
 def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
     """The study note shown by optuna-dashboard: space, training settings, baseline references."""
     base = baseline_trial(study)
@@ -284,7 +315,7 @@ class TrialLine:
 
     number: int
     state: str
-    params: int | None
+    param_count: int | None
     val_accuracy: float | None
     vs_baseline_pp: float | None
     seconds: float | None
@@ -292,16 +323,40 @@ class TrialLine:
     done: int
     total: int
     baseline: bool
+    choices: str = ""  # the trial's hyperparameters in one line (cnnsearch.describe)
+
+    def text(self, worker: int | None = None) -> str:
+        """``[3/11] #2 conv 16k5 > 64k3 | pool 2 | drop .15/.40 | dense 128: val_acc 0.9820 (+0.20 pp), 41 s``.
+
+        Fits 100 columns for seed.toml's choices; prefixed with the worker's process id when one of several.
+        """
+        who = f"worker {worker} " if worker is not None else ""
+        head = f"{who}[{self.done}/{self.total}] #{self.number}{' baseline' if self.baseline else ''} {self.choices}:"
+        val = "" if self.val_accuracy is None else f"val_acc {self.val_accuracy:.4f}"
+        if val and self.vs_baseline_pp is not None and not self.baseline and self.state == "COMPLETE":
+            val += f" ({self.vs_baseline_pp:+.2f} pp)"
+        secs = "" if self.seconds is None else f"{self.seconds:.0f} s"
+        if self.state == "COMPLETE":
+            tail = [val, secs]
+        elif self.state == "PRUNED":
+            tail = [self.reason or "pruned", val, secs]
+        else:
+            tail = [f"{ {'FAIL': 'failed'}.get(self.state, self.state.lower())}{f' ({self.reason})' if self.reason else ''}"]
+        return f"{head} {', '.join(p for p in tail if p)}"
 
 
 class Objective:
     """Train one trial's spec; record everything the report needs on the trial."""
 
-    def __init__(self, handle: Handle, splits: data_mod.Splits, *, verbose: int = 0) -> None:
+    def __init__(self, handle: Handle, splits: data_mod.Splits, *, verbose: int = 0,
+                 on_start: Callable[[int, bool], None] | None = None,
+                 on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> None:
         self.handle = handle
         self.splits = splits
         self.verbose = verbose
         self.versions: dict[str, str] | None = None
+        self.on_start = on_start  # (trial number, is baseline), for progress
+        self.on_epoch = on_epoch  # (epoch index, Keras logs), for progress
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         from cnnsearch.train import fit, versions
@@ -309,6 +364,8 @@ class Objective:
         sp, cfg = self.handle.space, self.handle.training
         is_baseline = bool(trial.user_attrs.get("baseline", False))
         trial.set_user_attr("baseline", is_baseline)
+        if self.on_start is not None:
+            self.on_start(trial.number, is_baseline)
         spec, overrides = space_mod.suggest(trial, sp)
         trial.set_user_attr("spec", spec.to_dict())
         try:
@@ -317,7 +374,7 @@ class Objective:
             trial.set_user_attr("failure_kind", "invalid_architecture")
             trial.set_user_attr("fail_reason", str(exc))
             raise TrialFailed(str(exc)) from exc
-        trial.set_user_attr("params", summary.params)
+        trial.set_user_attr("param_count", summary.params)
         trial.set_user_attr("flops", summary.flops)
         config = replace(cfg, seed=cfg.seed + trial.number, **overrides)
         history: dict[str, list[float]] = {}
@@ -325,6 +382,8 @@ class Objective:
         def on_epoch(epoch: int, logs: dict[str, float]) -> None:
             for k, v in logs.items():
                 history.setdefault(k, []).append(float(v))
+            if self.on_epoch is not None:
+                self.on_epoch(epoch, logs)
 
         callbacks = []
         if not is_baseline and not sp.multi_objective and sp.study["pruner"] != "none":
@@ -461,6 +520,9 @@ def run(
     on_trial: Callable[[TrialLine], None] | None = None,
     verbose: int = 0,
     worker: bool = False,
+    on_plan: Callable[[int, int, float | None], None] | None = None,
+    on_trial_start: Callable[[int, bool], None] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> Handle:
     """Add ``trials`` finished trials to study ``name`` (plus the baseline if it has not run yet).
 
@@ -474,12 +536,17 @@ def run(
     ``worker=True`` is one process of :func:`run_workers`: it runs exactly
     ``trials`` trials (whichever queued ones it pops, the baseline included),
     the parent having done the baseline accounting.
+
+    Progress hooks: ``on_plan(trials, epochs, epoch_prior_s)`` once before the first trial (the
+    prior: the median epoch time the study has measured, or None), ``on_trial_start(number,
+    is_baseline)``, ``on_epoch(epoch, logs)`` and ``on_trial`` (a :class:`TrialLine`) as trials go.
+    The data are the study's (:mod:`cnnsearch.provenance`): remembered at the first run.
     """
     if trials < 0:
         raise ConfigError(f"--trials: expected >= 0; received {trials}")
     handle = load(name, url, heartbeat=True)
     study, sp, cfg = handle.study, handle.space, handle.training
-    ds = data_mod.load(data_path)
+    ds = provenance.load(study, data_path)
     splits = data_mod.split(ds, train_limit=cfg.train_limit)
     try:
         summarize(space_mod.spec_from_values(space_mod.baseline_params(sp), sp), splits.input_shape, splits.n_classes)
@@ -490,7 +557,7 @@ def run(
     # through the heartbeat callback) rather than at the next trial start, which --trials 0 never reaches.
     optuna.storages.fail_stale_trials(study)
     total = trials if worker else trials + (1 if _ensure_baseline_queued(study, sp) else 0)
-    objective = Objective(handle, splits, verbose=verbose)
+    objective = Objective(handle, splits, verbose=verbose, on_start=on_trial_start, on_epoch=on_epoch)
     state = {"done": 0, "failures": 0, "last": ""}
     limit = sp.study["max_consecutive_failures"]
 
@@ -512,6 +579,8 @@ def run(
             study.stop()
 
     optuna.logging.set_verbosity(optuna.logging.ERROR if not verbose else optuna.logging.INFO)
+    if on_plan is not None:
+        on_plan(total, cfg.epochs, _median_epoch_seconds(study))
     study.optimize(objective, n_trials=total, timeout=timeout, catch=(TrialFailed,), callbacks=[after_trial],
                    gc_after_trial=True)
     if limit and state["failures"] >= limit:
@@ -578,6 +647,15 @@ def run_workers(
         raise
 
 
+def _median_epoch_seconds(study: optuna.Study) -> float | None:
+    """The median epoch time of the study's finished trials (all at the study's fidelity), if any."""
+    import statistics
+
+    secs = [s for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            for s in t.user_attrs.get("epoch_seconds") or []]
+    return statistics.median(secs) if secs else None
+
+
 def _line(study: optuna.Study, t: FrozenTrial, reason: str, done: int, total: int) -> TrialLine:
     base = baseline_trial(study)
     val = t.user_attrs.get("val_accuracy") if t.state == TrialState.COMPLETE else None
@@ -586,9 +664,12 @@ def _line(study: optuna.Study, t: FrozenTrial, reason: str, done: int, total: in
     vs = None
     if val is not None and base is not None and base.user_attrs.get("val_accuracy") is not None:
         vs = 100 * (val - base.user_attrs["val_accuracy"])
-    return TrialLine(number=t.number, state=t.state.name, params=t.user_attrs.get("params"), val_accuracy=val,
+    from cnnsearch.describe import choices
+
+    return TrialLine(number=t.number, state=t.state.name, param_count=param_count(t.user_attrs), val_accuracy=val,
                      vs_baseline_pp=vs, seconds=t.user_attrs.get("seconds"), reason=reason, done=done, total=total,
-                     baseline=bool(t.user_attrs.get("baseline")))
+                     baseline=bool(t.user_attrs.get("baseline")),
+                     choices=choices(t.user_attrs.get("spec"), t.params))
 
 
 # --- reading -----------------------------------------------------------------------------------------
@@ -749,6 +830,6 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["Handle", "Objective", "TrialLine", "baseline_trial", "best", "best_trial", "counts", "create", "delete",
+__all__ = ["Handle", "Objective", "TrialLine", "baseline_trial", "best", "best_trial", "counts", "create", "delete", "ensure",
            "load", "note_text", "open_storage", "param_count", "resolve_storage", "run", "run_workers", "show", "summaries",
            "trial_record", "write_note"]
