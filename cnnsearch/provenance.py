@@ -20,6 +20,10 @@ from cnnsearch.errors import DataError
 DATA_KEY = "data"
 
 
+class DataMismatch(DataError):
+    """The data differ from what the study was trained on (refused, never worked around)."""
+
+
 def stored(study: Any) -> dict[str, str] | None:
     """The data record of an Optuna study, if its first run has stored one."""
     rec = study.user_attrs.get(DATA_KEY)
@@ -42,13 +46,14 @@ def load(study: Any, data_path: str | os.PathLike[str] | None = None, *, remembe
     """Load the study's data (see :func:`resolve`), check its digest, and remember it on a first run.
 
     Raises:
-        DataError: the data differ from what the study was trained on, or are missing.
+        DataMismatch: the data differ from what the study was trained on.
+        DataError: the data are missing or unreadable.
     """
     ds = data_mod.load(resolve(study, data_path), download=download)
     digest = data_mod.fingerprint(ds.source)
     rec = stored(study)
     if rec is not None and rec["sha256"] != digest:
-        raise DataError(f"study {study.study_name!r} was trained on {rec['path']} (sha256 {rec['sha256'][:12]});"
+        raise DataMismatch(f"study {study.study_name!r} was trained on {rec['path']} (sha256 {rec['sha256'][:12]});"
                         f" {ds.source} differs (sha256 {digest[:12]}); pass --data with the original file,"
                         " or create a new study for new data")
     if rec is None and remember:
@@ -57,4 +62,4 @@ def load(study: Any, data_path: str | os.PathLike[str] | None = None, *, remembe
     return ds
 
 
-__all__ = ["DATA_KEY", "load", "resolve", "stored"]
+__all__ = ["DATA_KEY", "DataMismatch", "load", "resolve", "stored"]

@@ -314,6 +314,8 @@ def model_section(d: ReportData, h: study_mod.Handle, data_path: str | None,
 
         # The data the study was trained on (remembered at its first run) unless --data says otherwise.
         ds = provenance.load(h.study, data_path, remember=False, download=False)
+    except provenance.DataMismatch:
+        raise  # other data than the study's: refused, not drawn around
     except CnnsearchError as exc:
         if on_step is not None:
             on_step(f"left out the model figures: no test images ({exc})")

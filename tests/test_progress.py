@@ -70,3 +70,81 @@ def test_duration_and_metrics() -> None:
     assert duration(41.4) == "41 s" and duration(349) == "5 min 49 s" and duration(8700) == "2 h 25 min"
     assert duration(float("nan")) == "?"
     assert metrics_text({"val_accuracy": 0.5}) == "val_acc 0.5000"
+
+
+# --- `study run` in a real process: stderr a pipe, then a pseudo-terminal -----------------------------
+
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+EPOCH_LINE = re.compile(r"^\[\d+/\d+\] trial \d+( \(baseline\))? epoch (\d+)/(\d+)  elapsed .*, ETA ")
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "CNNSEARCH_DATA"}
+    return {**env, "CNNSEARCH_STORAGE": f"sqlite:///{tmp_path / 'p.db'}"}
+
+
+def test_study_run_off_a_terminal(tmp_path: Path, tiny_space: Path, tiny_npz: Path) -> None:
+    """--space creates the study; stderr (a pipe) gets plain lines, at most one per epoch; the report is written."""
+    r = subprocess.run([sys.executable, "-m", "cnnsearch.cli", "study", "run", "plain", "--space", str(tiny_space),
+                        "--trials", "2", "--data", str(tiny_npz)], cwd=tmp_path, env=_env(tmp_path),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    err = r.stderr
+    assert "\x1b" not in err and "\r" not in err  # no ANSI codes, no carriage-return redraws
+    lines = err.splitlines()
+    assert lines[0].startswith("created study 'plain'")
+    epochs = [EPOCH_LINE.match(ln) for ln in lines if " epoch " in ln]
+    assert epochs and all(epochs)
+    trial_lines = [ln for ln in lines if re.match(r"^\[\d/3\] #\d", ln)]
+    assert len(trial_lines) == 3 and "conv 32k3 > 64k3 | pool 2 | drop .25/.50 | dense 128" in trial_lines[0]
+    # At most one line per epoch run: the baseline and trial 2 train 2 epochs each, one trial may fail at once.
+    assert len(epochs) <= 3 * 2 and len(lines) <= len(epochs) + len(trial_lines) + 7
+    assert any(ln.startswith("report: ") for ln in lines)
+    assert lines[-1].startswith("done in ") and lines[-1].endswith("(total wall time)")
+    # The run ends with the report, its path on stdout.
+    path = tmp_path / "reports" / "plain" / "index.html"
+    assert f"wrote {Path('reports/plain/index.html')}" in r.stdout and path.stat().st_size > 10_000
+
+
+def test_study_run_on_a_terminal_draws_a_bar(tmp_path: Path, tiny_space: Path, tiny_npz: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))  # 100 columns
+    p = subprocess.Popen([sys.executable, "-m", "cnnsearch.cli", "study", "run", "tty", "--space", str(tiny_space),
+                          "--trials", "0", "--data", str(tiny_npz), "--no-report"], cwd=tmp_path, env=_env(tmp_path),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain() -> None:  # keep reading, or a full pty buffer would block the child
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the child closed its end
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        assert p.wait(timeout=600) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+        reader.join(timeout=30)
+        os.close(master)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert "\r" in text and "%|" in text and "ETA" in text  # a redrawn tqdm bar
+    assert "[1/1] trial 0 (baseline) epoch 2/2" in text
+    assert "[1/1] #0 baseline conv 32k3 > 64k3" in text and "(total wall time)" in text
