@@ -295,3 +295,49 @@ def test_ctrl_c_stops_every_worker(env: dict[str, str], tmp_path: Path) -> None:
     trials = study_mod.load("wint").study.get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert len([t for t in trials if t.state == TrialState.FAIL]) == 2
+
+
+# --- everyday use: choices in plain sight, --top/--sort, --space ---------------------------------------
+
+def test_show_renders_choices_top_and_sort(env: dict[str, str], tiny_space: Path) -> None:
+    from test_report import fake_trial, make_study
+
+    # fake_trial stores the count as "params", as studies made before the rename did: still read.
+    make_study("old", tiny_space, [fake_trial(0, baseline=True)] + [fake_trial(i) for i in range(1, 7)])
+    r = cli("study", "show", "old")
+    assert r.exit_code == 0, r.output
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("#")]
+    assert len(rows) == 8 and all(len(ln) <= 100 for ln in rows)  # #0: the baseline create queued, never run
+    assert rows[1].startswith("#1    done   ") and " base " in rows[1] and "1,199,882" in rows[1]
+    assert rows[1].endswith("conv 32k3 > 64k3 | pool 2 | drop .25/.50 | dense 128")
+    assert "params" not in r.stdout  # one word for the count: param_count
+    doc = json.loads(cli("study", "show", "old", "--top", "3", "--json").stdout)
+    vals = [t["val_accuracy"] for t in doc["trials"]]
+    assert len(vals) == 3 and vals == sorted(vals, reverse=True)
+    assert all(isinstance(t["param_count"], int) and isinstance(t["params"], dict) for t in doc["trials"])
+    everything = json.loads(cli("study", "show", "old", "--json").stdout)["trials"]
+    assert vals[0] == max(t["val_accuracy"] for t in everything if t["val_accuracy"] is not None)
+    by_val = json.loads(cli("study", "show", "old", "--sort", "val", "--json").stdout)["trials"]
+    assert len(by_val) == 8 and [t["val_accuracy"] for t in by_val][:3] == vals
+    top = cli("study", "show", "old", "--top", "2").stdout.splitlines()
+    assert len([ln for ln in top if ln.startswith("#")]) == 2
+
+
+def test_run_with_space_creates_validates_and_refuses(env: dict[str, str], tiny_space: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY_SPACE.format(epochs=0, heartbeat=60))
+    r = cli("study", "run", "new", "--space", str(bad), "--trials", "0")
+    assert r.exit_code == 2 and "epochs" in r.stderr and not Path(env["db"]).exists()  # nothing written
+    r = cli("study", "run", "new", "--space", str(tiny_space), "--trials", "0")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.startswith("created study 'new'") and "[1/1] #0 baseline" in r.stderr
+    # The same space again (another file with the same settings, other comments): runs on.
+    same = tmp_path / "same.toml"
+    same.write_text("# a comment\n" + tiny_space.read_text())
+    r = cli("study", "run", "new", "--space", str(same), "--trials", "0")
+    assert r.exit_code == 0 and "created" not in r.stderr
+    other = tmp_path / "other.toml"
+    other.write_text(TINY_SPACE.format(epochs=3, heartbeat=60))
+    r = cli("study", "run", "new", "--space", str(other), "--trials", "1")
+    assert r.exit_code == 2 and "exists with a different space" in r.stderr
+    assert len(study_mod.load("new").study.get_trials()) == 1
