@@ -50,17 +50,6 @@ def _emit_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
 
-def _epoch_line(epochs: int) -> Any:
-    def on_epoch(epoch: int, logs: dict[str, float]) -> None:
-        click.echo(
-            f"epoch {epoch + 1}/{epochs}  loss {logs.get('loss', float('nan')):.4f}"
-            f"  acc {logs.get('accuracy', float('nan')):.4f}  val_loss {logs.get('val_loss', float('nan')):.4f}"
-            f"  val_acc {logs.get('val_accuracy', float('nan')):.4f}",
-            err=True,
-        )
-    return on_epoch
-
-
 @main.command()
 @click.option("--data", "data_path", type=str, default=None,
               help="Keras-layout mnist.npz or a folder of the four IDX files (default: $CNNSEARCH_DATA,"
@@ -79,10 +68,19 @@ def baseline(data_path: str | None, epochs: int, train_limit: int, seed: int, ou
              precision: str, verbose: bool) -> None:
     """Train the reference CNN (99.15% in the reference) and draw its figures."""
     from cnnsearch import baseline as baseline_mod
+    from cnnsearch.progress import Progress
 
-    run = baseline_mod.run(data_path=data_path, epochs=epochs, train_limit=train_limit, seed=seed,
-                           out_dir=out_dir, on_epoch=_epoch_line(epochs), verbose=1 if verbose else 0,
-                           precision=precision)
+    # One unit of `epochs` epochs: a bar on a terminal, one line per epoch (with its metrics) elsewhere.
+    bar = Progress(1, epochs, verbose=True)
+    bar.start_unit("baseline")
+    try:
+        run = baseline_mod.run(data_path=data_path, epochs=epochs, train_limit=train_limit, seed=seed,
+                               out_dir=out_dir, on_epoch=bar.epoch_end, verbose=1 if verbose else 0,
+                               precision=precision)
+    except BaseException:
+        bar.close(None)  # the error's one line is the last
+        raise
+    bar.close("baseline")
     m = run.metrics
     if as_json:
         _emit_json(m)
@@ -164,8 +162,8 @@ def study_run(name: str, trials: int, timeout: float | None, workers: int, space
     if space_path is not None and not worker:
         h, created = study_mod.ensure(name, space_path, url)
         if created and not quiet:
-            click.echo(f"created study {name!r} in {h.url} from {space_path}: {len(h.space.searched)} searched"
-                       f" dimensions ({', '.join(h.space.searched)})", err=True)
+            click.echo(f"created study {name!r} from {space_path} in {h.url}: {len(h.space.searched)} searched"
+                       " dimensions", err=True)
     if workers > 1:
         codes = study_mod.run_workers(name, trials=trials, workers=workers, timeout=timeout, data_path=data_path,
                                       url=url, quiet=quiet)
@@ -371,9 +369,12 @@ def study_confirm(name: str, top: int, seeds: int, epochs: int, train_limit: int
                                   data_path=data_path, url=url, on_run=line, on_plan=plan,
                                   on_start=lambda label: bar[0].start_unit(label),
                                   on_epoch=lambda e, logs: bar[0].epoch_end(e, logs))
-    finally:
+    except BaseException:
         if bar:
-            bar[0].close("confirmation")
+            bar[0].close(None)  # the error's one line is the last
+        raise
+    if bar:
+        bar[0].close("confirmation")
     if as_json:
         _emit_json(summary)
         return

@@ -68,7 +68,7 @@ class Progress:
             from tqdm import tqdm
 
             self._bar = tqdm(total=self.total * self.epochs, file=self.stream, dynamic_ncols=True, leave=False,
-                             bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
+                             bar_format="{desc} {percentage:3.0f}%|{bar}| elapsed {elapsed}{postfix}")
             self._refresh()
 
     # --- events ---------------------------------------------------------------------------------
@@ -146,7 +146,7 @@ class Progress:
         self._bar.n = min(self.total * self.epochs - self.remaining_epochs(), self._bar.total)
         self._bar.set_description_str(f"[{self.k}/{self.total}] {self.label} epoch {self.epoch_done}/{self.epochs}",
                                       refresh=False)
-        self._bar.set_postfix_str(f"{duration(self.elapsed())} elapsed, ETA {duration(self.eta())}", refresh=False)
+        self._bar.set_postfix_str(f"ETA {duration(self.eta())}", refresh=False)  # tqdm puts ", " before it
         self._bar.refresh()
 
     def _print(self, line: str) -> None:
