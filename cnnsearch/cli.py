@@ -140,7 +140,7 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
               help="MNIST .npz or IDX folder (default: the data of the study's first run, then $CNNSEARCH_DATA, ...).")
 @_storage_option
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report at the end.")
-@click.option("--verbose", is_flag=True, help="Per-epoch metrics on stderr, and Optuna's log.")
+@click.option("--verbose", is_flag=True, help="Per-epoch metrics on stderr.")
 @click.option("--quiet", is_flag=True, help="No progress or per-trial lines (errors only).")
 @click.option("--worker", is_flag=True, hidden=True, help="Internal: one process of --workers K.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, hidden=True,
@@ -189,8 +189,9 @@ def study_run(name: str, trials: int, timeout: float | None, workers: int, space
             bar[0].end_unit(t.text(os.getpid() if worker else None))
 
         try:
-            h = study_mod.run(name, trials=trials, timeout=timeout, data_path=data_path, url=url,
-                              verbose=1 if verbose else 0, worker=worker,
+            # --verbose means per-epoch metrics on stderr (the progress module), not Keras's per-batch
+            # bars, which go to stdout.
+            h = study_mod.run(name, trials=trials, timeout=timeout, data_path=data_path, url=url, worker=worker,
                               **({} if quiet else {"on_plan": plan, "on_trial_start": begin, "on_epoch":
                                                    lambda e, logs: bar[0].epoch_end(e, logs), "on_trial": line}))
         finally:

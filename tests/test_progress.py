@@ -80,7 +80,8 @@ import sys  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-EPOCH_LINE = re.compile(r"^\[\d+/\d+\] trial \d+( \(baseline\))? epoch (\d+)/(\d+)  elapsed .*, ETA ")
+EPOCH_LINE = re.compile(r"^\[\d+/\d+\] trial \d+( \(baseline\))? epoch (\d+)/(\d+)  loss \d.* val_acc \d\.\d{4}"
+                        r"  elapsed .*, ETA ")
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -91,7 +92,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 def test_study_run_off_a_terminal(tmp_path: Path, tiny_space: Path, tiny_npz: Path) -> None:
     """--space creates the study; stderr (a pipe) gets plain lines, at most one per epoch; the report is written."""
     r = subprocess.run([sys.executable, "-m", "cnnsearch.cli", "study", "run", "plain", "--space", str(tiny_space),
-                        "--trials", "2", "--data", str(tiny_npz)], cwd=tmp_path, env=_env(tmp_path),
+                        "--trials", "2", "--data", str(tiny_npz), "--verbose"], cwd=tmp_path, env=_env(tmp_path),
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     err = r.stderr
@@ -108,7 +109,8 @@ def test_study_run_off_a_terminal(tmp_path: Path, tiny_space: Path, tiny_npz: Pa
     assert lines[-1].startswith("done in ") and lines[-1].endswith("(total wall time)")
     # The run ends with the report, its path on stdout.
     path = tmp_path / "reports" / "plain" / "index.html"
-    assert f"wrote {Path('reports/plain/index.html')}" in r.stdout and path.stat().st_size > 10_000
+    assert r.stdout.startswith(f"wrote {Path('reports/plain/index.html')} in ") and path.stat().st_size > 10_000
+    assert len(r.stdout.splitlines()) == 1  # --verbose: metrics on stderr, never Keras's bars on stdout
 
 
 def test_study_run_on_a_terminal_draws_a_bar(tmp_path: Path, tiny_space: Path, tiny_npz: Path) -> None:
