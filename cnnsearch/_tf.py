@@ -16,6 +16,8 @@ import tempfile
 from types import ModuleType
 
 _loaded: dict[str, ModuleType] = {}
+#: Set by ``--debug`` (the CLI, a runner worker): import TensorFlow with its start-up notices shown.
+show_import_log = False
 
 
 def keras() -> ModuleType:
@@ -35,7 +37,7 @@ def tensorflow() -> ModuleType:
 def _import_quietly() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    if os.environ.get("CNNSEARCH_DEBUG"):
+    if show_import_log:
         _import()
         return
     sys.stderr.flush()

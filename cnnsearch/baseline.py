@@ -12,12 +12,8 @@ import numpy as np
 
 from cnnsearch import data as data_mod
 from cnnsearch import viz
-from cnnsearch.arch import ArchSpec
+from cnnsearch.arch import REFERENCE, ArchSpec
 from cnnsearch.train import TrainConfig, TrainResult, fit, versions
-
-#: Reference result the whole tool compares against (Keras MNIST CNN example).
-REFERENCE_TEST_ACCURACY = 0.9915
-REFERENCE_TEST_LOSS = 0.0284
 
 #: Files written into a baseline run folder.
 FIGURES = {
@@ -40,7 +36,7 @@ class BaselineRun:
 def run(
     *,
     data_path: str | None = None,
-    epochs: int = 20,
+    epochs: int = REFERENCE.epochs,
     train_limit: int = 0,
     seed: int = 0,
     out_dir: str | os.PathLike[str] = "reports/baseline",
@@ -79,8 +75,8 @@ def run(
         "test_accuracy": result.test_accuracy,
         "val_accuracy_by_epoch": result.history["val_accuracy"],
         "history": result.history,
-        "reference": {"test_accuracy": REFERENCE_TEST_ACCURACY, "test_loss": REFERENCE_TEST_LOSS},
-        "difference_from_reference_pp": round(100 * (result.test_accuracy - REFERENCE_TEST_ACCURACY), 3),
+        "reference": {"test_accuracy": REFERENCE.test_accuracy, "test_loss": REFERENCE.test_loss},
+        "difference_from_reference_pp": round(100 * (result.test_accuracy - REFERENCE.test_accuracy), 3),
         "spec": spec.to_dict(),
         "training": config.to_dict(),
         "data": ds.source,

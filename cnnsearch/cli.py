@@ -9,20 +9,25 @@ Exit codes: 0 ok, 1 error, 2 usage or invalid input, 130 interrupted.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
 import click
 
+from cnnsearch import dashboard as dashboard_mod  # light: its optuna side is imported when it serves
+from cnnsearch.arch import REFERENCE
 from cnnsearch.errors import CnnsearchError
+from cnnsearch.train import TrainConfig
+
+#: The defaults every training option shows: the reference's settings.
+_TRAIN = TrainConfig()
 
 
 class _Group(click.Group):
     """Turns CnnsearchError and Ctrl-C into one line and an exit status."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        debug = "--debug" in sys.argv[1:] or bool(os.environ.get("CNNSEARCH_DEBUG"))
+        debug = bool(ctx.params.get("debug"))  # parsed before invoke; read here, never from the environment
         try:
             return super().invoke(ctx)
         except CnnsearchError as exc:
@@ -42,31 +47,32 @@ class _Group(click.Group):
 @click.version_option(package_name="cnnsearch")
 def main(debug: bool) -> None:
     """Search a CNN's filters, kernels, pools and dropout by evidence, against the Keras MNIST baseline."""
-    if debug:
-        os.environ["CNNSEARCH_DEBUG"] = "1"
+    from cnnsearch import _tf
+
+    _tf.show_import_log = debug
 
 
 def _emit_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
 
-@main.command()
+@main.command(help=f"Train the reference CNN ({REFERENCE.test_accuracy:.2%} in the reference) and draw its figures.")
 @click.option("--data", "data_path", type=str, default=None,
               help="Keras-layout mnist.npz or a folder of the four IDX files (default: $CNNSEARCH_DATA,"
                    " then the Keras cache, then download).")
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Training epochs.")
-@click.option("--train-limit", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--epochs", type=click.IntRange(min=1), default=_TRAIN.epochs, show_default=True, help="Training epochs.")
+@click.option("--train-limit", type=click.IntRange(min=0), default=_TRAIN.train_limit, show_default=True,
               help="Train on the first N images after the validation split (0 = all 54,000).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (weights, dropout, shuffling).")
+@click.option("--seed", type=int, default=_TRAIN.seed, show_default=True,
+              help="Random seed (weights, dropout, shuffling).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="reports/baseline", show_default=True,
               help="Run folder for the model, metrics.json and figures.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout, nothing else.")
-@click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16"]), default="float32", show_default=True,
+@click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16"]), default=_TRAIN.precision, show_default=True,
               help="Keras dtype policy (mixed_bfloat16: faster on AVX512-BF16 CPUs; see README's benchmarks).")
 @click.option("--verbose", is_flag=True, help="Show Keras's own progress bars (they go to stdout: not with --json).")
 def baseline(data_path: str | None, epochs: int, train_limit: int, seed: int, out_dir: str, as_json: bool,
              precision: str, verbose: bool) -> None:
-    """Train the reference CNN (99.15% in the reference) and draw its figures."""
     from cnnsearch import baseline as baseline_mod
     from cnnsearch.progress import Progress
 
@@ -87,7 +93,8 @@ def baseline(data_path: str | None, epochs: int, train_limit: int, seed: int, ou
         return
     click.echo(f"baseline: param_count {m['param_count']:,}, {m['epochs']} epochs on {m['train_images']:,} images,"
                f" {m['seconds']:.0f} s")
-    click.echo(f"test accuracy {m['test_accuracy']:.4f} (reference 0.9915: {m['difference_from_reference_pp']:+.2f} pp),"
+    click.echo(f"test accuracy {m['test_accuracy']:.4f} (reference {REFERENCE.test_accuracy}:"
+               f" {m['difference_from_reference_pp']:+.2f} pp),"
                f" test loss {m['test_loss']:.4f}")
     click.echo(f"wrote {run.out_dir}/ (model.keras, metrics.json, figures)")
 
@@ -142,12 +149,10 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report at the end.")
 @click.option("--verbose", is_flag=True, help="Per-epoch metrics on stderr.")
 @click.option("--quiet", is_flag=True, help="No progress or per-trial lines (errors only).")
-@click.option("--worker", is_flag=True, hidden=True, help="Internal: one process of --workers K.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, hidden=True,
-              help="Internal: TensorFlow intra-op threads for this process.")
-def study_run(name: str, trials: int, timeout: float | None, workers: int, space_path: str | None,
-              data_path: str | None, url: str | None, no_report: bool, verbose: bool, quiet: bool, worker: bool,
-              threads: int | None) -> None:
+@click.pass_context
+def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None, workers: int,
+              space_path: str | None, data_path: str | None, url: str | None, no_report: bool, verbose: bool,
+              quiet: bool) -> None:
     """Run (or resume) study NAME: add --trials finished trials, then write its report.
 
     With --space FILE, a study that does not exist yet is created first (one command from a space
@@ -155,50 +160,43 @@ def study_run(name: str, trials: int, timeout: float | None, workers: int, space
     """
     import time
 
+    from cnnsearch import runner
     from cnnsearch import study as study_mod
     from cnnsearch.progress import Progress, duration
 
     start = time.perf_counter()
-    if space_path is not None and not worker:
+    if space_path is not None:
         h, created = study_mod.ensure(name, space_path, url)
         if created and not quiet:
             click.echo(f"created study {name!r} from {space_path} in {h.url}: {len(h.space.searched)} searched"
                        " dimensions", err=True)
     if workers > 1:
-        codes = study_mod.run_workers(name, trials=trials, workers=workers, timeout=timeout, data_path=data_path,
-                                      url=url, quiet=quiet)
+        codes = runner.run_workers(name, trials=trials, workers=workers, timeout=timeout, data_path=data_path,
+                                   url=url, quiet=quiet, debug=bool(ctx.find_root().params.get("debug")))
         failed = [c for c in codes if c != 0]
         if failed:
             raise click.exceptions.Exit(130 if 130 in failed else max(failed))
     else:
-        if threads:
-            from cnnsearch.train import configure_threads
-
-            configure_threads(intra_op=threads, inter_op=1)
         bar: list[Progress] = []
 
         def plan(total: int, epochs: int, prior: float | None) -> None:
-            # Workers share one terminal: they print their trial lines only, never a bar.
-            bar.append(Progress(total, epochs, verbose=verbose, epoch_prior_s=prior,
-                                tty=False if worker else None, epoch_lines=not worker))
+            bar.append(Progress(total, epochs, verbose=verbose, epoch_prior_s=prior))
 
         def begin(number: int, is_baseline: bool) -> None:
             bar[0].start_unit(f"trial {number}{' (baseline)' if is_baseline else ''}")
 
-        def line(t: study_mod.TrialLine) -> None:
-            bar[0].end_unit(t.text(os.getpid() if worker else None))
+        def line(t: runner.TrialLine) -> None:
+            bar[0].end_unit(t.text())
 
         try:
             # --verbose means per-epoch metrics on stderr (the progress module), not Keras's per-batch
             # bars, which go to stdout.
-            h = study_mod.run(name, trials=trials, timeout=timeout, data_path=data_path, url=url, worker=worker,
-                              **({} if quiet else {"on_plan": plan, "on_trial_start": begin, "on_epoch":
-                                                   lambda e, logs: bar[0].epoch_end(e, logs), "on_trial": line}))
+            runner.run(name, trials=trials, timeout=timeout, data_path=data_path, url=url,
+                       **({} if quiet else {"on_plan": plan, "on_trial_start": begin, "on_epoch":
+                                            lambda e, logs: bar[0].epoch_end(e, logs), "on_trial": line}))
         finally:
             if bar:
                 bar[0].close(None)
-        if worker:
-            return
     if not quiet:
         h = study_mod.load(name, url)
         best = study_mod.best_trial(h.study)
@@ -223,7 +221,9 @@ def study_list(url: str | None, as_json: bool) -> None:
         _emit_json(rows)
         return
     if not rows:
-        click.echo(f"no studies in {study_mod.resolve_storage(url)}")
+        from cnnsearch.storage import resolve_storage
+
+        click.echo(f"no studies in {resolve_storage(url)}")
     for r in rows:
         best = "-" if r["best_val_accuracy"] is None else f"{r['best_val_accuracy']:.4f} (trial {r['best_trial']})"
         states = ", ".join(f"{v} {k.lower()}" for k, v in sorted(r["counts"].items()))
@@ -307,16 +307,17 @@ def study_delete(name: str, yes: bool, url: str | None) -> None:
     click.echo(f"deleted study {name!r}")
 
 
-@main.command()
+@main.command(help=f"Write the HTML report of study NAME: every trial against the {REFERENCE.test_accuracy:.2%}"
+                   " baseline.")
 @click.argument("name")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Output file (default: reports/NAME/index.html).")
 @click.option("--data", "data_path", default=None,
-              help="Test images for the model figures (default: $CNNSEARCH_DATA, then the Keras cache).")
+              help="Test images for the model figures (default: the data the study was trained on, then"
+                   " $CNNSEARCH_DATA, then the Keras cache).")
 @click.option("--no-models", is_flag=True, help="Skip the learned-filter figures (tables and study figures only).")
 @_storage_option
 def report(name: str, out: str | None, data_path: str | None, no_models: bool, url: str | None) -> None:
-    """Write the HTML report of study NAME: every trial against the 99.15% baseline."""
     _write_report(name, out, url, data_path, models=not no_models)
 
 
@@ -338,9 +339,9 @@ def _write_report(name: str, out: str | None, url: str | None, data_path: str | 
 @click.argument("name")
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="Configurations to retrain.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per configuration.")
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Epochs per run (the reference trains 20).")
-@click.option("--train-limit", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--epochs", type=click.IntRange(min=1), default=REFERENCE.epochs, show_default=True,
+              help=f"Epochs per run (the reference trains {REFERENCE.epochs}).")
+@click.option("--train-limit", type=click.IntRange(min=0), default=_TRAIN.train_limit, show_default=True,
               help="Training images per run (0 = all 54,000).")
 @click.option("--data", "data_path", default=None,
               help="MNIST .npz or IDX folder (default: the data the study was trained on).")
@@ -387,12 +388,12 @@ def study_confirm(name: str, top: int, seeds: int, epochs: int, train_limit: int
 
 @main.command()
 @_storage_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
-@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="TCP port.")
+@click.option("--host", default=dashboard_mod.DEFAULT_HOST, show_default=True,
+              help="Address to bind (loopback by default).")
+@click.option("--port", type=click.IntRange(1, 65535), default=dashboard_mod.DEFAULT_PORT, show_default=True,
+              help="TCP port.")
 def dashboard(url: str | None, host: str, port: int) -> None:
     """Open optuna-dashboard on the study storage (Ctrl-C stops it)."""
-    from cnnsearch import dashboard as dashboard_mod
-
     def ready(address: str) -> None:
         click.echo(f"optuna-dashboard on {address}; Ctrl-C to stop", err=True)
 

@@ -31,7 +31,7 @@ from cnnsearch import data as data_mod
 from cnnsearch import provenance
 from cnnsearch import space as space_mod
 from cnnsearch import study as study_mod
-from cnnsearch.arch import ArchSpec
+from cnnsearch.arch import REFERENCE, ArchSpec
 from cnnsearch.errors import ConfigError, StorageError
 
 #: Study user-attribute prefix of one confirmation run: confirm:<fidelity>:<config>:seed<s>.
@@ -85,7 +85,7 @@ def run(
     *,
     top: int = 3,
     seeds: int = 3,
-    epochs: int = 20,
+    epochs: int = REFERENCE.epochs,
     train_limit: int = 0,
     data_path: str | None = None,
     url: str | None = None,
@@ -163,12 +163,12 @@ def _plan(h: study_mod.Handle, cands: list[Candidate], done: dict[str, Any], spl
 def _store(study: Any, key: str, value: Any) -> None:
     # Study *system* attributes: kept in the same storage, but out of optuna-dashboard's
     # user-attribute table, where 10,000 predictions per run would bury everything else.
-    study._storage.set_study_system_attr(study._study_id, key, value)
+    study_mod.set_system_attr(study, key, value)
 
 
 def stored(study: Any) -> dict[str, Any]:
     """Everything confirmation stored on a study (runs and test labels)."""
-    attrs = study._storage.get_study_system_attrs(study._study_id)
+    attrs = study_mod.system_attrs(study)
     return {k: v for k, v in attrs.items() if k.startswith(PREFIX) or k == "confirm_labels"}
 
 

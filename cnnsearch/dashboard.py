@@ -11,7 +11,6 @@ import errno
 import socket
 from typing import Callable
 
-from cnnsearch import study as study_mod
 from cnnsearch.errors import StorageError
 
 #: Loopback by default: the dashboard can edit notes and trials, so it is not exposed unless asked.
@@ -44,17 +43,14 @@ def serve(url: str | None = None, *, host: str = DEFAULT_HOST, port: int = DEFAU
         port: TCP port.
         on_ready: Called with the dashboard's address just before serving.
     """
-    url = study_mod.resolve_storage(url)
-    storage = study_mod.open_storage(url)  # create=False: a missing database is an error, not a new file
+    from cnnsearch import storage as storage_mod  # here, not at import: the CLI reads the defaults above
+
+    url = storage_mod.resolve_storage(url)
+    storage = storage_mod.open_storage(url)  # create=False: a missing database is an error, not a new file
     check_port(host, port)
     import optuna_dashboard
 
-    artifacts = study_mod.artifact_dir(url)
-    store = None
-    if artifacts.is_dir():
-        from optuna.artifacts import FileSystemArtifactStore
-
-        store = FileSystemArtifactStore(str(artifacts))
+    store = storage_mod.artifact_store(url, create=False)
     shown = f"[{host}]" if ":" in host else host
     if on_ready is not None:
         on_ready(f"http://{shown}:{port}/dashboard (storage {url})")

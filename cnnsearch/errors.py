@@ -1,12 +1,15 @@
 """The exceptions cnnsearch raises, and which of them stop a run.
 
-Failed vs fatal (after keras-tuner's ``errors.py``): :class:`TrialFailed` ends one
-trial and the search goes on; every other :class:`CnnsearchError` stops the
-command with one line. Each message says what was expected, what was received,
+Failed vs fatal (after keras-tuner's ``errors.py``, which separates
+FailedTrialError from FatalError): :class:`TrialFailed` ends one trial and the
+search goes on; every :class:`CnnsearchError` stops the command with one line.
+The two have separate roots, so no ``except`` clause catches one as the other. Each message says what was expected, what was received,
 and how to fix it.
 """
 
 from __future__ import annotations
+
+from typing import Iterable
 
 
 class CnnsearchError(Exception):
@@ -34,5 +37,25 @@ class StorageError(CnnsearchError):
     """An Optuna storage that cannot be reached, or a study that is missing or exists already."""
 
 
-class TrialFailed(CnnsearchError):
-    """One trial could not finish (NaN loss, unbuildable spec); the search continues."""
+class TrialFailed(Exception):
+    """One trial could not finish (NaN loss, unbuildable spec); the search continues.
+
+    Attributes:
+        reason: One line saying why, stored on the trial as ``fail_reason``.
+        kind: ``"training"`` (counts towards ``max_consecutive_failures``) or
+            ``"invalid_architecture"`` (does not), stored as ``failure_kind``.
+    """
+
+    def __init__(self, reason: str, *, kind: str = "training") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+
+
+def check_known_keys(given: Iterable[str], known: Iterable[str], what: str,
+                     error: type[CnnsearchError] = ConfigError) -> None:
+    """Raise ``error`` naming the keys of ``given`` not in ``known`` (``what``: e.g. "training setting(s)")."""
+    known = sorted(set(known))
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise error(f"unknown {what} {', '.join(unknown)}; known: {', '.join(known)}")

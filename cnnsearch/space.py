@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 from cnnsearch.arch import ArchSpec, summarize
 from cnnsearch.errors import ArchitectureError, ConfigError
+from cnnsearch.train import TrainConfig  # no Keras at import: train imports Keras lazily
 
 #: Most conv layers a space may ask for (the dimension ``conv_layers``).
 MAX_CONV_LAYERS = 4
@@ -151,7 +152,7 @@ class Space:
     source: str  # the file it came from
     text: str  # the file's exact text, stored on the study
     study: dict[str, Any] = field(default_factory=dict)
-    training: dict[str, Any] = field(default_factory=dict)
+    training: TrainConfig = field(default_factory=TrainConfig)
     dims: dict[str, Dimension] = field(default_factory=dict)
 
     @property
@@ -241,9 +242,7 @@ def _parse_study(raw: dict[str, Any], err: Any) -> dict[str, Any]:
     return study
 
 
-def _parse_training(raw: dict[str, Any], err: Any, source: str) -> dict[str, Any]:
-    from cnnsearch.train import TrainConfig  # no Keras at import: train imports Keras lazily
-
+def _parse_training(raw: dict[str, Any], err: Any, source: str) -> TrainConfig:
     cfg: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in TRAINING_KEYS:
@@ -270,7 +269,7 @@ def _parse_training(raw: dict[str, Any], err: Any, source: str) -> dict[str, Any
                 raise err(f"training.{key}", "an integer", value)
             cfg[key] = value
     try:
-        return TrainConfig(**cfg).to_dict()
+        return TrainConfig(**cfg)
     except ConfigError as exc:
         raise ConfigError(f"{source}: training: {exc}") from exc
 
@@ -354,7 +353,7 @@ def baseline_params(space: Space) -> dict[str, Any]:
 
 def _reference_value(space: Space, name: str) -> Any:
     if name in TRAINING_DIMS:
-        return space.training[name]
+        return getattr(space.training, name)
     return seed_value(name)
 
 

@@ -1,9 +1,10 @@
-"""Optuna studies: storages, create/load/run/resume, samplers, pruners, heartbeat, best weights.
+"""Optuna studies: create, load, delete and read them; samplers, pruners and the dashboard note.
 
 A study stores its space file and training settings in its user attributes
 (key ``cnnsearch``) at create, so ``run`` on any machine, at any later time,
 trains exactly as the first run did. Trial 0 is the reference model, enqueued
-at create and marked ``baseline`` in its user attributes.
+at create and marked ``baseline`` in its user attributes. Training trials is
+:mod:`cnnsearch.objective` (one trial) and :mod:`cnnsearch.runner` (many).
 """
 
 from __future__ import annotations
@@ -11,120 +12,24 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import shutil
-import tempfile
-import time
-import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from cnnsearch import data as data_mod
-from cnnsearch import provenance
 from cnnsearch import space as space_mod
-from cnnsearch.arch import summarize
-from cnnsearch.errors import ArchitectureError, CnnsearchError, ConfigError, DataError, StorageError, TrialFailed
+from cnnsearch.arch import REFERENCE
+from cnnsearch.errors import ConfigError, StorageError
+from cnnsearch.storage import (artifact_dir, artifact_store, experimental_ok, first_line, open_storage,
+                               resolve_storage)
 from cnnsearch.train import TrainConfig
 
-# The Optuna features used here on purpose (heartbeat retry, TPE groups, metric names)
-# are marked experimental; their warnings would bury the progress lines.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-#: Where studies live when neither --storage nor $CNNSEARCH_STORAGE says (relative to the working folder).
-DEFAULT_STORAGE = "sqlite:///studies/cnnsearch.db"
-STORAGE_ENV = "CNNSEARCH_STORAGE"
-#: Folder for the best trial's weights; default: beside the SQLite or journal file, else studies/artifacts.
-ARTIFACTS_ENV = "CNNSEARCH_ARTIFACTS"
-#: Set by run_workers for each worker process (0, 1, ...): offsets the sampler's seed.
+#: Set by the runner for each worker process (0, 1, ...): offsets the sampler's seed.
 WORKER_ENV = "CNNSEARCH_WORKER_INDEX"
 #: Study user attribute holding the settings fixed at create.
 SETTINGS_KEY = "cnnsearch"
-#: The reference's published test accuracy: every trial is compared with it.
-REFERENCE_ACCURACY = 0.9915
-#: SQLite busy timeout, seconds: how long a writer waits for another's lock before "database is locked".
-SQLITE_TIMEOUT_S = 60
-
-
-# --- storages ------------------------------------------------------------------------------------
-
-def resolve_storage(url: str | None = None) -> str:
-    """``--storage`` > ``$CNNSEARCH_STORAGE`` > ``sqlite:///studies/cnnsearch.db``."""
-    return url or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
-
-
-def _sqlite_path(url: str) -> Path | None:
-    if not url.startswith("sqlite:"):
-        return None
-    rest = url[len("sqlite:"):]
-    if not rest.startswith("///"):
-        raise ConfigError(f"--storage: expected sqlite:///relative/path.db or sqlite:////absolute/path.db;"
-                          f" received {url!r}")
-    return Path(rest[3:])
-
-
-def _journal_path(url: str) -> Path | None:
-    return Path(url[len("journal://"):]) if url.startswith("journal://") else None
-
-
-def open_storage(url: str | None = None, *, create: bool = False, heartbeat_s: int = 0) -> optuna.storages.BaseStorage:
-    """Open an Optuna storage by URL.
-
-    Args:
-        url: Any SQLAlchemy URL Optuna's RDBStorage takes (``sqlite:///...``,
-            ``postgresql+psycopg://...``) or ``journal://PATH`` for a journal file.
-        create: Allow a new SQLite/journal file to be created (only ``study create``).
-        heartbeat_s: Enable Optuna's heartbeat (RDB only): a running trial whose
-            worker is silent for twice this is failed and re-queued once.
-
-    Raises:
-        ConfigError: a bare path instead of a URL.
-        StorageError: the database does not exist (and ``create`` is false) or cannot be reached.
-    """
-    url = resolve_storage(url)
-    if "://" not in url:
-        raise ConfigError(f"--storage: expected a storage URL; received {url!r}; for a SQLite file use"
-                          f" sqlite:///{url}, for a journal file journal://{url}")
-    journal = _journal_path(url)
-    if journal is not None:
-        if not create and not journal.is_file():
-            raise StorageError(f"{url}: no such journal file; create a study first (cnnsearch study create NAME"
-                               f" --space FILE --storage {url})")
-        journal.parent.mkdir(parents=True, exist_ok=True)
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        return JournalStorage(JournalFileBackend(str(journal)))
-    db = _sqlite_path(url)
-    engine_kwargs: dict[str, Any] = {}
-    if db is not None:
-        if not create and not db.is_file():
-            raise StorageError(f"{url}: no such database file ({db}); create a study first (cnnsearch study create"
-                               f" NAME --space FILE --storage {url}) or pass the right --storage")
-        db.parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-    hb: dict[str, Any] = {}
-    if heartbeat_s:
-        hb = {"heartbeat_interval": heartbeat_s, "grace_period": 2 * heartbeat_s,
-              "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
-    except ImportError as exc:
-        raise StorageError(f"{url}: the database driver is not installed ({exc}); for PostgreSQL:"
-                           " pip install 'cnnsearch[postgres]'") from exc
-    except Exception as exc:  # SQLAlchemy's OperationalError and friends: unreachable or refused
-        raise StorageError(f"{url}: cannot open the storage ({type(exc).__name__}: {_first_line(exc)})") from exc
-
-
-def artifact_dir(url: str | None = None) -> Path:
-    """Folder of the best-weights artifact store for a storage URL."""
-    if os.environ.get(ARTIFACTS_ENV):
-        return Path(os.environ[ARTIFACTS_ENV])
-    url = resolve_storage(url)
-    f = _sqlite_path(url) or _journal_path(url)
-    if f is not None:
-        return f.with_name(f.stem + "-artifacts")
-    return Path("studies") / "artifacts"
 
 
 # --- settings and loading ----------------------------------------------------------------------------
@@ -163,15 +68,16 @@ def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
         "space_source": str(space_path),
         "space_text": sp.text,
         "study": sp.study,
-        "training": sp.training,
+        "training": sp.training.to_dict(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "version": _version(),
     }
     study.set_user_attr(SETTINGS_KEY, settings)
-    study.set_metric_names(["val_accuracy", "param_count"][: len(sp.directions)])
+    with experimental_ok():
+        study.set_metric_names(["val_accuracy", "param_count"][: len(sp.directions)])
     study.enqueue_trial(space_mod.baseline_params(sp), user_attrs={"baseline": True})
     write_note(study, settings)
-    return Handle(study, sp, TrainConfig.from_dict(sp.training), url)
+    return Handle(study, sp, sp.training, url)
 
 
 def same_space(a: space_mod.Space, b: space_mod.Space) -> bool:
@@ -222,7 +128,8 @@ def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
         settings["study"].get("description") or "",
         "",
         "## Baselines every trial is compared with",
-        f"- the reference Keras MNIST CNN: test accuracy {REFERENCE_ACCURACY:.2%} (20 epochs, all data)",
+        f"- the reference Keras MNIST CNN: test accuracy {REFERENCE.test_accuracy:.2%} ({REFERENCE.epochs} epochs,"
+        " all data)",
         f"- the in-study baseline (the same model at this study's fidelity): {in_study}",
         "",
         "The objective is validation accuracy; test accuracy is recorded (user attribute test_accuracy) but never"
@@ -291,7 +198,8 @@ def make_sampler(sp: space_mod.Space, offset: int = 0) -> optuna.samplers.BaseSa
     # group=True: TPE models the layer dimensions that exist only for deep models
     # (conv3_*, conv4_*) jointly with the depth that enables them, instead of
     # falling back to independent sampling in a conditional space.
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    with experimental_ok():
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
 
 
 def make_pruner(sp: space_mod.Space, epochs: int) -> optuna.pruners.BasePruner:
@@ -307,193 +215,8 @@ def make_pruner(sp: space_mod.Space, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-# --- running -----------------------------------------------------------------------------------------
 
-@dataclass
-class TrialLine:
-    """What the progress line of one finished trial shows."""
-
-    number: int
-    state: str
-    param_count: int | None
-    val_accuracy: float | None
-    vs_baseline_pp: float | None
-    seconds: float | None
-    reason: str
-    done: int
-    total: int
-    baseline: bool
-    choices: str = ""  # the trial's hyperparameters in one line (cnnsearch.describe)
-
-    def text(self, worker: int | None = None) -> str:
-        """``[3/11] #2 conv 16k5 > 64k3 | pool 2 | drop .15/.40 | dense 128: val_acc 0.9820 (+0.20 pp), 41 s``.
-
-        Fits 100 columns for seed.toml's choices; prefixed with the worker's process id when one of several.
-        """
-        who = f"worker {worker} " if worker is not None else ""
-        head = f"{who}[{self.done}/{self.total}] #{self.number}{' baseline' if self.baseline else ''} {self.choices}:"
-        val = "" if self.val_accuracy is None else f"val_acc {self.val_accuracy:.4f}"
-        if val and self.vs_baseline_pp is not None and not self.baseline and self.state == "COMPLETE":
-            val += f" ({self.vs_baseline_pp:+.2f} pp)"
-        secs = "" if self.seconds is None else f"{self.seconds:.0f} s"
-        if self.state == "COMPLETE":
-            tail = [val, secs]
-        elif self.state == "PRUNED":
-            tail = [self.reason or "pruned", val, secs]
-        else:
-            tail = [f"{ {'FAIL': 'failed'}.get(self.state, self.state.lower())}{f' ({self.reason})' if self.reason else ''}"]
-        return f"{head} {', '.join(p for p in tail if p)}"
-
-
-class Objective:
-    """Train one trial's spec; record everything the report needs on the trial."""
-
-    def __init__(self, handle: Handle, splits: data_mod.Splits, *, verbose: int = 0,
-                 on_start: Callable[[int, bool], None] | None = None,
-                 on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> None:
-        self.handle = handle
-        self.splits = splits
-        self.verbose = verbose
-        self.versions: dict[str, str] | None = None
-        self.on_start = on_start  # (trial number, is baseline), for progress
-        self.on_epoch = on_epoch  # (epoch index, Keras logs), for progress
-
-    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        from cnnsearch.train import fit, versions
-
-        sp, cfg = self.handle.space, self.handle.training
-        is_baseline = bool(trial.user_attrs.get("baseline", False))
-        trial.set_user_attr("baseline", is_baseline)
-        if self.on_start is not None:
-            self.on_start(trial.number, is_baseline)
-        spec, overrides = space_mod.suggest(trial, sp)
-        trial.set_user_attr("spec", spec.to_dict())
-        try:
-            summary = summarize(spec, self.splits.input_shape, self.splits.n_classes)
-        except ArchitectureError as exc:
-            trial.set_user_attr("failure_kind", "invalid_architecture")
-            trial.set_user_attr("fail_reason", str(exc))
-            raise TrialFailed(str(exc)) from exc
-        trial.set_user_attr("param_count", summary.params)
-        trial.set_user_attr("flops", summary.flops)
-        config = replace(cfg, seed=cfg.seed + trial.number, **overrides)
-        history: dict[str, list[float]] = {}
-
-        def on_epoch(epoch: int, logs: dict[str, float]) -> None:
-            for k, v in logs.items():
-                history.setdefault(k, []).append(float(v))
-            if self.on_epoch is not None:
-                self.on_epoch(epoch, logs)
-
-        callbacks = []
-        if not is_baseline and not sp.multi_objective and sp.study["pruner"] != "none":
-            from optuna_integration import KerasPruningCallback
-
-            callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
-        if self.versions is None:
-            self.versions = versions()
-        trial.set_user_attr("versions", self.versions)
-        start = time.perf_counter()
-        try:
-            result = fit(spec, self.splits, config, callbacks=callbacks, on_epoch=on_epoch, verbose=self.verbose)
-        except optuna.TrialPruned:
-            self._record_partial(trial, history, start)
-            raise
-        except TrialFailed as exc:
-            self._record_partial(trial, history, start)
-            trial.set_user_attr("failure_kind", "training")
-            trial.set_user_attr("fail_reason", str(exc))
-            raise
-        except (KeyboardInterrupt, CnnsearchError):
-            self._record_partial(trial, history, start)
-            raise
-        except Exception as exc:  # a crash inside TensorFlow fails this trial, not the search
-            self._record_partial(trial, history, start)
-            reason = f"{type(exc).__name__}: {_first_line(exc)}"
-            trial.set_user_attr("failure_kind", "training")
-            trial.set_user_attr("fail_reason", reason)
-            raise TrialFailed(reason) from exc
-        trial.set_user_attr("history", result.history)
-        trial.set_user_attr("epochs_run", result.epochs_run)
-        trial.set_user_attr("seconds", round(result.seconds, 3))
-        trial.set_user_attr("epoch_seconds", [round(s, 3) for s in result.epoch_seconds])
-        trial.set_user_attr("val_accuracy", result.val_accuracy)
-        # Recorded for the report only: selection never looks at the test set.
-        trial.set_user_attr("test_loss", result.test_loss)
-        trial.set_user_attr("test_accuracy", result.test_accuracy)
-        self._keep_if_best(trial, result)
-        if sp.multi_objective:
-            return result.val_accuracy, float(summary.params)
-        return result.val_accuracy
-
-    @staticmethod
-    def _record_partial(trial: optuna.Trial, history: dict[str, list[float]], start: float) -> None:
-        trial.set_user_attr("history", history)
-        trial.set_user_attr("epochs_run", len(history.get("loss", [])))
-        trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
-
-    def _keep_if_best(self, trial: optuna.Trial, result: Any) -> None:
-        """Store this trial's weights if it beats every finished trial (the previous best's are removed).
-
-        The in-study baseline's weights are kept too (``baseline_weights``): the
-        report draws its filters beside the best model's. When the baseline is
-        also the best (it always is at first), one file serves both.
-        """
-        study = self.handle.study
-        store = _artifact_store(self.handle.url)
-        saved: str | None = None
-        baseline_id = (study.user_attrs.get("baseline_weights") or {}).get("artifact_id")
-        if trial.user_attrs.get("baseline") and baseline_id is None:
-            saved = baseline_id = _save_model(store, study, trial, result.model)
-            study.set_user_attr("baseline_weights", {"trial": trial.number, "val_accuracy": result.val_accuracy,
-                                                     "artifact_id": saved})
-        current = study.user_attrs.get("best_weights")
-        if current and current["val_accuracy"] >= result.val_accuracy:
-            return
-        artifact_id = saved or _save_model(store, study, trial, result.model, "best")
-        # Re-read: another worker may have stored a better one meanwhile.
-        current = optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs.get("best_weights")
-        if current and current["val_accuracy"] >= result.val_accuracy:
-            if artifact_id != saved:
-                store.remove(artifact_id)
-            return
-        study.set_user_attr("best_weights", {"trial": trial.number, "artifact_id": artifact_id,
-                                             "val_accuracy": result.val_accuracy})
-        if current and current["artifact_id"] != baseline_id:
-            try:
-                store.remove(current["artifact_id"])
-            except Exception:  # already gone: nothing to free
-                pass
-
-
-def _save_model(store: Any, study: optuna.Study, trial: optuna.Trial, model: Any, tag: str = "baseline") -> str:
-    artifact_id = f"{_safe(study.study_name)}-{tag}-trial{trial.number}-{os.getpid()}.keras"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.keras"
-        model.save(path)
-        with open(path, "rb") as fh:
-            store.write(artifact_id, fh)
-    return artifact_id
-
-
-def model_file(handle: Handle, which: str = "best") -> Path | None:
-    """Path of the kept ``.keras`` file of the best (or ``"baseline"``) trial, if any."""
-    meta = handle.study.user_attrs.get(f"{which}_weights")
-    if not meta:
-        return None
-    path = artifact_dir(handle.url) / meta["artifact_id"]
-    return path if path.is_file() else None
-
-
-def _artifact_store(url: str) -> Any:
-    from optuna.artifacts import FileSystemArtifactStore
-
-    folder = artifact_dir(url)
-    folder.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(folder))
-
-
-def _ensure_baseline_queued(study: optuna.Study, sp: space_mod.Space) -> bool:
+def ensure_baseline_queued(study: optuna.Study, sp: space_mod.Space) -> bool:
     """Re-enqueue the baseline if no baseline trial is done, queued or running (e.g. it was interrupted)."""
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get("baseline") and t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING):
@@ -510,169 +233,6 @@ def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
     return None
 
 
-def run(
-    name: str,
-    *,
-    trials: int,
-    timeout: float | None = None,
-    data_path: str | None = None,
-    url: str | None = None,
-    on_trial: Callable[[TrialLine], None] | None = None,
-    verbose: int = 0,
-    worker: bool = False,
-    on_plan: Callable[[int, int, float | None], None] | None = None,
-    on_trial_start: Callable[[int, bool], None] | None = None,
-    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-) -> Handle:
-    """Add ``trials`` finished trials to study ``name`` (plus the baseline if it has not run yet).
-
-    Data are loaded once for the whole run. Stops starting new trials after
-    ``timeout`` seconds. A trial that fails (unbuildable spec, NaN loss) is
-    recorded and the search goes on; after the study's
-    ``max_consecutive_failures`` training failures in a row the run stops
-    with a :class:`~cnnsearch.errors.CnnsearchError`. Ctrl-C fails the running
-    trial (Optuna marks it FAIL, never leaves it RUNNING) and re-raises.
-
-    ``worker=True`` is one process of :func:`run_workers`: it runs exactly
-    ``trials`` trials (whichever queued ones it pops, the baseline included),
-    the parent having done the baseline accounting.
-
-    Progress hooks: ``on_plan(trials, epochs, epoch_prior_s)`` once before the first trial (the
-    prior: the median epoch time the study has measured, or None), ``on_trial_start(number,
-    is_baseline)``, ``on_epoch(epoch, logs)`` and ``on_trial`` (a :class:`TrialLine`) as trials go.
-    The data are the study's (:mod:`cnnsearch.provenance`): remembered at the first run.
-    """
-    if trials < 0:
-        raise ConfigError(f"--trials: expected >= 0; received {trials}")
-    handle = load(name, url, heartbeat=True)
-    study, sp, cfg = handle.study, handle.space, handle.training
-    ds = provenance.load(study, data_path)
-    splits = data_mod.split(ds, train_limit=cfg.train_limit)
-    try:
-        summarize(space_mod.spec_from_values(space_mod.baseline_params(sp), sp), splits.input_shape, splits.n_classes)
-    except ArchitectureError as exc:
-        raise DataError(f"{ds.source}: images of {splits.input_shape} are too small for the reference"
-                                f" model: {exc}") from exc
-    # A worker that died without a word leaves its trial RUNNING: fail it now (and re-queue it once,
-    # through the heartbeat callback) rather than at the next trial start, which --trials 0 never reaches.
-    optuna.storages.fail_stale_trials(study)
-    total = trials if worker else trials + (1 if _ensure_baseline_queued(study, sp) else 0)
-    objective = Objective(handle, splits, verbose=verbose, on_start=on_trial_start, on_epoch=on_epoch)
-    state = {"done": 0, "failures": 0, "last": ""}
-    limit = sp.study["max_consecutive_failures"]
-
-    def after_trial(study: optuna.Study, t: FrozenTrial) -> None:
-        state["done"] += 1
-        reason = t.user_attrs.get("fail_reason") or t.system_attrs.get("fail_reason", "")
-        if t.state == TrialState.FAIL and t.user_attrs.get("failure_kind") != "invalid_architecture":
-            state["failures"] += 1
-            state["last"] = reason
-        elif t.state != TrialState.FAIL:
-            state["failures"] = 0
-        if t.state == TrialState.PRUNED:
-            reason = f"pruned after epoch {t.user_attrs.get('epochs_run', '?')}"
-        if t.user_attrs.get("baseline") and t.state == TrialState.COMPLETE:
-            write_note(study, study.user_attrs[SETTINGS_KEY])  # now with the in-study baseline's numbers
-        if on_trial is not None:
-            on_trial(_line(study, t, reason, state["done"], total))
-        if limit and state["failures"] >= limit:
-            study.stop()
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR if not verbose else optuna.logging.INFO)
-    if on_plan is not None:
-        on_plan(total, cfg.epochs, _median_epoch_seconds(study))
-    study.optimize(objective, n_trials=total, timeout=timeout, catch=(TrialFailed,), callbacks=[after_trial],
-                   gc_after_trial=True)
-    if limit and state["failures"] >= limit:
-        raise CnnsearchError(f"stopped: {state['failures']} trials in a row failed during training (last: "
-                             f"{state['last']}); check the space's ranges and [training] settings, then run again")
-    return handle
-
-
-def run_workers(
-    name: str,
-    *,
-    trials: int,
-    workers: int,
-    timeout: float | None = None,
-    data_path: str | None = None,
-    url: str | None = None,
-    quiet: bool = False,
-    cores: int | None = None,
-) -> list[int]:
-    """Run ``trials`` new trials of study ``name`` in ``workers`` processes on this machine.
-
-    Each process runs a fixed share, so the study gains exactly ``trials``
-    finished trials (plus the baseline if it has not run) and trial numbers
-    stay unique (Optuna's storage assigns them). Each process's TensorFlow
-    thread pools get ``cores // workers`` threads so the workers do not
-    oversubscribe the CPU. Ctrl-C is passed to every worker, which marks its
-    running trial failed; then KeyboardInterrupt is raised here.
-
-    Returns:
-        The workers' exit statuses.
-    """
-    import subprocess
-    import sys
-
-    if workers < 1:
-        raise ConfigError(f"--workers: expected >= 1; received {workers}")
-    h = load(name, url)
-    total = trials + (1 if _ensure_baseline_queued(h.study, h.space) else 0)
-    shares = [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
-    threads = max(1, (cores or os.cpu_count() or 1) // workers)
-    base_cmd = [sys.executable, "-m", "cnnsearch.cli", "study", "run", name, "--storage", h.url, "--worker",
-                "--threads", str(threads)]
-    if timeout is not None:
-        base_cmd += ["--timeout", str(timeout)]
-    if data_path:
-        base_cmd += ["--data", data_path]
-    if quiet:
-        base_cmd += ["--quiet"]
-    procs = [subprocess.Popen([*base_cmd, "--trials", str(n)], env={**os.environ, WORKER_ENV: str(i + 1)})
-             for i, n in enumerate(shares) if n > 0]
-    try:
-        return [p.wait() for p in procs]
-    except KeyboardInterrupt:
-        import signal
-
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        raise
-
-
-def _median_epoch_seconds(study: optuna.Study) -> float | None:
-    """The median epoch time of the study's finished trials (all at the study's fidelity), if any."""
-    import statistics
-
-    secs = [s for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            for s in t.user_attrs.get("epoch_seconds") or []]
-    return statistics.median(secs) if secs else None
-
-
-def _line(study: optuna.Study, t: FrozenTrial, reason: str, done: int, total: int) -> TrialLine:
-    base = baseline_trial(study)
-    val = t.user_attrs.get("val_accuracy") if t.state == TrialState.COMPLETE else None
-    if val is None and t.state == TrialState.PRUNED and t.intermediate_values:
-        val = t.intermediate_values[max(t.intermediate_values)]
-    vs = None
-    if val is not None and base is not None and base.user_attrs.get("val_accuracy") is not None:
-        vs = 100 * (val - base.user_attrs["val_accuracy"])
-    from cnnsearch.describe import choices
-
-    return TrialLine(number=t.number, state=t.state.name, param_count=param_count(t.user_attrs), val_accuracy=val,
-                     vs_baseline_pp=vs, seconds=t.user_attrs.get("seconds"), reason=reason, done=done, total=total,
-                     baseline=bool(t.user_attrs.get("baseline")),
-                     choices=choices(t.user_attrs.get("spec"), t.params))
-
-
-# --- reading -----------------------------------------------------------------------------------------
 
 def trial_record(t: FrozenTrial) -> dict[str, Any]:
     """Everything stored on one trial, JSON-ready."""
@@ -749,7 +309,7 @@ def show(name: str, url: str | None = None, *, top: int | None = None, sort: str
         "study": settings["study"],
         "training": settings["training"],
         "counts": counts(h.study),
-        "reference_test_accuracy": REFERENCE_ACCURACY,
+        "reference_test_accuracy": REFERENCE.test_accuracy,
         "baseline_trial": base.number if base else None,
         "baseline_val_accuracy": base.user_attrs.get("val_accuracy") if base else None,
         "best_trial": best.number if best else None,
@@ -788,12 +348,12 @@ def best(name: str, url: str | None = None, *, export: str | Path | None = None)
         export = Path(export)
         if export.suffix != ".keras":
             raise ConfigError(f"--export: expected a path ending in .keras; received {str(export)!r}")
-        store = _artifact_store(h.url)
+        store = artifact_store(h.url)
         try:
             reader = store.open_reader(weights["artifact_id"])
         except Exception as exc:
             raise StorageError(f"study {name!r}: weights {weights['artifact_id']} missing from"
-                               f" {artifact_dir(h.url)} ({_first_line(exc)})") from exc
+                               f" {artifact_dir(h.url)} ({first_line(exc)})") from exc
         export.parent.mkdir(parents=True, exist_ok=True)
         tmp = export.with_name(export.name + ".tmp")
         with reader, open(tmp, "wb") as out:
@@ -807,21 +367,27 @@ def delete(name: str, url: str | None = None) -> None:
     """Delete study ``name`` and its kept weights."""
     h = load(name, url)
     kept = {(h.study.user_attrs.get(k) or {}).get("artifact_id") for k in ("best_weights", "baseline_weights")}
-    optuna.delete_study(study_name=name, storage=h.study._storage)
+    optuna.delete_study(study_name=name, storage=h.study._storage)  # the study's own storage object
     for artifact_id in kept - {None}:
         try:
-            _artifact_store(h.url).remove(artifact_id)
+            artifact_store(h.url).remove(artifact_id)
         except Exception:  # already gone
             pass
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+def set_system_attr(study: optuna.Study, key: str, value: Any) -> None:
+    """Store ``key`` as a study *system* attribute: in the same storage, out of the dashboard's user attributes."""
+    study._storage.set_study_system_attr(study._study_id, key, value)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def fresh_user_attrs(study: optuna.Study) -> dict[str, Any]:
+    """A study's user attributes read again from its storage (another worker may have written meanwhile)."""
+    return optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs
+
+
+def system_attrs(study: optuna.Study) -> dict[str, Any]:
+    """A study's system attributes (see :func:`set_system_attr`)."""
+    return dict(study._storage.get_study_system_attrs(study._study_id))
 
 
 def _version() -> str:
@@ -830,6 +396,7 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["Handle", "Objective", "TrialLine", "baseline_trial", "best", "best_trial", "counts", "create", "delete", "ensure",
-           "load", "note_text", "open_storage", "param_count", "resolve_storage", "run", "run_workers", "show", "summaries",
-           "trial_record", "write_note"]
+__all__ = ["Handle", "SETTINGS_KEY", "baseline_trial", "best", "best_trial", "counts", "create", "delete", "ensure",
+           "ensure_baseline_queued", "fresh_user_attrs", "load", "make_pruner", "make_sampler", "note_text",
+           "param_count", "same_space", "set_system_attr", "show", "summaries", "system_attrs", "trial_record",
+           "write_note"]

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from cnnsearch import im2col
-from cnnsearch.arch import ArchSpec, pool_after
+from cnnsearch.arch import REFERENCE, ArchSpec, pool_after
 
 #: The test digits the reference drew its per-digit feature maps for (a 7, a 0 and a 6).
 REFERENCE_DIGITS = (0, 3, 11)
@@ -206,7 +206,7 @@ def draw_history(numbers: Sequence[int], values: Sequence[float], best_so_far: S
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.scatter(numbers, values, s=16, label="trial (validation accuracy)", color="tab:blue", alpha=0.7)
     ax.step(numbers, best_so_far, where="post", color="tab:green", label="best so far")
-    ax.axhline(reference, color="tab:red", ls="--", label=f"reference {reference:.2%} (test, 20 epochs)")
+    ax.axhline(reference, color="tab:red", ls="--", label=f"reference {reference:.2%} (test, {REFERENCE.epochs} epochs)")
     if baseline_val is not None:
         ax.axhline(baseline_val, color="tab:orange", ls=":", label=f"in-study baseline {baseline_val:.2%} (val)")
     ax.set_xlabel("trial")

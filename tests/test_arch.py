@@ -72,3 +72,22 @@ def test_build_model_rejects_without_importing_keras(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(tfmod, "keras", boom)
     with pytest.raises(ArchitectureError):
         build_model(ArchSpec(kernel_sizes=(15, 15)), (28, 28, 1), 10)
+
+
+def test_reference_figures_have_one_owner() -> None:
+    from cnnsearch.arch import REFERENCE
+
+    assert summarize(ArchSpec(), (28, 28, 1), 10).params == REFERENCE.params
+    assert (REFERENCE.test_accuracy, REFERENCE.test_loss, REFERENCE.epochs) == (0.9915, 0.0284, 20)
+    with pytest.raises(Exception):
+        REFERENCE.epochs = 10  # type: ignore[misc]  # frozen
+
+
+def test_from_dict_checks_share_one_message() -> None:
+    from cnnsearch.errors import ConfigError
+    from cnnsearch.train import TrainConfig
+
+    with pytest.raises(ArchitectureError, match=r"unknown ArchSpec field\(s\) colour; known: conv_filters"):
+        ArchSpec.from_dict({"colour": 1})
+    with pytest.raises(ConfigError, match=r"unknown training setting\(s\) colour; known: batch_size"):
+        TrainConfig.from_dict({"colour": 1})

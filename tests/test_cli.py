@@ -1,11 +1,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+from cnnsearch.arch import REFERENCE
 from cnnsearch.cli import main
+from cnnsearch.errors import StorageError
+from cnnsearch.train import TrainConfig
 
 
 def test_help_lists_commands() -> None:
@@ -41,3 +48,35 @@ def test_missing_data_is_one_line_exit_1(tmp_path: Path) -> None:
     assert r.exit_code == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "nonexistent" in lines[0] and "Traceback" not in r.output
+
+
+def test_no_hidden_worker_options() -> None:
+    # Workers have their own entry point (python -m cnnsearch.runner): the CLI has no internal flags.
+    for flag in ("--worker", "--threads"):
+        r = CliRunner().invoke(main, ["study", "run", "x", flag])
+        assert r.exit_code == 2 and "No such option" in r.output
+
+
+def test_debug_is_not_an_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CNNSEARCH_DEBUG", raising=False)
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    quiet = CliRunner().invoke(main, ["study", "show", "x", "--storage", url])
+    assert quiet.exit_code == 1 and "no such database file" in quiet.stderr
+    loud = CliRunner().invoke(main, ["--debug", "study", "show", "x", "--storage", url])
+    assert isinstance(loud.exception, StorageError)  # the traceback, not one line
+    assert "CNNSEARCH_DEBUG" not in os.environ
+    after = CliRunner().invoke(main, ["study", "show", "x", "--storage", url])  # --debug did not stick
+    assert after.exit_code == 1 and not isinstance(after.exception, StorageError)
+
+
+def test_runner_entry_point_has_its_own_arguments() -> None:
+    r = subprocess.run([sys.executable, "-m", "cnnsearch.runner", "--help"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and "--trials" in r.stdout and "--threads" in r.stdout
+
+
+def test_defaults_come_from_the_reference() -> None:
+    r = CliRunner().invoke(main, ["study", "confirm", "--help"])
+    assert f"[default: {REFERENCE.epochs};" in r.output
+    r = CliRunner().invoke(main, ["baseline", "--help"])
+    assert f"{REFERENCE.test_accuracy:.2%}" in r.output and f"[default: {TrainConfig().epochs};" in r.output

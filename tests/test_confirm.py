@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from cnnsearch import confirm
+from cnnsearch import runner
 from cnnsearch import study as study_mod
 from cnnsearch.cli import main
 
@@ -65,7 +66,7 @@ def test_confirm_runs_and_resumes(tmp_path: Path, tiny_space: Path, tiny_npz: Pa
     study_mod.create("c", tiny_space)
     study_mod.load("c").study.enqueue_trial({"conv1_filters": 8, "conv2_filters": 8, "conv1_kernel": 3,
                                              "dropout_dense": 0.0})
-    study_mod.run("c", trials=1)
+    runner.run("c", trials=1)
     r = CliRunner().invoke(main, ["study", "confirm", "c", "--top", "1", "--seeds", "2", "--epochs", "1"])
     assert r.exit_code == 0, r.output
     lines = r.stderr.splitlines()

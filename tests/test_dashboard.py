@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from cnnsearch import runner
 from cnnsearch import study as study_mod
 from cnnsearch.cli import main
 
@@ -39,7 +40,7 @@ def finished_study(tmp_path: Path, tiny_space: Path, tiny_npz: Path, monkeypatch
     url = f"sqlite:///{tmp_path / 'dash.db'}"
     monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
     study_mod.create("watched", tiny_space, url)
-    study_mod.run("watched", trials=2, url=url)
+    runner.run("watched", trials=2, url=url)
     return url
 
 

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
+from cnnsearch import runner
 from cnnsearch import study as study_mod
 from cnnsearch.cli import main
 from conftest import TINY_SPACE
@@ -61,7 +62,7 @@ def test_killed_worker_trial_is_finished_by_another(pg_env: dict[str, str], tmp_
     f.write_text(TINY_SPACE.format(epochs=150, heartbeat=1).replace("[3, 13]", "[3]"))
     study_mod.create("pgkill", f)
     url = pg_env["CNNSEARCH_STORAGE"]
-    study_mod.run("pgkill", trials=0)  # the baseline first, so both machines run searched trials
+    runner.run("pgkill", trials=0)  # the baseline first, so both machines run searched trials
     cmd = [sys.executable, "-m", "cnnsearch.cli", "study", "run", "pgkill", "--quiet", "--no-report"]
     env = {**os.environ, **pg_env}
     victim = subprocess.Popen([*cmd, "--trials", "1"], env=env, stderr=subprocess.PIPE, text=True)

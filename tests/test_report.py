@@ -13,6 +13,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from cnnsearch import report as report_mod
+from cnnsearch import runner
 from cnnsearch import study as study_mod
 from cnnsearch.arch import ArchSpec, summarize
 from cnnsearch.cli import main
@@ -133,7 +134,7 @@ def test_report_of_a_trained_study_shows_filters(tmp_path: Path, tiny_space: Pat
     study_mod.create("trained", tiny_space, url)
     h = study_mod.load("trained", url)
     h.study.enqueue_trial({"conv1_filters": 8, "conv2_filters": 8, "conv1_kernel": 3, "dropout_dense": 0.0})
-    study_mod.run("trained", trials=2, url=url)
+    runner.run("trained", trials=2, url=url)
     text = report_mod.build("trained", url)
     section = text.split("<section id='model'>")[1].split("</section>")[0]
     assert "first-layer filters" in section or section.count("<img") >= 6

@@ -31,7 +31,7 @@ def test_seed_space_searches_the_four_questions() -> None:
     sp = space.load(ROOT / "studies" / "seed.toml")
     assert set(sp.searched) == {"conv1_filters", "conv2_filters", "conv1_kernel", "conv2_kernel", "pool_size",
                                 "dropout_conv", "dropout_dense"}
-    assert sp.training["optimizer"] == "adadelta" and sp.training["learning_rate"] == 1.0
+    assert sp.training.optimizer == "adadelta" and sp.training.learning_rate == 1.0
 
 
 def test_wide_space_dimensions_and_conditional_layers() -> None:

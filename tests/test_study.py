@@ -14,6 +14,8 @@ import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
+from cnnsearch import runner
+from cnnsearch import storage
 from cnnsearch import study as study_mod
 from cnnsearch.cli import main
 from conftest import TINY_SPACE
@@ -72,11 +74,11 @@ def test_create_run_show_best_export(env: dict[str, str], tiny_space: Path, tmp_
     model = keras.models.load_model(out)
     assert model.count_params() == rec["param_count"]
     # Only the best trial's weights are kept, and the in-study baseline's for the report.
-    kept = sorted(p.name for p in study_mod.artifact_dir(env["url"]).iterdir())
+    kept = sorted(p.name for p in storage.artifact_dir(env["url"]).iterdir())
     assert len(kept) == (1 if rec["baseline"] else 2) and any("-baseline-trial0-" in k for k in kept)
     # Deleting the study frees its kept weights too.
     assert cli("study", "delete", "demo", "--yes").exit_code == 0
-    assert list(study_mod.artifact_dir(env["url"]).iterdir()) == []
+    assert list(storage.artifact_dir(env["url"]).iterdir()) == []
 
 
 def test_resume_adds_trials_and_keeps_settings(env: dict[str, str], tiny_space: Path) -> None:
@@ -256,11 +258,11 @@ def test_memory_growth_over_50_trials(env: dict[str, str], tmp_path: Path) -> No
     study_mod.create("mem", f)
     rss: list[int] = []
 
-    def sample(_: study_mod.TrialLine) -> None:
+    def sample(_: runner.TrialLine) -> None:
         with open("/proc/self/statm") as fh:
             rss.append(int(fh.read().split()[1]) * resource.getpagesize())
 
-    study_mod.run("mem", trials=50, on_trial=sample)
+    runner.run("mem", trials=50, on_trial=sample)
     assert len(rss) == 51
     # From the first finished trial (TensorFlow's runtime is up by then) to the peak after 50 more.
     growth_mb = (max(rss) - rss[0]) / 2**20
@@ -295,6 +297,35 @@ def test_ctrl_c_stops_every_worker(env: dict[str, str], tmp_path: Path) -> None:
     trials = study_mod.load("wint").study.get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert len([t for t in trials if t.state == TrialState.FAIL]) == 2
+
+
+def test_importing_does_not_silence_optuna_warnings_process_wide() -> None:
+    code = ("import warnings, optuna, cnnsearch.runner, cnnsearch.report, cnnsearch.cli\n"
+            "print(any(f[2] is optuna.exceptions.ExperimentalWarning for f in warnings.filters))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
+
+
+def test_experimental_features_are_quiet_where_used(tiny_space: Path) -> None:
+    import warnings
+
+    from cnnsearch import space as space_mod
+
+    sp = space_mod.load(tiny_space)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        study_mod.make_sampler(sp)
+        storage.open_storage("sqlite:///:memory:", create=True, heartbeat_s=60)
+        warnings.warn("outside", optuna.exceptions.ExperimentalWarning)  # still shown outside those calls
+    assert [str(w.message) for w in seen if issubclass(w.category, optuna.exceptions.ExperimentalWarning)] == [
+        "outside"]
+
+
+def test_study_system_attrs_are_public(env: dict[str, str], tiny_space: Path) -> None:
+    h = study_mod.create("sys", tiny_space)
+    study_mod.set_system_attr(h.study, "confirm:x", {"a": 1})
+    assert study_mod.system_attrs(study_mod.load("sys").study)["confirm:x"] == {"a": 1}
+    assert "confirm:x" not in h.study.user_attrs
 
 
 # --- everyday use: choices in plain sight, --top/--sort, --space ---------------------------------------

@@ -65,3 +65,24 @@ def test_mixed_bfloat16_is_opt_in_and_scoped(tiny_npz: Path) -> None:
     assert r.model.get_layer("output").compute_dtype == "float32"  # stable softmax and loss
     plain = fit(SMALL, sp, TrainConfig(epochs=1, batch_size=32))
     assert plain.model.get_layer("conv1").compute_dtype == "float32"  # the policy did not leak
+
+
+def test_fit_trains_on_what_split_kept(tiny_npz: Path) -> None:
+    # data.split owns train_limit: fit trains on every image it is given, whatever config.train_limit says.
+    import keras
+
+    sp = data.split(data.load(tiny_npz), train_limit=64)
+    steps: list[int] = []
+    counter = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: steps.append(batch))
+    fit(SMALL, sp, TrainConfig(epochs=1, batch_size=16, train_limit=32), callbacks=[counter])
+    assert len(sp.x_train) == 64 and len(steps) == 4  # 64 images / 16, not 32 / 16
+
+
+def test_trial_failed_is_not_a_fatal_error() -> None:
+    from cnnsearch.errors import CnnsearchError
+
+    assert not issubclass(TrialFailed, CnnsearchError)
+    failure = TrialFailed("kernel too large", kind="invalid_architecture")
+    assert (failure.reason, failure.kind, str(failure)) == ("kernel too large", "invalid_architecture",
+                                                           "kernel too large")
+    assert TrialFailed("NaN").kind == "training"

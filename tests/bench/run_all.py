@@ -68,6 +68,7 @@ def bench_overhead(data: str, reps: int = 5, train_limit: int = 12000, epochs: i
     import optuna
 
     from cnnsearch import study as study_mod
+    from cnnsearch.objective import Objective
     from cnnsearch.train import release
 
     ns: dict[str, Any] = {}
@@ -84,7 +85,7 @@ def bench_overhead(data: str, reps: int = 5, train_limit: int = 12000, epochs: i
         url = f"sqlite:///{tmp / f'o{i}.db'}"
         h = study_mod.create(f"o{i}", space, url)
         h = study_mod.load(f"o{i}", url)
-        objective = study_mod.Objective(h, sp)
+        objective = Objective(h, sp)
         t = time.perf_counter()
         h.study.optimize(objective, n_trials=1)  # the queued baseline: the seed model, pruning off
         return time.perf_counter() - t
@@ -195,6 +196,7 @@ MEMORY_WORKER = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     import numpy as np
     from conftest import make_tiny
+    from cnnsearch import runner
     from cnnsearch import study as study_mod
     tmp = sys.argv[2]
     np.savez(tmp + "/tiny.npz", **make_tiny())
@@ -207,7 +209,7 @@ MEMORY_WORKER = textwrap.dedent("""
     def sample(line):
         if line.done in (10, 100):
             peaks[line.done] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    study_mod.run("m", trials=100, url=url, data_path=tmp + "/tiny.npz", on_trial=sample)
+    runner.run("m", trials=100, url=url, data_path=tmp + "/tiny.npz", on_trial=sample)
     print(json.dumps(peaks))
 """)
 
@@ -251,6 +253,7 @@ dropout_dense = {{ low = 0.0, high = 0.7, step = 0.05 }}
 def bench_search(data: str, minutes: float) -> None:
     from optuna.trial import TrialState
 
+    from cnnsearch import runner
     from cnnsearch import study as study_mod
 
     tmp = Path(tempfile.mkdtemp())
@@ -264,7 +267,7 @@ def bench_search(data: str, minutes: float) -> None:
         name = f"{sampler}-{pruner}"
         study_mod.create(name, space, url)
         t0 = time.time()
-        study_mod.run(name, trials=10_000, timeout=minutes * 60, data_path=data, url=url)
+        runner.run(name, trials=10_000, timeout=minutes * 60, data_path=data, url=url)
         trials = study_mod.load(name, url).study.get_trials()
         base = next(t for t in trials if t.user_attrs.get("baseline"))
         target = base.user_attrs["val_accuracy"]

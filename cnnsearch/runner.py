@@ -1,0 +1,282 @@
+"""Run a study: many trials in one process, or in worker processes with their own entry point.
+
+``python -m cnnsearch.runner NAME --trials N ...`` is one worker of
+:func:`run_workers` (not a user command: ``cnnsearch study run --workers K``
+starts them). Workers are plain processes, never started through the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from cnnsearch import data as data_mod
+from cnnsearch import provenance
+from cnnsearch import space as space_mod
+from cnnsearch.arch import summarize
+from cnnsearch.describe import choices
+from cnnsearch.errors import ArchitectureError, CnnsearchError, ConfigError, DataError, TrialFailed
+from cnnsearch.objective import Objective
+from cnnsearch.storage import experimental_ok
+from cnnsearch.study import (SETTINGS_KEY, WORKER_ENV, Handle, baseline_trial, ensure_baseline_queued, load, param_count,
+                             write_note)
+
+
+@dataclass
+class TrialLine:
+    """What the progress line of one finished trial shows."""
+
+    number: int
+    state: str
+    param_count: int | None
+    val_accuracy: float | None
+    vs_baseline_pp: float | None
+    seconds: float | None
+    reason: str
+    done: int
+    total: int
+    baseline: bool
+    choices: str = ""  # the trial's hyperparameters in one line (cnnsearch.describe)
+
+    def text(self, worker: int | None = None) -> str:
+        """``[3/11] #2 conv 16k5 > 64k3 | pool 2 | drop .15/.40 | dense 128: val_acc 0.9820 (+0.20 pp), 41 s``.
+
+        Fits 100 columns for seed.toml's choices; prefixed with the worker's process id when one of several.
+        """
+        who = f"worker {worker} " if worker is not None else ""
+        head = f"{who}[{self.done}/{self.total}] #{self.number}{' baseline' if self.baseline else ''} {self.choices}:"
+        val = "" if self.val_accuracy is None else f"val_acc {self.val_accuracy:.4f}"
+        if val and self.vs_baseline_pp is not None and not self.baseline and self.state == "COMPLETE":
+            val += f" ({self.vs_baseline_pp:+.2f} pp)"
+        secs = "" if self.seconds is None else f"{self.seconds:.0f} s"
+        if self.state == "COMPLETE":
+            tail = [val, secs]
+        elif self.state == "PRUNED":
+            tail = [self.reason or "pruned", val, secs]
+        else:
+            word = {"FAIL": "failed"}.get(self.state, self.state.lower())
+            tail = [f"{word} ({self.reason})" if self.reason else word]
+        return f"{head} {', '.join(p for p in tail if p)}"
+
+
+def run(
+    name: str,
+    *,
+    trials: int,
+    timeout: float | None = None,
+    data_path: str | None = None,
+    url: str | None = None,
+    on_trial: Callable[[TrialLine], None] | None = None,
+    verbose: int = 0,
+    worker: bool = False,
+    on_plan: Callable[[int, int, float | None], None] | None = None,
+    on_trial_start: Callable[[int, bool], None] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> Handle:
+    """Add ``trials`` finished trials to study ``name`` (plus the baseline if it has not run yet).
+
+    Data are loaded once for the whole run. Stops starting new trials after
+    ``timeout`` seconds. A trial that fails (unbuildable spec, NaN loss) is
+    recorded and the search goes on; after the study's
+    ``max_consecutive_failures`` training failures in a row the run stops
+    with a :class:`~cnnsearch.errors.CnnsearchError`. Ctrl-C fails the running
+    trial (Optuna marks it FAIL, never leaves it RUNNING) and re-raises.
+
+    ``worker=True`` is one process of :func:`run_workers`: it runs exactly
+    ``trials`` trials (whichever queued ones it pops, the baseline included),
+    the parent having done the baseline accounting.
+
+    Progress hooks: ``on_plan(trials, epochs, epoch_prior_s)`` once before the first trial (the
+    prior: the median epoch time the study has measured, or None), ``on_trial_start(number,
+    is_baseline)``, ``on_epoch(epoch, logs)`` and ``on_trial`` (a :class:`TrialLine`) as trials go.
+    The data are the study's (:mod:`cnnsearch.provenance`): remembered at the first run.
+    """
+    if trials < 0:
+        raise ConfigError(f"--trials: expected >= 0; received {trials}")
+    handle = load(name, url, heartbeat=True)
+    study, sp, cfg = handle.study, handle.space, handle.training
+    ds = provenance.load(study, data_path)
+    splits = data_mod.split(ds, train_limit=cfg.train_limit)
+    try:
+        summarize(space_mod.spec_from_values(space_mod.baseline_params(sp), sp), splits.input_shape, splits.n_classes)
+    except ArchitectureError as exc:
+        raise DataError(f"{ds.source}: images of {splits.input_shape} are too small for the reference"
+                        f" model: {exc}") from exc
+    # A worker that died without a word leaves its trial RUNNING: fail it now (and re-queue it once,
+    # through the heartbeat callback) rather than at the next trial start, which --trials 0 never reaches.
+    with experimental_ok():
+        optuna.storages.fail_stale_trials(study)
+    total = trials if worker else trials + (1 if ensure_baseline_queued(study, sp) else 0)
+    objective = Objective(handle, splits, verbose=verbose, on_start=on_trial_start, on_epoch=on_epoch)
+    state = {"done": 0, "failures": 0, "last": ""}
+    limit = sp.study["max_consecutive_failures"]
+
+    def after_trial(study: optuna.Study, t: FrozenTrial) -> None:
+        state["done"] += 1
+        reason = t.user_attrs.get("fail_reason") or t.system_attrs.get("fail_reason", "")
+        if t.state == TrialState.FAIL and t.user_attrs.get("failure_kind") != "invalid_architecture":
+            state["failures"] += 1
+            state["last"] = reason
+        elif t.state != TrialState.FAIL:
+            state["failures"] = 0
+        if t.state == TrialState.PRUNED:
+            reason = f"pruned after epoch {t.user_attrs.get('epochs_run', '?')}"
+        if t.user_attrs.get("baseline") and t.state == TrialState.COMPLETE:
+            write_note(study, study.user_attrs[SETTINGS_KEY])  # now with the in-study baseline's numbers
+        if on_trial is not None:
+            on_trial(_line(study, t, reason, state["done"], total))
+        if limit and state["failures"] >= limit:
+            study.stop()
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR if not verbose else optuna.logging.INFO)
+    if on_plan is not None:
+        on_plan(total, cfg.epochs, _median_epoch_seconds(study))
+    study.optimize(objective, n_trials=total, timeout=timeout, catch=(TrialFailed,), callbacks=[after_trial],
+                   gc_after_trial=True)
+    if limit and state["failures"] >= limit:
+        raise CnnsearchError(f"stopped: {state['failures']} trials in a row failed during training (last: "
+                             f"{state['last']}); check the space's ranges and [training] settings, then run again")
+    return handle
+
+
+def run_workers(
+    name: str,
+    *,
+    trials: int,
+    workers: int,
+    timeout: float | None = None,
+    data_path: str | None = None,
+    url: str | None = None,
+    quiet: bool = False,
+    cores: int | None = None,
+    debug: bool = False,
+) -> list[int]:
+    """Run ``trials`` new trials of study ``name`` in ``workers`` processes on this machine.
+
+    Each process runs a fixed share, so the study gains exactly ``trials``
+    finished trials (plus the baseline if it has not run) and trial numbers
+    stay unique (Optuna's storage assigns them). Each process's TensorFlow
+    thread pools get ``cores // workers`` threads so the workers do not
+    oversubscribe the CPU. Ctrl-C is passed to every worker, which marks its
+    running trial failed; then KeyboardInterrupt is raised here. Each worker is
+    ``python -m cnnsearch.runner`` (:func:`main`); ``debug`` passes ``--debug`` on.
+
+    Returns:
+        The workers' exit statuses.
+    """
+    import subprocess
+
+    if workers < 1:
+        raise ConfigError(f"--workers: expected >= 1; received {workers}")
+    h = load(name, url)
+    total = trials + (1 if ensure_baseline_queued(h.study, h.space) else 0)
+    shares = [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
+    threads = max(1, (cores or os.cpu_count() or 1) // workers)
+    base_cmd = [sys.executable, "-m", "cnnsearch.runner", name, "--storage", h.url, "--threads", str(threads)]
+    if timeout is not None:
+        base_cmd += ["--timeout", str(timeout)]
+    if data_path:
+        base_cmd += ["--data", data_path]
+    if quiet:
+        base_cmd += ["--quiet"]
+    if debug:
+        base_cmd += ["--debug"]
+    procs = [subprocess.Popen([*base_cmd, "--trials", str(n)], env={**os.environ, WORKER_ENV: str(i + 1)})
+             for i, n in enumerate(shares) if n > 0]
+    try:
+        return [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        import signal
+
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
+
+
+def _median_epoch_seconds(study: optuna.Study) -> float | None:
+    """The median epoch time of the study's finished trials (all at the study's fidelity), if any."""
+    import statistics
+
+    secs = [s for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            for s in t.user_attrs.get("epoch_seconds") or []]
+    return statistics.median(secs) if secs else None
+
+
+def _line(study: optuna.Study, t: FrozenTrial, reason: str, done: int, total: int) -> TrialLine:
+    base = baseline_trial(study)
+    val = t.user_attrs.get("val_accuracy") if t.state == TrialState.COMPLETE else None
+    if val is None and t.state == TrialState.PRUNED and t.intermediate_values:
+        val = t.intermediate_values[max(t.intermediate_values)]
+    vs = None
+    if val is not None and base is not None and base.user_attrs.get("val_accuracy") is not None:
+        vs = 100 * (val - base.user_attrs["val_accuracy"])
+    return TrialLine(number=t.number, state=t.state.name, param_count=param_count(t.user_attrs), val_accuracy=val,
+                     vs_baseline_pp=vs, seconds=t.user_attrs.get("seconds"), reason=reason, done=done, total=total,
+                     baseline=bool(t.user_attrs.get("baseline")),
+                     choices=choices(t.user_attrs.get("spec"), t.params))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One worker process of :func:`run_workers`: run exactly ``--trials`` trials; returns the exit status.
+
+    Errors are one line on stderr as in the CLI (exit 1, 2 for invalid input,
+    130 on Ctrl-C); ``--debug`` shows the traceback instead.
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m cnnsearch.runner", description=main.__doc__)
+    ap.add_argument("name")
+    ap.add_argument("--trials", type=int, required=True)
+    ap.add_argument("--storage", required=True)
+    ap.add_argument("--threads", type=int, default=None, help="TensorFlow intra-op threads for this process")
+    ap.add_argument("--timeout", type=float, default=None)
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--debug", action="store_true")
+    args = ap.parse_args(argv)
+    from cnnsearch import _tf
+
+    _tf.show_import_log = args.debug
+    if args.threads:
+        from cnnsearch.train import configure_threads
+
+        configure_threads(intra_op=args.threads, inter_op=1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pid = os.getpid()
+
+    def line(t: TrialLine) -> None:
+        if not args.quiet:
+            print(t.text(worker=pid), file=sys.stderr, flush=True)
+
+    try:
+        run(args.name, trials=args.trials, timeout=args.timeout, data_path=args.data, url=args.storage,
+            on_trial=line, worker=True)
+    except CnnsearchError as exc:
+        if args.debug:
+            raise
+        print(f"cnnsearch: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("cnnsearch: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+__all__ = ["TrialLine", "main", "run", "run_workers"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
