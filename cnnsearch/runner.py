@@ -42,6 +42,7 @@ class TrialLine:
     total: int
     baseline: bool
     choices: str = ""  # the trial's hyperparameters in one line (cnnsearch.describe)
+    epochs_run: int | None = None
 
     def text(self, worker: int | None = None) -> str:
         """``[3/11] #2 conv 16k5 > 64k3 | pool 2 | drop .15/.40 | dense 128: val_acc 0.9820 (+0.20 pp), 41 s``.
@@ -56,8 +57,9 @@ class TrialLine:
         secs = "" if self.seconds is None else f"{self.seconds:.0f} s"
         if self.state == "COMPLETE":
             tail = [val, secs]
-        elif self.state == "PRUNED":
-            tail = [self.reason or "pruned", val, secs]
+        elif self.state == "PRUNED":  # short, so a seed.toml line still fits 100 columns
+            acc = "" if self.val_accuracy is None else f" (val {self.val_accuracy:.4f})"
+            tail = [f"pruned at epoch {self.epochs_run if self.epochs_run is not None else '?'}{acc}"]
         else:
             word = {"FAIL": "failed"}.get(self.state, self.state.lower())
             tail = [f"{word} ({self.reason})" if self.reason else word]
@@ -224,7 +226,7 @@ def _line(study: optuna.Study, t: FrozenTrial, reason: str, done: int, total: in
     return TrialLine(number=t.number, state=t.state.name, param_count=param_count(t.user_attrs), val_accuracy=val,
                      vs_baseline_pp=vs, seconds=t.user_attrs.get("seconds"), reason=reason, done=done, total=total,
                      baseline=bool(t.user_attrs.get("baseline")),
-                     choices=choices(t.user_attrs.get("spec"), t.params))
+                     choices=choices(t.user_attrs.get("spec"), t.params), epochs_run=t.user_attrs.get("epochs_run"))
 
 
 def main(argv: list[str] | None = None) -> int:

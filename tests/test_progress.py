@@ -150,3 +150,19 @@ def test_study_run_on_a_terminal_draws_a_bar(tmp_path: Path, tiny_space: Path, t
     assert "\r" in text and "%|" in text and "ETA" in text  # a redrawn tqdm bar
     assert "[1/1] trial 0 (baseline) epoch 2/2" in text
     assert "[1/1] #0 baseline conv 32k3 > 64k3" in text and "(total wall time)" in text
+
+
+def test_trial_lines_fit_100_columns_for_seed_toml() -> None:
+    from cnnsearch.arch import ArchSpec
+    from cnnsearch.describe import choices
+    from cnnsearch.runner import TrialLine
+
+    # The widest seed.toml point, trial 99 of 99, every state.
+    widest = choices(ArchSpec(conv_filters=(64, 128), kernel_sizes=(5, 5), pool_size=4, dropout_conv=0.45,
+                              dropout_dense=0.55).to_dict())
+    for state in ("COMPLETE", "PRUNED", "FAIL"):
+        t = TrialLine(number=99, state=state, param_count=1, val_accuracy=0.98123, vs_baseline_pp=-10.23, seconds=99,
+                      reason="loss became NaN" if state == "FAIL" else "", done=99, total=99, baseline=False,
+                      choices=widest, epochs_run=3)
+        assert len(t.text()) <= 100, t.text()
+    assert t.text().endswith(": failed (loss became NaN)")
