@@ -7,8 +7,8 @@ above the bar. Off a terminal (CI, logs, ``| tee``) there is no bar and no ANSI
 code: at most one plain line per epoch, plus one line per finished unit.
 
 The ETA is measured, not guessed: remaining epochs times the mean duration of
-the epochs run so far (before the first one: a prior, e.g. the study's stored
-per-epoch times, or none).
+the epochs run so far, the first (TensorFlow's warm-up) left out once there are
+two (before the first one: a prior, e.g. the study's stored per-epoch times, or none).
 """
 
 from __future__ import annotations
@@ -125,9 +125,14 @@ class Progress:
         return time.perf_counter() - self.start
 
     def epoch_seconds(self) -> float | None:
-        """Mean measured epoch time of this run, else the prior."""
-        if self.epoch_times:
-            return sum(self.epoch_times) / len(self.epoch_times)
+        """Mean measured epoch time of this run, else the prior.
+
+        The run's very first epoch also pays TensorFlow's import and warm-up (10-20 s measured on a
+        loaded 2-core machine): it is left out once a second epoch has been measured.
+        """
+        times = self.epoch_times[1:] if len(self.epoch_times) > 1 else self.epoch_times
+        if times:
+            return sum(times) / len(times)
         return self.epoch_prior_s
 
     def remaining_epochs(self) -> int:

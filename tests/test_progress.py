@@ -64,6 +64,8 @@ def test_eta_from_measured_epochs() -> None:
     assert p.remaining_epochs() == 3 + 2 * 4 and p.eta() == 22.0
     p.end_unit("pruned")  # a pruned trial's remaining epochs drop out
     assert p.remaining_epochs() == 8
+    p.epoch_times = [20.0, 2.0, 4.0]  # the run's first epoch (TensorFlow's warm-up) is left out
+    assert p.epoch_seconds() == 3.0
 
 
 def test_duration_and_metrics() -> None:
