@@ -186,7 +186,10 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
             bar[0].start_unit(f"trial {number}{' (baseline)' if is_baseline else ''}")
 
         def line(t: runner.TrialLine) -> None:
-            bar[0].end_unit(t.text())
+            if t.state == "INFEASIBLE":  # untrained, not counted toward --trials
+                bar[0].skip_unit(t.text())
+            else:
+                bar[0].end_unit(t.text())
 
         try:
             # --verbose means per-epoch metrics on stderr (the progress module), not Keras's per-batch
@@ -338,19 +341,23 @@ def _write_report(name: str, out: str | None, url: str | None, data_path: str | 
 @study.command("confirm")
 @click.argument("name")
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="Configurations to retrain.")
-@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Seeds per configuration.")
-@click.option("--epochs", type=click.IntRange(min=1), default=REFERENCE.epochs, show_default=True,
-              help=f"Epochs per run (the reference trains {REFERENCE.epochs}).")
-@click.option("--train-limit", type=click.IntRange(min=0), default=_TRAIN.train_limit, show_default=True,
-              help="Training images per run (0 = all 54,000).")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Training seeds per configuration (a verdict needs at least 3).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help=f"Epochs per run [default: {REFERENCE.epochs}; the reference's; with --show: the most-run"
+                   " fidelity].")
+@click.option("--train-limit", type=click.IntRange(min=0), default=None,
+              help="Training images per run (0 = all 54,000) [default: 0; with --show: the most-run fidelity].")
 @click.option("--data", "data_path", default=None,
               help="MNIST .npz or IDX folder (default: the data the study was trained on).")
+@click.option("--show", "show_only", is_flag=True,
+              help="Read the stored verdict only: train nothing, load no data.")
 @_storage_option
 @_json_option
 @click.option("--verbose", is_flag=True, help="Per-epoch metrics on stderr.")
-def study_confirm(name: str, top: int, seeds: int, epochs: int, train_limit: int, data_path: str | None,
-                  url: str | None, as_json: bool, verbose: bool) -> None:
-    """Retrain the top configurations and the baseline over seeds; test whether the win is real."""
+def study_confirm(name: str, top: int, seeds: int, epochs: int | None, train_limit: int | None,
+                  data_path: str | None, show_only: bool, url: str | None, as_json: bool, verbose: bool) -> None:
+    """Retrain the top configurations and the baseline over training seeds; judge each against the baseline."""
     from cnnsearch import confirm as confirm_mod
     from cnnsearch.progress import Progress, duration
 
@@ -366,24 +373,40 @@ def study_confirm(name: str, top: int, seeds: int, epochs: int, train_limit: int
         b.end_unit(f"[{b.k}/{b.total}] {r['config']} seed {r['seed']}: test_acc {r['test_accuracy']:.4f},"
                    f" {r['seconds']:.0f} s; ETA {duration(b.eta()) if b.k < b.total else '0 s'}")
 
-    try:
-        summary = confirm_mod.run(name, top=top, seeds=seeds, epochs=epochs, train_limit=train_limit,
-                                  data_path=data_path, url=url, on_run=line, on_plan=plan,
-                                  on_start=lambda label: bar[0].start_unit(label),
-                                  on_epoch=lambda e, logs: bar[0].epoch_end(e, logs))
-    except BaseException:
+    ref = confirm_mod.REFERENCE_FIDELITY
+    if show_only:
+        fid = None if epochs is None and train_limit is None else confirm_mod.Fidelity(
+            ref.epochs if epochs is None else epochs, ref.train_limit if train_limit is None else train_limit)
+        summary = confirm_mod.show(name, url, fid)
+    else:
+        try:
+            summary = confirm_mod.run(name, top=top, seeds=seeds, epochs=ref.epochs if epochs is None else epochs,
+                                      train_limit=ref.train_limit if train_limit is None else train_limit,
+                                      data_path=data_path, url=url, on_run=line, on_plan=plan,
+                                      on_start=lambda label: bar[0].start_unit(label),
+                                      on_epoch=lambda e, logs: bar[0].epoch_end(e, logs))
+        except BaseException:
+            if bar:
+                bar[0].close(None)  # the error's one line is the last
+            raise
         if bar:
-            bar[0].close(None)  # the error's one line is the last
-        raise
-    if bar:
-        bar[0].close("confirmation")
+            bar[0].close("confirmation")
     if as_json:
         _emit_json(summary)
         return
+    if not summary["configs"]:
+        click.echo(f"no confirmation runs stored for {name!r}"
+                   + (f" at {confirm_mod.Fidelity(**summary['fidelity']).describe()}" if summary["fidelity"] else "")
+                   + f"; run: cnnsearch study confirm {name} --top 3 --seeds 3")
+        return
     for r in summary["configs"]:
-        click.echo(f"{r['config']:>10}: {r['mean_test_accuracy']:.4f} ± {r['std_test_accuracy']:.4f} over"
-                   f" {r['seeds']} seeds, param_count {r['param_count']:,}")
+        sd = "" if r["sd_test_accuracy"] is None else f" ± {r['sd_test_accuracy']:.4f}"
+        word = f"  {r['verdict']}" if "verdict" in r else ""
+        click.echo(f"{r['config']:>10}: {r['mean_test_accuracy']:.4f}{sd} over {r['seeds']} seeds,"
+                   f" param_count {r['param_count']:,}{word}")
     click.echo(summary["verdict"])
+    if not show_only:
+        click.echo(f"next: cnnsearch report {name}   (its answer section now shows this verdict)", err=True)
 
 
 @main.command()

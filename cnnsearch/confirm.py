@@ -1,21 +1,19 @@
-"""Confirm a win: retrain the top configurations and the baseline over several seeds, then test.
+"""Confirm a win: retrain the top configurations and the baseline over training seeds, then judge.
 
 A search picks its best trial by validation accuracy at a reduced fidelity, and
 the largest of many noisy numbers is biased upwards. Confirmation retrains the
-top K distinct configurations and the reference model on the full training
-data, with S seeds each, records every run's test predictions on the study
-(resumable: a finished (configuration, seed) is never rerun), and compares each
-configuration with the baseline:
+top K distinct configurations and the reference model with S seeds each at one
+:class:`Fidelity` (epochs, training images), records every run's test accuracy
+and test predictions on the study (resumable: a finished (fidelity,
+configuration, seed) is never rerun), and judges each configuration against
+the baseline on the *paired per-seed differences* (:mod:`cnnsearch.verdict`):
+``better``, ``worse`` or ``inconclusive``, Holm-corrected over the K
+candidates. McNemar's test on the test images is kept per seed pair as
+supporting evidence only. Only at the reference's fidelity (20 epochs, all
+training images) is a candidate also compared with the reference's 99.15%.
 
-- mean and standard deviation of test accuracy over seeds;
-- the paired difference from the baseline (same seed), with a 95% t-interval;
-- McNemar's exact test on the test-set predictions, pooled over seeds: of the
-  test images exactly one of the two models gets right, how often is it the
-  candidate? Under "no difference" that is a fair coin.
-
-A configuration is called better *beyond noise* when its mean difference is
-positive and McNemar's p < 0.05. The computation needs no TensorFlow; only
-:func:`run` trains.
+:func:`show` and :func:`summarize` read what is stored and never train; only
+:func:`run` trains (and only it imports TensorFlow).
 """
 
 from __future__ import annotations
@@ -31,13 +29,51 @@ from cnnsearch import data as data_mod
 from cnnsearch import provenance
 from cnnsearch import space as space_mod
 from cnnsearch import study as study_mod
-from cnnsearch.arch import REFERENCE, ArchSpec
+from cnnsearch import verdict as verdict_mod
+from cnnsearch.arch import REFERENCE as REFERENCE_RUN
+from cnnsearch.arch import ArchSpec
 from cnnsearch.errors import ConfigError, StorageError
 
-#: Study user-attribute prefix of one confirmation run: confirm:<fidelity>:<config>:seed<s>.
+#: Study system-attribute prefix of one confirmation run: confirm:<Fidelity.key>:<config>:seed<s>.
 PREFIX = "confirm:"
-#: Significance level of the verdict.
-ALPHA = 0.05
+#: The reference's test accuracy (20 epochs on all training images); defined in arch.REFERENCE.
+REFERENCE_ACCURACY = REFERENCE_RUN.test_accuracy
+
+
+@dataclass(frozen=True, order=True)
+class Fidelity:
+    """How long and on how much data a confirmation trains: runs at different fidelities never mix."""
+
+    epochs: int  # full passes over the training subset
+    train_limit: int = 0  # first N training images after the validation split; 0 = all
+
+    @property
+    def key(self) -> str:
+        """Storage key part, e.g. ``e20-n0`` (the format of the first release, so old studies read on)."""
+        return f"e{self.epochs}-n{self.train_limit}"
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> "Fidelity":
+        """The fidelity of a stored run, read from its fields (never parsed back out of a key)."""
+        return cls(int(record["epochs"]), int(record["train_limit"]))
+
+    @property
+    def at_reference(self) -> bool:
+        """True at the reference's fidelity, the only one where 99.15% is a fair comparison."""
+        return self == REFERENCE_FIDELITY
+
+    def describe(self) -> str:
+        """``3 epochs on 12,000 training images`` / ``20 epochs on all training images``."""
+        images = "all training images" if self.train_limit == 0 else f"{self.train_limit:,} training images"
+        return f"{self.epochs} epoch{'s' if self.epochs != 1 else ''} on {images}"
+
+    def to_dict(self) -> dict[str, int]:
+        """JSON-ready: ``{"epochs": 20, "train_limit": 0}``."""
+        return {"epochs": self.epochs, "train_limit": self.train_limit}
+
+
+#: The reference's fidelity: its epochs (20) on all 54,000 training images.
+REFERENCE_FIDELITY = Fidelity(REFERENCE_RUN.epochs, 0)
 
 
 @dataclass(frozen=True)
@@ -49,11 +85,6 @@ class Candidate:
     params: dict[str, Any]
     spec: ArchSpec
     overrides: dict[str, Any]  # learning rate / batch size the trial chose
-
-
-def fidelity_key(epochs: int, train_limit: int) -> str:
-    """Runs at different fidelities never mix."""
-    return f"e{epochs}-n{train_limit}"
 
 
 def candidates(handle: study_mod.Handle, top: int) -> list[Candidate]:
@@ -85,8 +116,8 @@ def run(
     *,
     top: int = 3,
     seeds: int = 3,
-    epochs: int = REFERENCE.epochs,
-    train_limit: int = 0,
+    epochs: int = REFERENCE_FIDELITY.epochs,
+    train_limit: int = REFERENCE_FIDELITY.train_limit,
     data_path: str | None = None,
     url: str | None = None,
     on_run: Callable[[dict[str, Any]], None] | None = None,
@@ -96,55 +127,60 @@ def run(
 ) -> dict[str, Any]:
     """Retrain the baseline and the top configurations of study ``name`` with ``seeds`` seeds.
 
-    Every run is stored on the study as it finishes; runs already stored are skipped.
+    Every run is stored on the study as it finishes; runs already stored (under
+    any key format) are skipped. Returns :func:`summarize` at this fidelity.
     Progress hooks: ``on_plan`` hears the :class:`cnnsearch.estimate.Plan` before any training,
     ``on_start`` each run's label (``trial4 seed 1``), ``on_epoch`` its epochs, ``on_run`` its record.
-    Returns :func:`summarize` of the study afterwards.
     """
     if top < 1 or seeds < 1 or epochs < 1 or train_limit < 0:
         raise ConfigError(f"confirm: expected --top >= 1, --seeds >= 1, --epochs >= 1, --train-limit >= 0; received"
                           f" top={top}, seeds={seeds}, epochs={epochs}, train_limit={train_limit}")
     from cnnsearch.train import fit
 
+    fid = Fidelity(epochs, train_limit)
     h = study_mod.load(name, url)
-    stored_runs = stored(h.study)
+    attrs = stored(h.study)
+    done = {(Fidelity.of(r), r["config"], r["seed"]) for r in runs(attrs)}
     cands = candidates(h, top)
     if len(cands) == 1:
         raise StorageError(f"study {name!r} has no completed trial besides the baseline to confirm; run the search"
                            f" first: cnnsearch study run {name} --trials N")
     ds = provenance.load(h.study, data_path)
     splits = data_mod.split(ds, train_limit=train_limit)
-    fid = fidelity_key(epochs, train_limit)
     labels = encode(splits.y_test)
-    known = stored_runs.get("confirm_labels")
+    known = attrs.get("confirm_labels")
     if known is None:
         _store(h.study, "confirm_labels", labels)
     elif known != labels:
         raise ConfigError(f"{ds.source}: these test labels differ from the ones earlier confirmation runs of {name!r}"
                           " used; confirm with the same data (--data) so runs stay comparable")
     if on_plan is not None:
-        on_plan(_plan(h, cands, stored_runs, splits, fid, seeds, epochs, len(ds.x_train)))
+        on_plan(_plan(h, cands, done, splits, fid, seeds, len(ds.x_train)))
     for seed in range(seeds):
         for c in cands:
-            key = f"{PREFIX}{fid}:{c.key}:seed{seed}"
-            if key in stored_runs:
+            if (fid, c.key, seed) in done:
                 continue
             if on_start is not None:
                 on_start(f"{c.key} seed {seed}")
             config = replace(h.training, epochs=epochs, train_limit=train_limit, seed=1000 + seed, **c.overrides)
             r = fit(c.spec, splits, config, predict_test=True, on_epoch=on_epoch)
-            record = {"config": c.key, "trial": c.trial, "seed": seed, "epochs": epochs, "train_limit": train_limit,
+            record = {"config": c.key, "trial": c.trial, "seed": seed, **fid.to_dict(),
                       "params": c.params, "param_count": r.params, "test_accuracy": r.test_accuracy,
                       "test_loss": r.test_loss, "val_accuracy": r.val_accuracy, "seconds": round(r.seconds, 1),
                       "predictions": encode(r.test_predictions)}
-            _store(h.study, key, record)
+            _store(h.study, f"{PREFIX}{fid.key}:{c.key}:seed{seed}", record)
             if on_run is not None:
                 on_run(record)
-    return summarize(stored(h.study), fid)
+    return summarize(stored(h.study), fid, keys=[c.key for c in cands])
 
 
-def _plan(h: study_mod.Handle, cands: list[Candidate], done: dict[str, Any], splits: data_mod.Splits, fid: str,
-          seeds: int, epochs: int, n_train: int) -> Any:
+def show(name: str, url: str | None = None, fidelity: Fidelity | None = None) -> dict[str, Any]:
+    """:func:`summarize` of what study ``name`` has stored: reads only, never trains or loads data."""
+    return summarize(stored(study_mod.load(name, url).study), fidelity)
+
+
+def _plan(h: study_mod.Handle, cands: list[Candidate], done: set[tuple[Fidelity, str, int]], splits: data_mod.Splits,
+          fid: Fidelity, seeds: int, n_train: int) -> Any:
     """The runs still to train and their estimated time, from the study's measured epoch times."""
     import optuna
 
@@ -152,12 +188,12 @@ def _plan(h: study_mod.Handle, cands: list[Candidate], done: dict[str, Any], spl
     from cnnsearch.arch import summarize
 
     flops = {c.key: summarize(c.spec, splits.input_shape, splits.n_classes).flops for c in cands}
-    todo = [flops[c.key] for s in range(seeds) for c in cands if f"{PREFIX}{fid}:{c.key}:seed{s}" not in done]
+    todo = [flops[c.key] for s in range(seeds) for c in cands if (fid, c.key, s) not in done]
     trials = [t.user_attrs for t in h.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     cut = n_train - len(splits.x_val)  # training images after the validation split
     trial_images = min(h.training.train_limit, cut) if h.training.train_limit else cut
     return estimate.plan(trials, trial_images, len(splits.x_val), todo, configs=len(cands), seeds=seeds,
-                         epochs=epochs, train_images=len(splits.x_train))
+                         epochs=fid.epochs, train_images=len(splits.x_train))
 
 
 def _store(study: Any, key: str, value: Any) -> None:
@@ -184,91 +220,181 @@ def decode(text: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), dtype=np.uint8).astype(np.int64)
 
 
-def runs(attrs: dict[str, Any], fidelity: str | None = None) -> list[dict[str, Any]]:
+def runs(attrs: dict[str, Any], fidelity: Fidelity | None = None) -> list[dict[str, Any]]:
     """Confirmation runs among ``attrs`` (see :func:`stored`), optionally of one fidelity."""
-    out = [v for k, v in attrs.items() if k.startswith(PREFIX)]
-    if fidelity is not None:
-        out = [r for r in out if fidelity_key(r["epochs"], r["train_limit"]) == fidelity]
+    out = [v for k, v in attrs.items() if k.startswith(PREFIX) and isinstance(v, dict)]
+    return out if fidelity is None else [r for r in out if Fidelity.of(r) == fidelity]
+
+
+def fidelities(attrs: dict[str, Any]) -> dict[Fidelity, int]:
+    """Runs stored per fidelity."""
+    out: dict[Fidelity, int] = {}
+    for r in runs(attrs):
+        out[Fidelity.of(r)] = out.get(Fidelity.of(r), 0) + 1
     return out
 
 
-def mcnemar(base_correct: np.ndarray, cand_correct: np.ndarray) -> tuple[int, int, float]:
-    """Exact McNemar test: (only baseline right, only candidate right, two-sided p)."""
-    from scipy.stats import binomtest
+def summarize(attrs: dict[str, Any], fidelity: Fidelity | None = None, labels: np.ndarray | None = None,
+              keys: list[str] | None = None) -> dict[str, Any]:
+    """Per-configuration statistics and verdicts against the baseline, from the stored runs.
 
-    b = int(np.sum(base_correct & ~cand_correct))
-    c = int(np.sum(~base_correct & cand_correct))
-    p = 1.0 if b + c == 0 else float(binomtest(c, b + c, 0.5).pvalue)
-    return b, c, p
+    Args:
+        attrs: :func:`stored` of a study.
+        fidelity: Which runs to judge; default: the fidelity with the most runs.
+        labels: Test labels for McNemar; default: the copy :func:`run` stored (``confirm_labels``).
+        keys: Only these configurations (the K candidates of one confirmation); default: all stored.
 
-
-def summarize(attrs: dict[str, Any], fidelity: str | None = None, labels: np.ndarray | None = None
-              ) -> dict[str, Any]:
-    """Per-configuration statistics against the baseline, from the stored runs.
-
-    ``attrs`` is :func:`stored` of a study. McNemar needs the test labels:
-    ``labels`` if given, else the copy :func:`run` stored (``confirm_labels``).
+    Returns a JSON-ready dict: ``fidelity``, ``fidelities`` (all stored), ``reference`` (99.15% and
+    whether it is comparable here), ``configs`` (the baseline first, then each candidate with its
+    ``verdict``), ``verdicts`` ({config: word}) and ``verdict`` (the plain sentence, None without runs).
     """
-    all_runs = runs(attrs)
-    if fidelity is None and all_runs:
-        # The fidelity with the most runs.
-        keys = [fidelity_key(r["epochs"], r["train_limit"]) for r in all_runs]
-        fidelity = max(set(keys), key=keys.count)
-    rs = [r for r in all_runs if fidelity_key(r["epochs"], r["train_limit"]) == fidelity]
+    stored_fids = fidelities(attrs)
+    if fidelity is None and stored_fids:
+        fidelity = max(stored_fids, key=lambda f: (stored_fids[f], f))
+    rs = runs(attrs, fidelity) if fidelity is not None else []
+    if keys is not None:
+        rs = [r for r in rs if r["config"] in keys or r["config"] == "baseline"]
+    out: dict[str, Any] = {
+        "fidelity": fidelity.to_dict() if fidelity else None,
+        "fidelities": [{**f.to_dict(), "runs": n} for f, n in sorted(stored_fids.items())],
+        "alpha": verdict_mod.ALPHA, "min_seeds": verdict_mod.MIN_SEEDS,
+        "reference": {"test_accuracy": REFERENCE_ACCURACY, "fidelity": REFERENCE_FIDELITY.to_dict(),
+                      "comparable": bool(fidelity and fidelity.at_reference)},
+        "configs": [], "verdicts": {}, "verdict": None,
+    }
     if not rs:
-        return {"fidelity": fidelity, "configs": [], "verdict": None}
-    from scipy import stats  # only when there is something to test: it costs most of a second to import
+        return out
     if labels is None and "confirm_labels" in attrs:
         labels = decode(attrs["confirm_labels"])
     by_config: dict[str, dict[int, dict[str, Any]]] = {}
     for r in rs:
-        by_config.setdefault(r["config"], {})[r["seed"]] = r
+        by_config.setdefault(r["config"], {})[int(r["seed"])] = r
     base = by_config.get("baseline", {})
-    rows = []
-    for key, seeds in sorted(by_config.items(), key=lambda kv: (kv[0] != "baseline", kv[0])):
-        accs = np.array([seeds[s]["test_accuracy"] for s in sorted(seeds)])
-        row: dict[str, Any] = {
-            "config": key, "trial": next(iter(seeds.values()))["trial"], "seeds": len(seeds),
-            "params": next(iter(seeds.values()))["params"], "param_count": next(iter(seeds.values()))["param_count"],
-            "mean_test_accuracy": float(accs.mean()), "std_test_accuracy": float(accs.std(ddof=1)) if len(accs) > 1
-            else 0.0, "test_accuracies": accs.tolist(),
-        }
-        paired = sorted(set(seeds) & set(base))
-        if key != "baseline" and paired:
-            diffs = np.array([seeds[s]["test_accuracy"] - base[s]["test_accuracy"] for s in paired])
-            mean = float(diffs.mean())
-            if len(diffs) > 1:
-                half = float(stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / math.sqrt(len(diffs)))
-            else:
-                half = float("nan")
-            row.update(diff_mean=mean, diff_ci95=(mean - half, mean + half), paired_seeds=len(paired))
-            if labels is not None:
-                bc = [mcnemar(decode(base[s]["predictions"]) == labels, decode(seeds[s]["predictions"]) == labels)
-                      for s in paired]
-                b, c = sum(x[0] for x in bc), sum(x[1] for x in bc)
-                p = 1.0 if b + c == 0 else float(stats.binomtest(c, b + c, 0.5).pvalue)
-                row.update(mcnemar_only_baseline=b, mcnemar_only_candidate=c, mcnemar_p=p,
-                           mcnemar_p_by_seed=[x[2] for x in bc])
-                row["beyond_noise"] = bool(mean > 0 and p < ALPHA)
-        rows.append(row)
-    return {"fidelity": fidelity, "configs": rows, "verdict": verdict(rows)}
+    rows = [_row(key, seeds, base, labels) for key, seeds in
+            sorted(by_config.items(), key=lambda kv: (kv[0] != "baseline", _config_order(kv[0])))]
+    cands = [r for r in rows if r["config"] != "baseline" and r.get("paired_seeds")]
+    for r, p in zip(cands, verdict_mod.holm([r["p"] for r in cands])):
+        r["p_holm"] = p
+        r["verdict"] = verdict_mod.decide(r["diff_mean"], p, r["paired_seeds"])
+        r["seeds_needed_estimate"] = (verdict_mod.seeds_needed(r["diff_mean"], r["diff_sd"],
+                                                               verdict_mod.ALPHA / len(cands))
+                                      if r["verdict"] == "inconclusive" else None)
+    if fidelity is not None and fidelity.at_reference:
+        judged = [r for r in rows if r["seeds"] >= 2]
+        for r, p in zip(judged, verdict_mod.holm([r["vs_reference"]["p"] for r in judged])):
+            r["vs_reference"]["p_holm"] = p
+            r["vs_reference"]["verdict"] = verdict_mod.decide(r["vs_reference"]["diff_mean"], p, r["seeds"])
+    else:
+        for r in rows:
+            r["vs_reference"] = None
+    out["configs"] = _no_nan(rows)
+    out["verdicts"] = {r["config"]: r["verdict"] for r in cands}
+    out["verdict"] = sentence(out)
+    return out
 
 
-def verdict(rows: list[dict[str, Any]]) -> str:
-    """One plain sentence about the best confirmed configuration."""
-    cands = [r for r in rows if r["config"] != "baseline" and "diff_mean" in r]
+def _no_nan(obj: Any) -> Any:
+    """NaN (a statistic that one seed cannot give) as None, so ``--json`` stays strict JSON."""
+    if isinstance(obj, float):
+        return None if math.isnan(obj) else obj
+    if isinstance(obj, dict):
+        return {k: _no_nan(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_no_nan(v) for v in obj]
+    return obj
+
+
+def _config_order(key: str) -> tuple[int, str]:
+    digits = key[len("trial"):] if key.startswith("trial") else ""
+    return (int(digits), key) if digits.isdigit() else (10**9, key)
+
+
+def _row(key: str, seeds: dict[int, dict[str, Any]], base: dict[int, dict[str, Any]],
+         labels: np.ndarray | None) -> dict[str, Any]:
+    order = sorted(seeds)
+    accs = np.array([seeds[s]["test_accuracy"] for s in order], dtype=float)
+    first = seeds[order[0]]
+    row: dict[str, Any] = {
+        "config": key, "trial": first["trial"], "param_count": first["param_count"], "params": first["params"],
+        "seeds": len(order), "seed_list": order, "test_accuracies": accs.tolist(),
+        "mean_test_accuracy": float(accs.mean()),
+        "sd_test_accuracy": float(accs.std(ddof=1)) if len(accs) > 1 else None,
+    }
+    one = verdict_mod.one_sample(accs, REFERENCE_ACCURACY)
+    row["vs_reference"] = {"mean": one.mean, "diff_mean": one.mean - REFERENCE_ACCURACY, "ci95": list(one.ci95),
+                           "p": one.p, "p_holm": None, "verdict": "inconclusive"}
+    paired = [s for s in order if s in base]
+    if key == "baseline" or not paired:
+        return row
+    cmp = verdict_mod.paired([seeds[s]["test_accuracy"] for s in paired], [base[s]["test_accuracy"] for s in paired])
+    row.update(paired_seeds=cmp.n, diff_mean=cmp.mean, diff_sd=None if cmp.n < 2 else cmp.sd,
+               diff_ci95=None if cmp.n < 2 else list(cmp.ci95), p=cmp.p, p_holm=None, verdict="inconclusive")
+    if labels is not None:
+        tests = [verdict_mod.mcnemar(decode(base[s]["predictions"]) == labels,
+                                     decode(seeds[s]["predictions"]) == labels) for s in paired]
+        row["mcnemar_by_seed"] = [{"seed": s, "only_baseline_right": b, "only_candidate_right": c, "p": p}
+                                  for s, (b, c, p) in zip(paired, tests)]
+        row["mcnemar_p_by_seed"] = [p for _, _, p in tests]
+    return row
+
+
+def _pp(v: float) -> str:
+    return f"{100 * v:+.2f} pp"
+
+
+def candidate_sentence(r: dict[str, Any], k: int) -> str:
+    """One candidate's verdict in words: the word, the numbers, and what would resolve it."""
+    n, word = r["paired_seeds"], r["verdict"]
+    ci = r.get("diff_ci95")
+    interval = "" if ci is None else f", 95% interval {_pp(ci[0])} to {_pp(ci[1])}"
+    corrected = "" if ci is None else f", Holm-corrected p = {r['p_holm']:.2g} over {k} candidate{'s' * (k > 1)}"
+    s = (f"{r['config']} vs the baseline: {word} ({_pp(r['diff_mean'])} test accuracy over {n} paired seeds"
+         f"{interval}{corrected}).")
+    if word == "inconclusive":
+        if n < verdict_mod.MIN_SEEDS:
+            s += f" A verdict needs at least {verdict_mod.MIN_SEEDS} seeds."
+        elif ci is not None and (ci[0] > 0 or ci[1] < 0):
+            s += f" The interval excludes 0, but not after correcting for {k} candidates."
+        need = r.get("seeds_needed_estimate")
+        if need is not None:
+            s += (f" Estimate: about {need} seeds would resolve a difference this size (80% power, from the"
+                  " observed sd; itself noisy).")
+        elif r.get("diff_sd") and r["diff_mean"] != 0:
+            s += (f" Estimate: more than {verdict_mod.MAX_SEEDS_ESTIMATE} seeds; the difference is tiny against"
+                  " the noise.")
+    mc = r.get("mcnemar_p_by_seed")
+    if mc:
+        hits = sum(p < verdict_mod.ALPHA for p in mc)
+        s += (f" Supporting only: McNemar's test on the test images gives p < {verdict_mod.ALPHA} in {hits} of"
+              f" {len(mc)} seed pairs (it cannot see seed-to-seed noise).")
+    return s
+
+
+def reference_sentence(summary: dict[str, Any]) -> str:
+    """The comparison with the reference's 99.15%, or why it is not possible here."""
+    ref = summary["reference"]
+    if not ref["comparable"]:
+        fid = Fidelity(**summary["fidelity"]) if summary["fidelity"] else None
+        return (f"Against the reference's {ref['test_accuracy']:.2%}: not possible"
+                + (f" at {fid.describe()}" if fid else "") + f"; that needs the reference's fidelity"
+                f" ({REFERENCE_FIDELITY.describe()}, --epochs {REFERENCE_FIDELITY.epochs} --train-limit 0)."
+                " Only the in-study comparison with the baseline is shown.")
+    parts = []
+    for r in summary["configs"]:
+        v = r["vs_reference"]
+        if v is None:
+            continue
+        ci = v["ci95"]
+        interval = "" if ci[0] is None else f", 95% interval {ci[0]:.4f} to {ci[1]:.4f}"
+        parts.append(f"{r['config']} {v['mean']:.4f} over {r['seeds']} seeds{interval}: {v['verdict']}")
+    return f"Against the reference's {ref['test_accuracy']:.2%} (test accuracy): " + "; ".join(parts) + "."
+
+
+def sentence(summary: dict[str, Any]) -> str:
+    """The plain verdict of a confirmation: one sentence per candidate, then the reference."""
+    cands = [r for r in summary["configs"] if r["config"] != "baseline" and r.get("paired_seeds")]
     if not cands:
         return "No configuration has been retrained beside the baseline yet."
-    best = max(cands, key=lambda r: r["diff_mean"])
-    pp = 100 * best["diff_mean"]
-    lo, hi = (100 * v for v in best["diff_ci95"])
-    p = best.get("mcnemar_p")
-    ptext = f"McNemar p = {p:.3g}" if p is not None else "McNemar not computed (no test labels)"
-    n = best["paired_seeds"]
-    if best.get("beyond_noise"):
-        caveat = ("" if lo > 0 else f" The seed-to-seed interval still includes 0 with only {n} seeds: more seeds"
-                  " would make the claim firmer.")
-        return (f"{best['config']} beats the baseline beyond noise: {pp:+.2f} pp test accuracy over {n} seeds"
-                f" (95% interval {lo:+.2f} to {hi:+.2f} pp; {ptext}).{caveat}")
-    return (f"No configuration beats the baseline beyond noise: the best, {best['config']}, differs by {pp:+.2f} pp"
-            f" over {n} seeds (95% interval {lo:+.2f} to {hi:+.2f} pp; {ptext}), which noise can explain.")
+    fid = Fidelity(**summary["fidelity"])
+    head = f"Confirmation at {fid.describe()}, paired by training seed: "
+    return head + " ".join(candidate_sentence(r, len(cands)) for r in cands) + " " + reference_sentence(summary)

@@ -22,6 +22,8 @@ from typing import Literal
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from cnnsearch.arch import conv_output  # the one home of the output-size formula (pure Python, no Keras)
+
 Padding = Literal["valid", "same"]
 
 #: Default ceiling on the extra memory one call may allocate (patch matrix + output chunk), bytes.
@@ -29,12 +31,8 @@ DEFAULT_BUDGET = 256 * 2**20
 
 
 def output_size(n: int, k: int, s: int, padding: Padding) -> int:
-    """Output side as Keras computes it ('valid': floor((n-k)/s)+1; 'same': ceil(n/s))."""
-    if padding == "same":
-        return math.ceil(n / s)
-    if padding == "valid":
-        return (n - k) // s + 1 if n >= k else 0
-    raise ValueError(f"padding must be 'valid' or 'same'; received {padding!r}")
+    """Output side as Keras computes it ('valid': floor((n-k)/s)+1; 'same': ceil(n/s)); see :func:`arch.conv_output`."""
+    return conv_output(n, k, s, padding)
 
 
 def same_pads(n: int, k: int, s: int) -> tuple[int, int]:

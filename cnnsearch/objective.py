@@ -16,6 +16,7 @@ from typing import Any, Callable
 import optuna
 
 from cnnsearch import data as data_mod
+from cnnsearch import limits
 from cnnsearch import space as space_mod
 from cnnsearch.arch import summarize
 from cnnsearch.errors import ArchitectureError, CnnsearchError, TrialFailed
@@ -35,11 +36,14 @@ class Objective:
         self.versions: dict[str, str] | None = None
         self.on_start = on_start  # (trial number, is baseline), for progress
         self.on_epoch = on_epoch  # (epoch index, Keras logs), for progress
+        if hasattr(handle.study.sampler, "input_shape"):  # a size-limited study's sampler judges on this data
+            handle.study.sampler.input_shape, handle.study.sampler.n_classes = splits.input_shape, splits.n_classes
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         from cnnsearch.train import fit, versions
 
         sp, cfg = self.handle.space, self.handle.training
+        start = time.perf_counter()
         is_baseline = bool(trial.user_attrs.get("baseline", False))
         trial.set_user_attr("baseline", is_baseline)
         if self.on_start is not None:
@@ -49,11 +53,18 @@ class Objective:
         try:
             summary = summarize(spec, self.splits.input_shape, self.splits.n_classes)
         except ArchitectureError as exc:
+            if sp.constrained:  # costs no training either: a constraint, so the sampler learns it
+                return self._infeasible(trial, None, str(exc), start)
             failure = TrialFailed(str(exc), kind="invalid_architecture")
             _record_failure(trial, failure)
             raise failure from exc
         trial.set_user_attr("param_count", summary.params)
         trial.set_user_attr("flops", summary.flops)
+        reason = limits.infeasible_reason(sp, summary)
+        if reason and not is_baseline:  # the baseline trains anyway: it is what every trial is compared with
+            return self._infeasible(trial, summary, reason, start)
+        for key, value in limits.constraints(sp, summary).items():
+            trial.set_constraint(key, value)
         config = replace(cfg, seed=cfg.seed + trial.number, **overrides)
         history: dict[str, list[float]] = {}
 
@@ -94,10 +105,26 @@ class Objective:
         # Recorded for the report only: selection never looks at the test set.
         trial.set_user_attr("test_loss", result.test_loss)
         trial.set_user_attr("test_accuracy", result.test_accuracy)
-        self._keep_if_best(trial, result)
+        self._keep_if_best(trial, result, candidate=not reason)
         if sp.multi_objective:
             return result.val_accuracy, float(summary.params)
         return result.val_accuracy
+
+    def _infeasible(self, trial: optuna.Trial, summary: Any, reason: str, start: float) -> float | tuple[float, float]:
+        """End a point the study's limits rule out, untrained: COMPLETE with its constraint values set.
+
+        COMPLETE, not FAIL: samplers learn only from finished trials, and
+        TPE/NSGA-II rank a trial with a constraint > 0 behind every feasible
+        one. Its value (accuracy 0) is never used: best trials are feasible ones,
+        and the runner does not count it toward --trials or the failure stop rule.
+        """
+        for key, value in limits.constraints(self.handle.space, summary).items():
+            trial.set_constraint(key, value)
+        trial.set_user_attr("infeasible", reason)
+        trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
+        if self.handle.space.multi_objective:
+            return 0.0, float(summary.params if summary is not None else 0)
+        return 0.0
 
     @staticmethod
     def _record_partial(trial: optuna.Trial, history: dict[str, list[float]], start: float) -> None:
@@ -105,7 +132,7 @@ class Objective:
         trial.set_user_attr("epochs_run", len(history.get("loss", [])))
         trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
 
-    def _keep_if_best(self, trial: optuna.Trial, result: Any) -> None:
+    def _keep_if_best(self, trial: optuna.Trial, result: Any, candidate: bool = True) -> None:
         """Store this trial's weights if it beats every finished trial (the previous best's are removed).
 
         The in-study baseline's weights are kept too (``baseline_weights``): the
@@ -121,8 +148,8 @@ class Objective:
             study.set_user_attr("baseline_weights", {"trial": trial.number, "val_accuracy": result.val_accuracy,
                                                      "artifact_id": saved})
         current = study.user_attrs.get("best_weights")
-        if current and current["val_accuracy"] >= result.val_accuracy:
-            return
+        if not candidate or (current and current["val_accuracy"] >= result.val_accuracy):
+            return  # not a candidate: a baseline over the study's size limit is never the best
         artifact_id = saved or _save_model(store, study, trial, result.model, "best")
         # Re-read: another worker may have stored a better one meanwhile.
         current = fresh_user_attrs(study).get("best_weights")

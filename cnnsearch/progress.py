@@ -101,6 +101,13 @@ class Progress:
         self.write(line)
         self._refresh()
 
+    def skip_unit(self, line: str) -> None:
+        """The current unit did not count (a size-limited study's infeasible draw, never trained): print its line."""
+        self.k = max(self.k - 1, 0)
+        self.epoch_done = self.epochs if self.k else 0  # back to "the previous unit is done"
+        self.write(line)
+        self._refresh()
+
     def write(self, line: str) -> None:
         """Print a line (above the bar on a terminal)."""
         if self._bar is not None:

@@ -1,14 +1,19 @@
-"""One self-contained HTML report per study: every trial against the 99.15% baseline.
+"""One self-contained HTML report per study, answer first: every trial against the 99.15% baseline.
 
 The report answers the reference's open question (how are filter counts,
 kernel sizes and the rest chosen?) with the study's evidence, and never claims
 a win that noise could explain: the selection used validation accuracy only,
-and a win is "confirmed" only by :mod:`cnnsearch.confirm`.
+and a win is called only by :mod:`cnnsearch.confirm`'s verdict over training
+seeds. Its first section, ``#answer``, holds three statements (the best trial
+against both baselines, the confirmation verdict, which choices mattered);
+then the trials best first, the confirmation, the figures; the model pictures
+and the settings last.
 
+Compute, then render: :mod:`cnnsearch.report_data` gathers plain numbers and
+arrays; the ``*_section`` functions here only format and draw them.
 Tables come from pandas, figures from matplotlib (inline PNG data URIs); the
-file makes no network request. Nothing here imports TensorFlow: the learned
-filters, feature maps and confusion matrix are computed from the kept weights
-with NumPy (:mod:`cnnsearch.im2col`). The file is written atomically.
+file makes no network request. Nothing here imports TensorFlow: the model
+figures come from the kept weights with NumPy. The file is written atomically.
 """
 
 from __future__ import annotations
@@ -16,25 +21,24 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import os
+import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-from optuna.trial import TrialState
 
 from cnnsearch import confirm as confirm_mod
+from cnnsearch import importance as importance_mod
 from cnnsearch import study as study_mod
 from cnnsearch import viz
-from cnnsearch.arch import REFERENCE as REFERENCE_RUN, ArchSpec, read_weights
-from cnnsearch.errors import CnnsearchError
-from cnnsearch.objective import model_file
-from cnnsearch.storage import artifact_dir
+from cnnsearch.storage import DEFAULT_STORAGE
+from cnnsearch.report_data import (LEAD_COLUMNS, REFERENCE, TAIL_COLUMNS, Models, ReportData, compute,
+                                   compute_models)
 
-REFERENCE = REFERENCE_RUN.test_accuracy
-_VS_REFERENCE = f"test − {REFERENCE:.2%} (pp)"
+__all__ = ["Section", "ReportData", "compute", "compute_models", "build", "write"]
 
 
 @dataclass
@@ -44,98 +48,6 @@ class Section:
     title: str
     body: str
     anchor: str = ""
-
-
-@dataclass
-class ReportData:
-    """Everything the report shows, computed before any drawing."""
-
-    name: str
-    url: str
-    settings: dict[str, Any]
-    counts: dict[str, int]
-    table: pd.DataFrame
-    baseline: dict[str, Any] | None
-    best: dict[str, Any] | None
-    importance: dict[str, float] = field(default_factory=dict)
-    importance_note: str = ""
-    confirm: dict[str, Any] = field(default_factory=dict)
-    histories: dict[int, list[float]] = field(default_factory=dict)  # val accuracy by epoch, per trial
-
-
-def compute(name: str, url: str | None = None) -> tuple[ReportData, study_mod.Handle]:
-    """Gather the study's numbers (no drawing, no TensorFlow)."""
-    h = study_mod.load(name, url)
-    trials = h.study.get_trials(deepcopy=False)
-    records = [study_mod.trial_record(t) for t in trials]
-    base = next((r for r in records if r["baseline"] and r["state"] == "COMPLETE"), None)
-    best_t = study_mod.best_trial(h.study)
-    best = next((r for r in records if best_t is not None and r["number"] == best_t.number), None)
-    table = trial_table(records, base)
-    data = ReportData(name=name, url=h.url, settings=h.study.user_attrs[study_mod.SETTINGS_KEY],
-                      counts=study_mod.counts(h.study), table=table, baseline=base, best=best,
-                      histories={r["number"]: r["history"]["val_accuracy"] for r in records
-                                 if r["history"] and r["history"].get("val_accuracy")})
-    data.importance, data.importance_note = importance(h)
-    data.confirm = confirm_mod.summarize(confirm_mod.stored(h.study))
-    return data, h
-
-
-def trial_table(records: list[dict[str, Any]], base: dict[str, Any] | None) -> pd.DataFrame:
-    """One row per trial with every parameter and the differences from both baselines (pp)."""
-    names = sorted({k for r in records for k in r["params"]})
-    rows = []
-    for r in records:
-        row: dict[str, Any] = {"trial": r["number"], "role": "baseline" if r["baseline"] else "", "state": r["state"]}
-        for n in names:
-            row[n] = r["params"].get(n)
-        val, test = r["val_accuracy"], r["test_accuracy"]
-        row.update({
-            "params": r["param_count"], "FLOPs": r["flops"], "val acc": val, "test acc": test,
-            _VS_REFERENCE: None if test is None else 100 * (test - REFERENCE),
-            "val − baseline (pp)": None if val is None or base is None else 100 * (val - base["val_accuracy"]),
-            "test − baseline (pp)": None if test is None or base is None else 100 * (test - base["test_accuracy"]),
-            "epochs": r["epochs_run"], "seconds": r["seconds"],
-            "reason": r["fail_reason"] or ("pruned" if r["state"] == "PRUNED" else ""),
-        })
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def importance(h: study_mod.Handle) -> tuple[dict[str, float], str]:
-    """fANOVA importances of the searched parameters, or why there are none."""
-    import optuna
-
-    done = h.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if len(done) < 3:
-        return {}, f"Parameter importance needs at least 3 completed trials; this study has {len(done)}."
-    try:
-        from optuna.importance import FanovaImportanceEvaluator
-
-        imp = optuna.importance.get_param_importances(
-            h.study, evaluator=FanovaImportanceEvaluator(seed=0),
-            target=lambda t: t.user_attrs.get("val_accuracy", float("nan")))
-    except Exception as exc:  # too few distinct values, or a conditional space with no common part
-        return {}, f"Parameter importance could not be computed: {exc}"
-    return {k: float(v) for k, v in imp.items()}, ""
-
-
-def importance_sentence(imp: dict[str, float], n_trials: int) -> str:
-    """The plain answer to the reference's question, from the importances."""
-    if not imp:
-        return ""
-    ranked = sorted(imp.items(), key=lambda kv: -kv[1])
-    top = [f"{k} ({v:.0%})" for k, v in ranked[:2] if v >= 0.1] or [f"{ranked[0][0]} ({ranked[0][1]:.0%})"]
-    low = [f"{k} ({v:.0%})" for k, v in ranked if v < 0.05]
-    s = (f"Evidence from {n_trials} completed trials: the choices that mattered most for validation accuracy were "
-         f"{' and '.join(top)}")
-    s += f"; hardly at all: {', '.join(low)}." if low else "; every searched choice mattered somewhat."
-    s += (" Importance is the share of the variance in validation accuracy that each choice explains"
-          " (fANOVA) within this space and fidelity; it says which knobs to tune first, not which value"
-          " is best: the slice plots show that.")
-    if n_trials < 20:
-        s += f" With only {n_trials} completed trials this ranking is tentative: run more trials to firm it up."
-    return s
 
 
 # --- rendering -------------------------------------------------------------------------------------
@@ -153,10 +65,11 @@ def _fmt_table(df: pd.DataFrame) -> str:
             fmt[col] = fmt[col].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.0f}")
         elif col == "epochs":
             fmt[col] = fmt[col].map(lambda v: "" if v is None or pd.isna(v) else f"{int(v)}")
+        elif fmt[col].dtype.kind == "f":  # a searched number, float only because a row has none: 4.0 -> 4
+            fmt[col] = fmt[col].map(lambda v: "" if pd.isna(v) else f"{v:.6g}")
     out = fmt.to_html(index=False, na_rep="", classes="trials", border=0, escape=True)
     # Mark the baseline row so it stands out.
-    return out.replace("<tr>\n      <td>0</td>\n      <td>baseline</td>", '<tr class="baseline">\n      <td>0</td>\n'
-                                                                        "      <td>baseline</td>")
+    return re.sub(r"<tr>(\s*<td>\d+</td>\s*<td>baseline</td>)", r'<tr class="baseline">\1', out)
 
 
 def _img(uri: str, alt: str) -> str:
@@ -177,33 +90,64 @@ def _pp(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:+.2f} pp"
 
 
-def summary_section(d: ReportData) -> Section:
-    """Best trial against 99.15% and the in-study baseline, on validation and test."""
+def _word(w: str) -> str:
+    return f"<strong class='verdict {w}'>{w}</strong>"
+
+
+def _confirm_command(d: ReportData) -> str:
+    storage = "" if d.url == DEFAULT_STORAGE else f" --storage {d.url}"
+    return f"cnnsearch study confirm {d.name} --top 3 --seeds 3{storage}"
+
+
+def answer_section(d: ReportData) -> Section:
+    """The three answers, first: best trial against both baselines, the verdict, which choices mattered."""
+    items = []
     if d.best is None:
-        return Section("Summary", _p("No trial has completed yet: there is no best trial to compare.", "missing"))
-    b, base = d.best, d.baseline
-    rows = [
-        ("validation accuracy (selected on this)", b["val_accuracy"], None if base is None else base["val_accuracy"]),
-        ("test accuracy (never used to select)", b["test_accuracy"], None if base is None else base["test_accuracy"]),
-    ]
-    body = ["<table class='summary'><tr><th></th><th>best trial</th><th>in-study baseline</th><th>best − baseline</th>"
-            f"<th>best − reference {REFERENCE:.2%}</th></tr>"]
-    for label, v, bv in rows:
-        body.append(f"<tr><th>{html.escape(label)}</th><td>{v:.4f}</td><td>{'' if bv is None else f'{bv:.4f}'}</td>"
-                    f"<td>{'' if bv is None else _pp(v - bv)}</td><td>{_pp(v - REFERENCE)}</td></tr>")
-    body.append("</table>")
-    body.append(_p(f"Best trial: #{b['number']}{' (the baseline itself)' if b['baseline'] else ''} with"
-                   f" {b['param_count']:,} parameters"
-                   + (f" ({b['param_count'] / base['param_count']:.1%} of the baseline's)" if base else "")
-                   + f"; parameters {_tidy(b['params'])}."))
-    body.append(_p(f"The search selected on validation accuracy only. The reference's {REFERENCE:.2%} is a test"
-                   f" accuracy after {REFERENCE_RUN.epochs} epochs on all 54,000 images; this study trains at a reduced"
-                   " fidelity, so its in-study baseline is the fair comparison. A difference of a few tenths of a point between single runs can be"
-                   " noise: only the confirmation below can call a win.", "note"))
-    if base is None:
-        body.append(_p("The in-study baseline (trial 0) has not completed: differences from it are missing.",
-                       "missing"))
-    return Section("Summary", "\n".join(body), "summary")
+        items.append(_p("No trial has completed yet: there is no best trial to compare.", "missing"))
+    else:
+        b, base = d.best, d.baseline
+        t = d.settings.get("training", {})
+        fid = confirm_mod.Fidelity(int(t.get("epochs", 0)), int(t.get("train_limit", 0)))
+        head = ("<tr><th></th><th>best trial</th><th>in-study baseline</th><th>best − baseline</th>"
+                f"<th>best − reference {REFERENCE:.2%} (test, {confirm_mod.REFERENCE_FIDELITY.epochs} epochs)</th></tr>")
+        rows = [("validation accuracy (selected on this)", b["val_accuracy"], base and base["val_accuracy"]),
+                ("test accuracy (never used to select)", b["test_accuracy"], base and base["test_accuracy"])]
+        body = "".join(f"<tr><th>{html.escape(label)}</th><td>{v:.4f}</td><td>{'' if bv is None else f'{bv:.4f}'}"
+                       f"</td><td>{'' if bv is None else _pp(v - bv)}</td><td>{_pp(v - REFERENCE)}</td></tr>"
+                       for label, v, bv in rows)
+        size = f" ({b['param_count'] / base['param_count']:.0%} of the baseline's)" if base else ""
+        chosen = ", ".join(f"{k} {v}" for k, v in _tidy(b["params"]).items())
+        items.append("<div class='statement'><b>1. Best trial</b>: "
+                     + html.escape(f"#{b['number']}{' (the baseline itself)' if b['baseline'] else ''}"
+                                   f" ({chosen}), {b['param_count']:,} parameters{size}; single runs at"
+                                   f" {fid.describe()}"
+                                   + ("" if base else "; the in-study baseline has not completed") + ".")
+                     + f"<table class='summary'>{head}{body}</table></div>")
+    c = d.confirm
+    cands = [r for r in c.get("configs", []) if "verdict" in r]
+    if not cands:
+        items.append("<div class='statement'><b>2. Confirmation</b>: not confirmed yet. One run per trial cannot"
+                     " tell a real improvement from training noise; run <code>"
+                     + html.escape(_confirm_command(d)) + "</code> and write this report again.</div>")
+    else:
+        fid = confirm_mod.Fidelity(**c["fidelity"])
+        parts = []
+        for r in cands:
+            ci = r.get("diff_ci95")
+            extra = "" if ci is None else f", 95% interval {_pp(ci[0])} to {_pp(ci[1])}, Holm p = {r['p_holm']:.2g}"
+            need = r.get("seeds_needed_estimate")
+            more = f"; about {need} seeds would resolve it (estimate)" if need else ""
+            parts.append(f"{html.escape(r['config'])} {_word(r['verdict'])} vs the baseline"
+                         + html.escape(f" ({_pp(r['diff_mean'])} test accuracy over {r['paired_seeds']} seeds"
+                                       f"{extra}{more})"))
+        items.append(f"<div class='statement'><b>2. Confirmation</b> ({html.escape(fid.describe())}, paired by"
+                     f" training seed): " + "; ".join(parts) + ". "
+                     + html.escape(confirm_mod.reference_sentence(c)) + " <a href='#confirm'>details</a></div>")
+    imp = d.importance
+    text = importance_mod.sentence(imp) if imp is not None else "Importance was not computed."
+    items.append(f"<div class='statement'><b>3. Which choices mattered</b>: {html.escape(text)}"
+                 " <a href='#importance'>details</a></div>")
+    return Section("The answer", "\n".join(items), "answer")
 
 
 def header_section(d: ReportData) -> Section:
@@ -222,20 +166,45 @@ def header_section(d: ReportData) -> Section:
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in items)
     body = (f"<table class='meta'>{rows}</table><details><summary>space file</summary><pre>"
             f"{html.escape(s['space_text'])}</pre></details>")
-    if d.counts.get("RUNNING"):
-        body += _p(f"{d.counts['RUNNING']} trial(s) were still running when this report was written; they appear"
-                   " without results.", "missing")
-    return Section("Study", body, "study")
+    return Section("Study settings", body, "study")
+
+
+def importance_section(d: ReportData) -> Section:
+    """fANOVA over resamples (mean, spread) beside the dashboard's PED-ANOVA, with the rules in words."""
+    title = "Which choices mattered: the answer to instinct, experience or evidence"
+    imp = d.importance
+    if imp is None:
+        return Section(title, _p("Importance was not computed.", "missing"), "importance")
+    body = _p(importance_mod.sentence(imp), "answer")
+    if imp.ranked:
+        ranked = [x for x in imp.dimensions if x.fanova]
+        body += _img(viz.data_uri(viz.draw_importance([x.name for x in ranked], [list(x.fanova) for x in ranked],
+                                                      [x.dashboard for x in ranked], imp.not_explored)),
+                     "importance")
+    rows = [{"dimension": x.name, "distinct values": x.distinct,
+             f"fANOVA mean ± sd ({importance_mod.RESAMPLES} resamples)": f"{x.mean:.0%} ± {x.sd:.0%}" if x.fanova
+             else "not explored" if not x.explored else "too few trials" if imp.too_few else "",
+             "in the top 2 (share of resamples)": f"{x.top_share:.0%}" if x.fanova else "",
+             "optuna-dashboard (PED-ANOVA)": "" if x.dashboard is None else f"{x.dashboard:.0%}"}
+            for x in imp.dimensions]
+    if rows:
+        body += pd.DataFrame(rows).to_html(index=False, border=0, classes="trials")
+    body += _p("Two measures, on purpose: fANOVA (the share of the variance in validation accuracy a choice"
+               " explains, refitted on bootstrap resamples of the completed trials to show how stable it is) and"
+               " PED-ANOVA, which optuna-dashboard's importance panel shows (how much a choice's values differ"
+               " between the top 10% of trials and all of them). Both rank knobs within this space and fidelity;"
+               " neither says which value is best: the slice plots do.", "note")
+    return Section(title, body, "importance")
 
 
 def figure_sections(d: ReportData) -> list[Section]:
-    """History, accuracy against size, importance with its sentence, slices, learning curves."""
+    """History, accuracy against size, importance, slices (Optuna's), learning curves."""
     t = d.table
-    done = t[(t["state"] == "COMPLETE") & t["val acc"].notna()]
+    done = t[(t["state"] == "COMPLETE") & t["val acc"].notna()].sort_values("trial")
     base_val = d.baseline["val_accuracy"] if d.baseline else None
     if done.empty:
         msg = _p("No trial has completed, so there is nothing to plot yet.", "missing")
-        return [Section("Figures", msg, "figures")]
+        return [Section("Figures", msg, "figures"), importance_section(d)]
     out = []
     nums = done["trial"].tolist()
     vals = done["val acc"].astype(float).tolist()
@@ -251,21 +220,10 @@ def figure_sections(d: ReportData) -> list[Section]:
                        _img(viz.data_uri(viz.draw_pareto(params, vals, front, base_point, REFERENCE)), "pareto")
                        + "<p>Pareto front (no other trial is both smaller and more accurate):</p>"
                        + _fmt_table(front_rows), "pareto"))
-    if d.importance:
-        body = (_p(importance_sentence(d.importance, len(done)), "answer")
-                + _img(viz.data_uri(viz.draw_importance(d.importance)), "importance"))
-    else:
-        body = _p(d.importance_note, "missing")
-    out.append(Section("Which choices mattered: the answer to instinct, experience or evidence", body, "importance"))
-    slices = []
-    searched = [c for c in d.table.columns if c in _param_columns(d)]
+    out.append(importance_section(d))
     base_params = d.baseline["params"] if d.baseline else {}
-    for name in searched:
-        sub = done[done[name].notna()]
-        if sub.empty:
-            continue
-        slices.append(_img(viz.data_uri(viz.draw_slice(name, sub[name].tolist(), sub["val acc"].astype(float).tolist(),
-                                                       base_params.get(name), base_val)), name))
+    slices = [_img(viz.data_uri(viz.draw_slice(d.study, name, base_params.get(name), base_val)), name)
+              for name in _param_columns(d) if done[name].notna().any()]
     out.append(Section("Slices: validation accuracy against each choice",
                        "<div class='grid'>" + "".join(slices) + "</div>" if slices else
                        _p("No searched parameter has completed values.", "missing"), "slices"))
@@ -274,9 +232,7 @@ def figure_sections(d: ReportData) -> list[Section]:
 
 
 def _param_columns(d: ReportData) -> list[str]:
-    fixed = {"trial", "role", "state", "params", "FLOPs", "val acc", "test acc", _VS_REFERENCE,
-             "val − baseline (pp)", "test − baseline (pp)", "epochs", "seconds", "reason"}
-    return [c for c in d.table.columns if c not in fixed]
+    return [c for c in d.table.columns if c not in LEAD_COLUMNS and c not in TAIL_COLUMNS]
 
 
 def learning_curves_section(d: ReportData, done: pd.DataFrame) -> Section:
@@ -297,112 +253,83 @@ def learning_curves_section(d: ReportData, done: pd.DataFrame) -> Section:
                    "curves")
 
 
-def model_section(d: ReportData, h: study_mod.Handle, data_path: str | None,
-                  on_step: Callable[[str], None] | None = None) -> Section:
-    """The best model's filters, feature maps, confusion matrix and confident mistakes, beside the baseline's.
-
-    ``on_step`` hears one line when the section is left out for want of the test images.
-    """
+def model_section(m: Models) -> Section:
+    """Draw the model panels (computed by :func:`compute_models`) side by side, folded away."""
     title = "What the filters learned: the best model beside the baseline"
-    if d.best is None:
-        return Section(title, _p("No completed trial: no model to show.", "missing"), "model")
-    best_file = model_file(h, "best")
-    base_file = model_file(h, "baseline")
-    if best_file is None:
-        return Section(title, _p("The best trial's weights are not in the artifact store"
-                                 f" ({artifact_dir(h.url)}); run the study on this machine or point"
-                                 " CNNSEARCH_ARTIFACTS at the shared folder.", "missing"), "model")
-    try:
-        from cnnsearch import provenance
-
-        # The data the study was trained on (remembered at its first run) unless --data says otherwise.
-        ds = provenance.load(h.study, data_path, remember=False, download=False)
-    except provenance.DataMismatch:
-        raise  # other data than the study's: refused, not drawn around
-    except CnnsearchError as exc:
-        if on_step is not None:
-            on_step(f"left out the model figures: no test images ({exc})")
-        return Section(title, _p(f"The test images are needed to draw feature maps and the confusion matrix: {exc}",
-                                 "missing"), "model")
-    models = [("best", d.best, best_file)]
-    if base_file is not None and d.baseline is not None and d.baseline["number"] != d.best["number"]:
-        models.append(("baseline", d.baseline, base_file))
+    if m.missing:
+        return Section(title, _p(m.missing, "missing"), "model")
     cols = []
-    digits = ds.x_test[list(viz.REFERENCE_DIGITS)]
-    for label, rec, path in models:
-        spec = ArchSpec.from_dict(rec["spec"])
-        weights = read_weights(path)
-        parts = [f"<h3>{html.escape(label)}: trial #{rec['number']}, {rec['param_count']:,} parameters</h3>"]
-        w1 = viz.filters(weights, "conv1", limit=32)
-        parts.append(_img(viz.data_uri(viz.draw_grid(w1, max(1, -(-len(w1) // 8)), 8,
-                                                      title=f"{label}: first-layer filters")), "conv1 filters"))
-        if "conv2" in weights:
-            w2 = viz.filters(weights, "conv2", limit=32)
-            parts.append(_img(viz.data_uri(viz.draw_grid(w2, max(1, -(-len(w2) // 8)), 8,
-                                                          title=f"{label}: second-layer filters, input channel 0")),
-                              "conv2 filters"))
-        layers = ("conv1", "conv2") if "conv2" in weights else ("conv1",)
-        maps = viz.feature_maps(weights, spec, digits, layers)
-        for j, idx in enumerate(viz.REFERENCE_DIGITS):
-            m2 = maps.get("conv2", maps["conv1"])[j]
-            parts.append(_img(viz.data_uri(viz.draw_digit_maps(digits[j], maps["conv1"][j], m2,
-                                                                title=f"{label}: test digit #{idx}")),
+    for p in m.panels:
+        rec, lab = p.record, p.label
+        parts = [f"<h3>{html.escape(lab)}: trial #{rec['number']}, {rec['param_count']:,} parameters</h3>"]
+        parts.append(_img(viz.data_uri(viz.draw_filters(p.filters1, f"{lab}: first-layer filters")), "conv1 filters"))
+        if p.filters2 is not None:
+            parts.append(_img(viz.data_uri(viz.draw_filters(p.filters2, f"{lab}: second-layer filters, input"
+                                                                         " channel 0")), "conv2 filters"))
+        for idx, image, m1, m2 in p.digits:
+            parts.append(_img(viz.data_uri(viz.draw_digit_maps(image, m1, m2, title=f"{lab}: test digit #{idx}")),
                               f"digit {idx} maps"))
-        proba = viz.predict_proba(weights, spec, ds.x_test)
-        pred = proba.argmax(axis=1)
-        acc = float((pred == ds.y_test).mean())
-        parts.append(_img(viz.data_uri(viz.draw_confusion(viz.confusion(ds.y_test, pred, ds.n_classes),
-                                                           title=f"{label}: confusion matrix, test accuracy"
-                                                                 f" {acc:.4f}")), "confusion"))
-        wrong = viz.confident_mistakes(ds.y_test, proba, 16)
-        labels = [f"#{i}: {ds.y_test[i]}→{pred[i]} ({proba[i, pred[i]]:.0%})" for i in wrong]
-        parts.append(_img(viz.data_uri(viz.draw_grid(ds.x_test[wrong], 2, 8, labels=labels,
-                                                      title=f"{label}: most confidently wrong test digits")),
+        parts.append(_img(viz.data_uri(viz.draw_confusion(p.confusion, title=f"{lab}: confusion matrix, test"
+                                                                             f" accuracy {p.accuracy:.4f}")),
+                          "confusion"))
+        parts.append(_img(viz.data_uri(viz.draw_mistakes(p.mistakes, p.mistake_labels,
+                                                         title=f"{lab}: most confidently wrong test digits")),
                           "mistakes"))
         cols.append("<div class='col'>" + "\n".join(parts) + "</div>")
-    if len(models) == 2:
-        note = ""
-    elif d.baseline is not None and d.baseline["number"] == d.best["number"]:
-        note = _p("The in-study baseline is the best model so far: no trial has beaten it on validation.", "answer")
-    else:
-        note = _p("The in-study baseline's weights were not kept, so only the best model is shown.", "missing")
-    return Section(title, note + "<div class='cols'>" + "".join(cols) + "</div>", "model")
+    note = _p(m.note, "answer") if m.note else ""
+    return Section(title, note + "<details><summary>Filters, feature maps of test digits "
+                   + ", ".join(str(i) for i in viz.REFERENCE_DIGITS) + ", confusion matrices and the most"
+                   " confidently wrong digits</summary><div class='cols'>" + "".join(cols) + "</div></details>",
+                   "model")
 
 
 def confirm_section(d: ReportData) -> Section:
-    """Mean ± std over seeds, difference from the baseline with a 95% interval, McNemar."""
-    title = "Confirmation over seeds: is the win real?"
+    """Per configuration: test accuracy per seed, the paired difference with its interval, Holm p, the verdict."""
+    title = "Confirmation over training seeds: is the win real?"
     c = d.confirm
     if not c.get("configs"):
-        return Section(title, _p(f"Not confirmed yet. A single search run cannot tell a real improvement from noise;"
-                                 f" run: cnnsearch study confirm {d.name} --top 3 --seeds 3", "missing"), "confirm")
+        return Section(title, _p("Not confirmed yet. A single search run cannot tell a real improvement from"
+                                 f" training noise; run: {_confirm_command(d)}", "missing"), "confirm")
     rows = []
     for r in c["configs"]:
-        accs = ", ".join(f"{a:.4f}" for a in r["test_accuracies"])
-        diff = ""
-        if "diff_mean" in r:
-            lo, hi = r["diff_ci95"]
-            diff = f"{100 * r['diff_mean']:+.2f} pp [{100 * lo:+.2f}, {100 * hi:+.2f}]"
-        p = r.get("mcnemar_p")
-        rows.append({
+        ci = r.get("diff_ci95")
+        mc = r.get("mcnemar_p_by_seed")
+        ref = r.get("vs_reference")
+        row = {
             "configuration": r["config"], "trial": r["trial"], "parameters": f"{r['param_count']:,}",
-            "seeds": r["seeds"], "test accuracy mean ± std": f"{r['mean_test_accuracy']:.4f} ± {r['std_test_accuracy']:.4f}",
-            "per seed": accs, "− baseline (95% CI)": diff,
-            "McNemar (only baseline / only candidate right)": "" if p is None else
-            f"{r['mcnemar_only_baseline']} / {r['mcnemar_only_candidate']}, p = {p:.3g}",
-            "beyond noise": "" if "beyond_noise" not in r else ("yes" if r["beyond_noise"] else "no"),
-        })
-    epochs, limit = c["fidelity"].split("-")
-    body = (_p(c["verdict"], "answer") + pd.DataFrame(rows).to_html(index=False, border=0, classes="trials")
-            + _p(f"Retrained at {epochs[1:]} epochs on {'all' if limit == 'n0' else limit[1:]} training images with"
-                 " the seeds paired (seed s of a candidate against seed s of the baseline). McNemar's exact test"
-                 " is pooled over seeds on the 10,000 test images; 'beyond noise' means a positive mean"
-                 f" difference and p < {confirm_mod.ALPHA}.", "note"))
+            "test accuracy per seed": ", ".join(f"{a:.4f}" for a in r["test_accuracies"]),
+            "mean ± sd": f"{r['mean_test_accuracy']:.4f}" + ("" if r["sd_test_accuracy"] is None
+                                                             else f" ± {r['sd_test_accuracy']:.4f}"),
+            "− baseline (95% interval)": "" if "diff_mean" not in r else _pp(r["diff_mean"]) + (
+                "" if ci is None else f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]"),
+            "Holm p": "" if r.get("p_holm") is None else f"{r['p_holm']:.2g}",
+            "verdict": r.get("verdict", ""),
+            "seeds needed (estimate)": r.get("seeds_needed_estimate") or "",
+            "McNemar p < 0.05 (supporting)": "" if not mc else f"{sum(p < 0.05 for p in mc)} of {len(mc)} seed pairs",
+        }
+        if c["reference"]["comparable"]:
+            row[f"vs {REFERENCE:.2%}"] = "" if not ref else ref["verdict"]
+        rows.append(row)
+    fid = confirm_mod.Fidelity(**c["fidelity"])
+    others = [f for f in c["fidelities"] if f["epochs"] != fid.epochs or f["train_limit"] != fid.train_limit]
+    body = (_p(c["verdict"], "answer") + "<div class='scroll'>"
+            + pd.DataFrame(rows).to_html(index=False, border=0, classes="trials") + "</div>"
+            + _p(f"Retrained at {fid.describe()} with the seeds paired (seed s of a candidate against seed s of the"
+                 " baseline). The verdict rests on the per-seed differences: a 95% t-interval over seeds and its"
+                 f" p-value, Holm-corrected over the candidates; 'better' or 'worse' needs at least"
+                 f" {c['min_seeds']} seeds and a corrected p < {c['alpha']}. McNemar's exact test compares two"
+                 " fixed trained models on the test images, so it cannot see training noise: it is shown per seed"
+                 " pair as supporting evidence only. 'Seeds needed' is an estimate (80% power) from the observed"
+                 " difference and sd, themselves noisy.", "note"))
+    if others:
+        body += _p("Runs at other fidelities are stored too (cnnsearch study confirm NAME --show --epochs E"
+                   " --train-limit N): " + "; ".join(f"{f['epochs']} epochs, train_limit {f['train_limit']}:"
+                                                     f" {f['runs']} runs" for f in others), "note")
     return Section(title, body, "confirm")
 
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1300px;color:#222;
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1rem auto;max-width:1300px;color:#222;
 line-height:1.45;padding:0 1rem}
 h1{margin-bottom:.2rem}h2{border-bottom:2px solid #ddd;padding-bottom:.2rem;margin-top:2.2rem}
 table{border-collapse:collapse;font-size:.82rem;margin:.6rem 0}th,td{padding:.25rem .5rem;border-bottom:1px solid #e5e5e5;
@@ -412,6 +339,10 @@ border-left:4px solid #e0a000}.answer{font-size:1.05rem;background:#eef6ee;paddi
 .note{color:#555;font-size:.9rem}img{max-width:100%}.grid{display:flex;flex-wrap:wrap;gap:.5rem}
 .grid img{width:32%}.cols{display:flex;gap:1rem}.col{flex:1;min-width:0}.scroll{overflow-x:auto}
 nav a{margin-right:1rem}pre{background:#f6f6f6;padding:.6rem;overflow-x:auto}
+#answer h2{margin-top:.8rem}.statement{margin:.5rem 0;padding:.4rem .6rem;background:#f3f7fb;
+border-left:4px solid #3a6ea5}.statement table{margin:.3rem 0 0}
+.verdict{padding:0 .3rem;border-radius:3px}.verdict.better{background:#cdebd3}.verdict.worse{background:#f6d0d0}
+.verdict.inconclusive{background:#eee}details>summary{cursor:pointer;font-weight:600;margin:.4rem 0}
 """
 
 
@@ -422,7 +353,8 @@ def _all_failed(table: pd.DataFrame) -> bool:
 
 def render(d: ReportData, sections: list[Section]) -> str:
     """The whole HTML document."""
-    nav = " ".join(f'<a href="#{s.anchor}">{html.escape(s.title.split(":")[0])}</a>' for s in sections if s.anchor)
+    nav = " ".join(f'<a href="#{s.anchor}">{html.escape(s.title.split(":")[0].split(",")[0])}</a>'
+                   for s in sections if s.anchor)
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>cnnsearch report:"
              f" {html.escape(d.name)}</title><style>{_CSS}</style></head><body>",
              f"<h1>cnnsearch report: {html.escape(d.name)}</h1>",
@@ -447,19 +379,24 @@ def build(name: str, url: str | None = None, *, data_path: str | None = None, mo
     step = on_step or (lambda _text: None)
     step(f"reading study {name!r} and computing parameter importance")
     d, h = compute(name, url)
-    sections = [header_section(d), summary_section(d)]
+    running = d.counts.get("RUNNING", 0)
     trials_body = (_p("Only the baseline has run so far." if len(d.table) == 1 else "")
                    + (_p("Every finished trial failed: see the reasons below.", "missing")
                       if _all_failed(d.table) else "")
+                   + (_p(f"{running} trial(s) were still running when this report was written; they appear without"
+                         " results.", "missing") if running else "")
                    + "<div class='scroll'>" + (_fmt_table(d.table) if len(d.table) else
                                                _p("No trials yet.", "missing")) + "</div>")
-    sections.append(Section("Every trial", trials_body, "trials"))
     step("drawing the study figures")
-    sections += figure_sections(d)
+    sections = [answer_section(d), Section("Every trial, best validation accuracy first", trials_body, "trials"),
+                confirm_section(d), *figure_sections(d)]
     if models:
         step("drawing the best and baseline models' filters and feature maps")
-        sections.append(model_section(d, h, data_path, on_step))
-    sections.append(confirm_section(d))
+        m = compute_models(d, h, data_path)
+        if m.missing:
+            step(f"left out the model figures: {m.missing}")
+        sections.append(model_section(m))
+    sections.append(header_section(d))
     return render(d, sections)
 
 

@@ -27,6 +27,10 @@ from cnnsearch.study import (SETTINGS_KEY, WORKER_ENV, Handle, baseline_trial, e
                              write_note)
 
 
+#: Infeasible draws in a row that stop a run (the sampler is not finding the feasible region).
+MAX_INFEASIBLE_IN_A_ROW = 200
+
+
 @dataclass
 class TrialLine:
     """What the progress line of one finished trial shows."""
@@ -115,11 +119,21 @@ def run(
         optuna.storages.fail_stale_trials(study)
     total = trials if worker else trials + (1 if ensure_baseline_queued(study, sp) else 0)
     objective = Objective(handle, splits, verbose=verbose, on_start=on_trial_start, on_epoch=on_epoch)
-    state = {"done": 0, "failures": 0, "last": ""}
+    state = {"done": 0, "failures": 0, "last": "", "infeasible": 0}
     limit = sp.study["max_consecutive_failures"]
 
     def after_trial(study: optuna.Study, t: FrozenTrial) -> None:
+        if t.user_attrs.get("infeasible"):  # untrained: counts toward neither --trials nor the failure rule
+            state["infeasible"] += 1
+            if on_trial is not None:
+                on_trial(_line(study, t, t.user_attrs["infeasible"], state["done"], total))
+            if state["infeasible"] >= MAX_INFEASIBLE_IN_A_ROW:
+                study.stop()
+            return
+        state["infeasible"] = 0
         state["done"] += 1
+        if state["done"] >= total:
+            study.stop()  # n_trials is open-ended in a size-limited study: stop at --trials counted ones
         reason = t.user_attrs.get("fail_reason") or t.system_attrs.get("fail_reason", "")
         if t.state == TrialState.FAIL and t.user_attrs.get("failure_kind") != "invalid_architecture":
             state["failures"] += 1
@@ -138,8 +152,12 @@ def run(
     optuna.logging.set_verbosity(optuna.logging.ERROR if not verbose else optuna.logging.INFO)
     if on_plan is not None:
         on_plan(total, cfg.epochs, _median_epoch_seconds(study))
-    study.optimize(objective, n_trials=total, timeout=timeout, catch=(TrialFailed,), callbacks=[after_trial],
-                   gc_after_trial=True)
+    # With a size limit, infeasible draws do not count: run until `total` counted trials (after_trial stops).
+    study.optimize(objective, n_trials=None if sp.constrained and total else total, timeout=timeout,
+                   catch=(TrialFailed,), callbacks=[after_trial], gc_after_trial=True)
+    if state["infeasible"] >= MAX_INFEASIBLE_IN_A_ROW:
+        raise CnnsearchError(f"stopped: {state['infeasible']} points in a row were infeasible (over max_params /"
+                             " max_flops or unbuildable); raise the limits or narrow the space to smaller models")
     if limit and state["failures"] >= limit:
         raise CnnsearchError(f"stopped: {state['failures']} trials in a row failed during training (last: "
                              f"{state['last']}); check the space's ranges and [training] settings, then run again")
@@ -223,7 +241,8 @@ def _line(study: optuna.Study, t: FrozenTrial, reason: str, done: int, total: in
     vs = None
     if val is not None and base is not None and base.user_attrs.get("val_accuracy") is not None:
         vs = 100 * (val - base.user_attrs["val_accuracy"])
-    return TrialLine(number=t.number, state=t.state.name, param_count=param_count(t.user_attrs), val_accuracy=val,
+    state = "INFEASIBLE" if t.user_attrs.get("infeasible") else t.state.name
+    return TrialLine(number=t.number, state=state, param_count=param_count(t.user_attrs), val_accuracy=val,
                      vs_baseline_pp=vs, seconds=t.user_attrs.get("seconds"), reason=reason, done=done, total=total,
                      baseline=bool(t.user_attrs.get("baseline")),
                      choices=choices(t.user_attrs.get("spec"), t.params), epochs_run=t.user_attrs.get("epochs_run"))

@@ -44,6 +44,9 @@ STUDY_DEFAULTS: dict[str, Any] = {
     "objectives": ["accuracy"],  # ["accuracy", "params"] = maximize val accuracy, minimize parameters
     "heartbeat_seconds": 60,  # RDB heartbeat: a worker silent for 2x this is declared dead
     "max_consecutive_failures": 5,  # training failures (NaN, crash) in a row that stop a run
+    # Size limits (0 = none): a point over them is infeasible, known before training (see cnnsearch.limits).
+    "max_params": 0,  # most parameters (Keras's count_params) a trained model may have
+    "max_flops": 0,  # most forward FLOPs per image
 }
 
 #: [training] keys: TrainConfig fields a space file may set (optimizer is a table).
@@ -54,12 +57,20 @@ _LAYER_DIMS = {f"conv{i}_{kind}": (kind, i) for i in range(1, MAX_CONV_LAYERS + 
 _SCALAR_DIMS: dict[str, type] = {
     "conv_layers": int, "stride": int, "padding": str, "pool": str, "pool_size": int, "pool_every": int,
     "dropout_conv": float, "dense_units": int, "dropout_dense": float,
+    "batch_norm": bool, "head": str, "augment": float,
     "learning_rate": float, "batch_size": int,  # training dimensions (wide space)
+    # The optimizer, and a learning rate per optimizer asked only when that optimizer is drawn.
+    "optimizer": str, "adadelta_learning_rate": float, "adam_learning_rate": float,
 }
 _DIM_TYPES: dict[str, type] = {**{k: int for k in _LAYER_DIMS}, **_SCALAR_DIMS}
 #: Training dimensions, applied to the TrainConfig rather than the ArchSpec.
-TRAINING_DIMS = ("learning_rate", "batch_size")
-_ALLOWED_STR = {"padding": ("valid", "same"), "pool": ("max", "avg", "none")}
+TRAINING_DIMS = ("learning_rate", "batch_size", "optimizer", "adadelta_learning_rate", "adam_learning_rate")
+#: Optimizers a space may choose between; each has a conditional dimension "<name>_learning_rate".
+SPACE_OPTIMIZERS = ("adadelta", "adam")
+#: Learning rate of an optimizer drawn without its own learning-rate dimension (Adadelta: the reference's).
+DEFAULT_LEARNING_RATE = {"adadelta": 1.0, "adam": 0.001}
+_ALLOWED_STR = {"padding": ("valid", "same"), "pool": ("max", "avg", "none"), "head": ("flatten", "gap"),
+                "optimizer": SPACE_OPTIMIZERS}
 
 _SEED = ArchSpec()
 
@@ -72,8 +83,12 @@ def seed_value(dim: str) -> Any:
         return values[i - 1] if i <= len(values) else None
     if dim == "conv_layers":
         return len(_SEED.conv_filters)
-    if dim == "learning_rate":
+    if dim in ("learning_rate", "adadelta_learning_rate"):
         return 1.0
+    if dim == "optimizer":
+        return "adadelta"
+    if dim == "adam_learning_rate":
+        return None  # the reference trains with Adadelta
     if dim == "batch_size":
         return 128
     return getattr(_SEED, dim)
@@ -161,6 +176,11 @@ class Space:
         return len(self.study["objectives"]) > 1
 
     @property
+    def constrained(self) -> bool:
+        """Has a size limit (max_params or max_flops): points over it are infeasible, not trained."""
+        return bool(self.study["max_params"] or self.study["max_flops"])
+
+    @property
     def directions(self) -> list[str]:
         """Optuna directions, one per objective."""
         return ["maximize" if o == "accuracy" else "minimize" for o in self.study["objectives"]]
@@ -224,7 +244,7 @@ def _parse_study(raw: dict[str, Any], err: Any) -> dict[str, Any]:
         raise err("study.sampler", f"one of {', '.join(SAMPLERS)}", study["sampler"])
     if study["pruner"] not in PRUNERS:
         raise err("study.pruner", f"one of {', '.join(PRUNERS)}", study["pruner"])
-    for key in ("seed", "heartbeat_seconds", "max_consecutive_failures"):
+    for key in ("seed", "heartbeat_seconds", "max_consecutive_failures", "max_params", "max_flops"):
         if not isinstance(study[key], int) or isinstance(study[key], bool) or study[key] < 0:
             raise err(f"study.{key}", "a non-negative integer", study[key])
     if not isinstance(study["description"], str):
@@ -281,10 +301,11 @@ def _parse_dim(name: str, value: Any, err: Any) -> Dimension:
     typ = _DIM_TYPES[name]
 
     def typed(v: Any, where: str) -> Any:
-        ok = (isinstance(v, typ) and not isinstance(v, bool)) or (typ is float and isinstance(v, int)
-                                                                  and not isinstance(v, bool))
+        ok = (isinstance(v, typ) and (typ is bool or not isinstance(v, bool))) or (
+            typ is float and isinstance(v, int) and not isinstance(v, bool))
         if not ok:
-            raise err(where, f"{'a number' if typ is float else typ.__name__} value(s)", v)
+            raise err(where, f"{'a number' if typ is float else 'true/false' if typ is bool else typ.__name__}"
+                      " value(s)", v)
         v = float(v) if typ is float else v
         _check_domain(name, v, where, err)
         return v
@@ -300,8 +321,9 @@ def _parse_dim(name: str, value: Any, err: Any) -> Dimension:
         extra = sorted(set(value) - {"low", "high", "step", "log"})
         if extra:
             raise err(f"{key}.{extra[0]}", "only low, high, step, log in a range", extra[0])
-        if typ is str:
-            raise err(key, f"a list of choices for a text dimension, e.g. {list(_ALLOWED_STR.get(name, ()))}", value)
+        if typ is str or typ is bool:
+            raise err(key, f"a list of choices for a {'text' if typ is str else 'true/false'} dimension, e.g."
+                      f" {list(_ALLOWED_STR.get(name, (False, True)))}", value)
         if "low" not in value or "high" not in value:
             raise err(key, "a range with both low and high", value)
         low, high = typed(value["low"], f"{key}.low"), typed(value["high"], f"{key}.high")
@@ -334,7 +356,9 @@ def _check_domain(name: str, v: Any, where: str, err: Any) -> None:
         raise err(where, "a dropout rate in [0, 1)", v)
     if name == "conv_layers" and not 1 <= v <= MAX_CONV_LAYERS:
         raise err(where, f"1 to {MAX_CONV_LAYERS} conv layers", v)
-    if name == "learning_rate" and v <= 0:
+    if name == "augment" and not 0.0 <= v <= 0.5:
+        raise err(where, "a shift fraction in [0, 0.5]", v)
+    if name.endswith("learning_rate") and v <= 0:
         raise err(where, "a learning rate > 0", v)
     if name in ("pool_every", "dense_units") and v < 0:
         raise err(where, "a value >= 0", v)
@@ -348,27 +372,34 @@ def baseline_params(space: Space) -> dict[str, Any]:
     Its learning rate and batch size are the study's [training] ones.
     """
     n_layers = seed_value("conv_layers")
-    return {name: _reference_value(space, name) for name in space.searched if _active(name, n_layers)}
+    opt = space.training.optimizer
+    return {name: _reference_value(space, name) for name in space.searched if _active(name, n_layers, opt)}
 
 
 def _reference_value(space: Space, name: str) -> Any:
+    if name.endswith("_learning_rate"):
+        return space.training.learning_rate  # active only for the study's own optimizer
     if name in TRAINING_DIMS:
         return getattr(space.training, name)
     return seed_value(name)
 
 
-def _active(name: str, n_layers: int) -> bool:
+def _active(name: str, n_layers: int, optimizer: str = "adadelta") -> bool:
+    """Is dimension ``name`` asked for a point with ``n_layers`` conv layers trained by ``optimizer``?"""
+    if name.endswith("_learning_rate"):
+        return name == f"{optimizer}_learning_rate"
     return name not in _LAYER_DIMS or _LAYER_DIMS[name][1] <= n_layers
 
 
 def _check_baseline_is_a_point(space: Space, err: Any) -> None:
     n_layers = seed_value("conv_layers")
+    opt = space.training.optimizer
     conv = space.dims.get("conv_layers")
     if conv is not None and not conv.contains(n_layers):
         raise err("space.conv_layers", f"a space holding the reference's {n_layers} (trial 0 is the reference)",
                   conv.to_dict())
     for name, dim in space.dims.items():
-        if not _active(name, n_layers):
+        if not _active(name, n_layers, opt):
             continue
         ref = _reference_value(space, name)
         if not dim.contains(ref):
@@ -419,25 +450,28 @@ def spec_from_values(values: Mapping[str, Any], space: Space | None = None) -> A
         kernels.append(k if k is not None else get("conv2_kernel"))
     return replace(_SEED, conv_filters=tuple(filters), kernel_sizes=tuple(kernels),
                    **{n: get(n) for n in ("stride", "padding", "pool", "pool_size", "pool_every", "dropout_conv",
-                                          "dense_units", "dropout_dense")})
+                                          "dense_units", "dropout_dense", "batch_norm", "head", "augment")})
 
 
 def suggest(trial: Any, space: Space) -> tuple[ArchSpec, dict[str, Any]]:
     """Ask ``trial`` (an Optuna Trial or FixedTrial) for every searched dimension.
 
-    Layer dimensions beyond the sampled ``conv_layers`` are not asked (they are
-    conditional). Returns the spec and the training overrides (learning rate,
-    batch size) the trial chose. No validation of the architecture here: the
-    caller records an unbuildable spec as a failed trial.
+    Layer dimensions beyond the sampled ``conv_layers``, and the learning rate
+    of an optimizer not drawn, are not asked (they are conditional). Returns
+    the spec and the training overrides (TrainConfig fields: optimizer, its
+    arguments, learning rate, batch size) the trial chose. No validation of
+    the architecture here: the caller records an unbuildable spec as a failed
+    (or, in a size-limited study, infeasible) trial.
     """
     values: dict[str, Any] = {}
-    order = (["conv_layers"] if "conv_layers" in space.dims else []) + [n for n in space.dims if n != "conv_layers"]
+    first = [n for n in ("conv_layers", "optimizer") if n in space.dims]
+    order = first + [n for n in space.dims if n not in first]
     for name in order:
         dim = space.dims[name]
         if dim.kind == "fixed":
             continue
-        if name in _LAYER_DIMS and _LAYER_DIMS[name][1] > int(values.get("conv_layers", _fixed_or_seed(space,
-                                                                                                      "conv_layers"))):
+        n_layers = int(values.get("conv_layers", _fixed_or_seed(space, "conv_layers")))
+        if not _active(name, n_layers, values.get("optimizer", _optimizer(space))):
             continue
         if dim.kind == "choice":
             values[name] = trial.suggest_categorical(name, list(dim.choices))
@@ -445,9 +479,37 @@ def suggest(trial: Any, space: Space) -> tuple[ArchSpec, dict[str, Any]]:
             values[name] = trial.suggest_int(name, int(dim.low), int(dim.high), step=int(dim.step or 1), log=dim.log)
         else:
             values[name] = trial.suggest_float(name, dim.low, dim.high, step=dim.step, log=dim.log)
-    overrides = {n: values.pop(n) if n in values else space.dims[n].value
-                 for n in TRAINING_DIMS if n in space.dims}
+    overrides = training_overrides({n: values.pop(n) for n in TRAINING_DIMS if n in values}, space)
     return spec_from_values(values, space), overrides
+
+
+def undrawn(params: Mapping[str, Any], space: Space) -> list[str]:
+    """The searched architecture dimensions a point with ``params`` asks for that ``params`` lacks."""
+    n_layers = int(params.get("conv_layers", _fixed_or_seed(space, "conv_layers")))
+    opt = params.get("optimizer", _optimizer(space))
+    return [n for n in space.searched if n not in TRAINING_DIMS and _active(n, n_layers, opt) and n not in params]
+
+
+def _optimizer(space: Space) -> str:
+    dim = space.dims.get("optimizer")
+    return dim.value if dim is not None and dim.kind == "fixed" else space.training.optimizer
+
+
+def training_overrides(values: Mapping[str, Any], space: Space) -> dict[str, Any]:
+    """TrainConfig fields for a point's training dimensions (fixed ones filled in from the space).
+
+    A drawn optimizer other than the study's starts from Keras's defaults for
+    its other arguments; its learning rate is its own dimension's value, else
+    ``DEFAULT_LEARNING_RATE``.
+    """
+    values = {**{n: d.value for n, d in space.dims.items() if n in TRAINING_DIMS and d.kind == "fixed"}, **values}
+    out = {n: values[n] for n in ("learning_rate", "batch_size") if n in values}
+    opt = values.get("optimizer", space.training.optimizer)
+    if opt != space.training.optimizer:
+        out.update(optimizer=opt, optimizer_args={}, learning_rate=DEFAULT_LEARNING_RATE[opt])
+    if f"{opt}_learning_rate" in values:
+        out["learning_rate"] = values[f"{opt}_learning_rate"]
+    return out
 
 
 def _fixed_or_seed(space: Space, name: str) -> Any:

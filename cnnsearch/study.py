@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from cnnsearch import limits
 from cnnsearch import space as space_mod
 from cnnsearch.arch import REFERENCE
 from cnnsearch.errors import ConfigError, StorageError
@@ -194,12 +195,15 @@ def make_sampler(sp: space_mod.Space, offset: int = 0) -> optuna.samplers.BaseSa
     if kind == "grid":
         return optuna.samplers.GridSampler(space_mod.grid_space(sp), seed=seed)
     if kind == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
+        nsga = optuna.samplers.NSGAIISampler(seed=seed)
+        return limits.feasible_sampler(nsga, sp) if sp.constrained else nsga
     # group=True: TPE models the layer dimensions that exist only for deep models
     # (conv3_*, conv4_*) jointly with the depth that enables them, instead of
     # falling back to independent sampling in a conditional space.
     with experimental_ok():
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+        tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
+    # A size-limited study: the sampler also skips candidates the layer arithmetic rules out.
+    return limits.feasible_sampler(tpe, sp) if sp.constrained else tpe
 
 
 def make_pruner(sp: space_mod.Space, epochs: int) -> optuna.pruners.BasePruner:
@@ -255,6 +259,7 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
         "spec": ua.get("spec"),
         "versions": ua.get("versions"),
         "fail_reason": ua.get("fail_reason") or t.system_attrs.get("fail_reason"),
+        "infeasible": ua.get("infeasible"),  # why a size-limited study did not train it (None: feasible)
         "retry_of": t.system_attrs.get("failed_trial"),
         "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
         "datetime_complete": t.datetime_complete.isoformat() if t.datetime_complete else None,
@@ -276,9 +281,9 @@ def counts(study: optuna.Study) -> dict[str, int]:
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """Highest validation accuracy among completed trials (test accuracy never decides)."""
+    """Highest validation accuracy among completed feasible trials (test accuracy never decides)."""
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get("val_accuracy") is not None]
+            if t.user_attrs.get("val_accuracy") is not None and limits.feasible(t)]
     return max(done, key=lambda t: (t.user_attrs["val_accuracy"], -t.number)) if done else None
 
 

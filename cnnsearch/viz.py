@@ -10,19 +10,28 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from cnnsearch import im2col
-from cnnsearch.arch import REFERENCE, ArchSpec, pool_after
+from cnnsearch.arch import BN_EPSILON, REFERENCE, ArchSpec, plan
 
 #: The test digits the reference drew its per-digit feature maps for (a 7, a 0 and a 6).
 REFERENCE_DIGITS = (0, 3, 11)
 
 #: Dots per inch of saved PNGs: sharp enough to read a 3x3 filter's cells.
 DPI = 110
+#: Width (inches) of the per-model figures: the report shows two models side by side, about 620 px
+#: each on a 1366 px screen, so at DPI 110 they display at (nearly) natural size and a 7-point
+#: label stays about 10 px tall (at least 9 px, the readability floor).
+MODEL_FIGURE_WIDTH = 5.6
+#: Smallest font (points) on any figure: 7 pt at DPI 110 is 10.7 px at natural size.
+MIN_FONT_PT = 7
+#: Line colours for trials: tab10 without orange (the baseline's) and red (the reference's).
+TRIAL_COLOURS = ("tab:blue", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
 
 
 def _plt() -> Any:
@@ -43,14 +52,67 @@ def filters(weights: Mapping[str, Sequence[np.ndarray]], layer: str = "conv1", *
     return np.moveaxis(kernel[:, :, in_channel, :limit], -1, 0)
 
 
-def conv_weights(model: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Kernel and bias of every conv layer of a cnnsearch model: {"conv1": (w, b), ...}."""
+def conv_weights(model: Any) -> dict[str, list[np.ndarray]]:
+    """Weights of every layer of a cnnsearch model that has some: {"conv1": [w, b], "bn1": [...], ...}.
+
+    The forward pass below reads conv, batch-norm and dense weights by layer name.
+    """
     out = {}
     for layer in model.layers:
-        if layer.name.startswith("conv"):
-            w, b = layer.get_weights()
-            out[layer.name] = (np.asarray(w), np.asarray(b))
+        weights = layer.get_weights()
+        if weights:
+            out[layer.name] = [np.asarray(w) for w in weights]
     return out
+
+
+def fold_batch_norm(w: np.ndarray, b: np.ndarray, gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray,
+                    var: np.ndarray, eps: float = BN_EPSILON) -> tuple[np.ndarray, np.ndarray]:
+    """Conv kernel and bias with inference-time batch norm folded in: bn(conv(x, w) + b) = conv(x, w') + b'."""
+    scale = np.asarray(gamma, np.float32) / np.sqrt(np.asarray(var, np.float32) + eps)
+    return (np.asarray(w, np.float32) * scale).astype(np.float32), ((b - mean) * scale + beta).astype(np.float32)
+
+
+def _forward(weights: Mapping[str, Sequence[np.ndarray]], spec: ArchSpec, x: np.ndarray,
+             wanted: Sequence[str] = ()) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """Walk :func:`arch.plan` in NumPy: class probabilities, or (with ``wanted``) the conv blocks' activations.
+
+    Inference semantics: augmentation and dropout pass through, batch norm is
+    folded into the conv before it, and a conv block's activation is its output
+    after ReLU. With ``wanted``, stops as soon as those conv blocks are computed.
+    """
+    n_classes = len(weights["output"][-1]) if "output" in weights else 10
+    steps = plan(spec, tuple(x.shape[1:]), n_classes)
+    maps: dict[str, np.ndarray] = {}
+    z = x
+    for i, s in enumerate(steps):
+        if s.kind == "conv":
+            w, *rest = weights[s.name]
+            b = np.asarray(rest[0]) if rest else np.zeros(s.units, np.float32)
+            if i + 1 < len(steps) and steps[i + 1].kind == "batch_norm":
+                w, b = fold_batch_norm(w, b, *weights[steps[i + 1].name])
+            # ReLU is fused into the conv, or follows its batch norm: after folding, the same thing.
+            z = im2col.relu(im2col.conv2d(z, w, b, s.stride, s.padding))
+            if s.name in wanted:
+                maps[s.name] = z
+                if len(maps) == len(set(wanted)):
+                    return None, maps
+        elif s.kind in ("maxpool", "avgpool"):
+            z = (im2col.max_pool2d if s.kind == "maxpool" else im2col.avg_pool2d)(z, s.kernel)
+        elif s.kind == "flatten":
+            z = z.reshape(len(z), -1)
+        elif s.kind == "gap":
+            z = z.mean(axis=(1, 2))
+        elif s.kind == "dense":
+            w, b = weights[s.name]
+            z = z @ w + b
+            if s.activation == "relu":
+                z = np.maximum(z, 0)
+            elif s.activation == "softmax":
+                z = z - z.max(axis=1, keepdims=True)
+                e = np.exp(z)
+                z = e / e.sum(axis=1, keepdims=True)
+        # augment, dropout: inactive at inference; batch_norm: folded above; relu: applied with the conv.
+    return z, maps
 
 
 def feature_maps(weights: Mapping[str, Sequence[np.ndarray]], spec: ArchSpec, images: np.ndarray,
@@ -58,52 +120,26 @@ def feature_maps(weights: Mapping[str, Sequence[np.ndarray]], spec: ArchSpec, im
     """Activations (after ReLU) of conv ``layers`` for ``images`` (N, H, W, C), from stored weights.
 
     Computed with :mod:`cnnsearch.im2col` in bounded memory, so drawing feature
-    maps needs no TensorFlow: only the weights. Pooling between conv layers
-    follows ``spec`` (dropout is inactive at inference).
+    maps needs no TensorFlow: only the weights. The layers between follow
+    :func:`cnnsearch.arch.plan` at inference (batch norm folded into its conv,
+    augmentation and dropout inactive).
     """
-    wanted = set(layers)
-    maps: dict[str, np.ndarray] = {}
-    z = np.asarray(images, dtype=np.float32)
-    for i in range(len(spec.conv_filters)):
-        name = f"conv{i + 1}"
-        w, b = weights[name]
-        z = im2col.relu(im2col.conv2d(z, w, b, spec.stride, spec.padding))
-        if name in wanted:
-            maps[name] = z
-        if len(maps) == len(wanted):
-            break
-        if pool_after(spec, i):
-            pool = im2col.max_pool2d if spec.pool == "max" else im2col.avg_pool2d
-            z = pool(z, spec.pool_size)
-    return maps
+    return _forward(weights, spec, np.asarray(images, dtype=np.float32), tuple(layers))[1]
 
 
 def predict_proba(weights: Mapping[str, Sequence[np.ndarray]], spec: ArchSpec, images: np.ndarray,
                   batch: int = 1000) -> np.ndarray:
     """Class probabilities of a trained spec for ``images``, computed in NumPy from its weights.
 
-    The whole forward pass (conv + ReLU, pooling, dense + ReLU, softmax; dropout
-    is inactive at inference), so a report can draw a confusion matrix without
-    TensorFlow.
+    The whole forward pass of :func:`cnnsearch.arch.plan` at inference (conv
+    with batch norm folded in + ReLU, pooling, flatten or global average
+    pooling, dense + ReLU, softmax; augmentation and dropout inactive), so a
+    report can draw a confusion matrix without TensorFlow.
     """
     outs = []
-    pool = im2col.max_pool2d if spec.pool == "max" else im2col.avg_pool2d
     for i in range(0, len(images), batch):
-        z = np.asarray(images[i:i + batch], dtype=np.float32)
-        for j in range(len(spec.conv_filters)):
-            w, b = weights[f"conv{j + 1}"]
-            z = im2col.relu(im2col.conv2d(z, w, b, spec.stride, spec.padding))
-            if pool_after(spec, j):
-                z = pool(z, spec.pool_size)
-        z = z.reshape(len(z), -1)
-        if spec.dense_units:
-            w, b = weights["dense1"]
-            z = np.maximum(z @ w + b, 0)
-        w, b = weights["output"]
-        logits = z @ w + b
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        outs.append(e / e.sum(axis=1, keepdims=True))
+        proba, _ = _forward(weights, spec, np.asarray(images[i:i + batch], dtype=np.float32))
+        outs.append(proba)
     return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
 
@@ -146,22 +182,37 @@ def draw_learning_curve(history: dict[str, list[float]], *, title: str = "") -> 
 
 
 def draw_grid(images: Sequence[np.ndarray] | np.ndarray, rows: int, cols: int, *, title: str = "",
-              labels: Sequence[str] | None = None, cmap: str = "gray") -> Any:
-    """Draw ``images`` (n, h, w) in a rows x cols grid, each scaled to its own range."""
+              labels: Sequence[str] | None = None, cmap: str = "gray", width: float | None = None,
+              fontsize: float = 8) -> Any:
+    """Draw ``images`` (n, h, w) in a rows x cols grid, each scaled to its own range (``width`` in inches)."""
     plt = _plt()
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.3 + (0.5 if title else 0)))
+    cell = (width / cols) if width else 1.3
+    label_room = 0.25 if labels is not None else 0.0
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * cell, rows * (cell + label_room) + (0.5 if title else 0)),
+                             squeeze=False)
     for i, ax in enumerate(np.atleast_1d(axes).ravel()):
         ax.set_xticks([])
         ax.set_yticks([])
         if i < len(images):
             ax.imshow(np.squeeze(images[i]), cmap=cmap, interpolation="nearest")
             if labels is not None:
-                ax.set_title(labels[i], fontsize=7)
+                ax.set_title(labels[i], fontsize=fontsize)
         else:
             ax.axis("off")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)
     return fig
+
+
+def draw_filters(filters: np.ndarray, title: str) -> Any:
+    """Learned filters (n, k, k) in rows of 8, sized for the report's model column."""
+    return draw_grid(filters, max(1, -(-len(filters) // 8)), 8, title=title, width=MODEL_FIGURE_WIDTH, cmap="gray")
+
+
+def draw_mistakes(images: np.ndarray, labels: Sequence[str], *, title: str = "") -> Any:
+    """The most confidently wrong digits, 4 a row so each "#index: true→predicted (p)" label stays readable."""
+    rows = max(1, -(-len(images) // 4))
+    return draw_grid(images, rows, 4, title=title, labels=labels, width=MODEL_FIGURE_WIDTH, fontsize=9)
 
 
 def draw_digits_with_maps(digits: Sequence[np.ndarray], maps1: Sequence[np.ndarray], maps2: Sequence[np.ndarray],
@@ -176,26 +227,23 @@ def draw_digits_with_maps(digits: Sequence[np.ndarray], maps1: Sequence[np.ndarr
 
 
 def draw_digit_maps(digit: np.ndarray, maps1: np.ndarray, maps2: np.ndarray, *, title: str = "") -> Any:
-    """One digit, 16 first-layer maps (2x8) and 32 second-layer maps (4x8), as the reference drew them."""
+    """One digit, 16 first-layer maps (2x8) and 32 of the last conv layer's maps (4x8), as the reference drew them."""
     plt = _plt()
-    fig = plt.figure(figsize=(11, 10))
-    grid = fig.add_gridspec(7, 8)
+    w = MODEL_FIGURE_WIDTH
+    fig = plt.figure(figsize=(w, w * 1.02))
+    grid = fig.add_gridspec(7, 8, hspace=0.45, wspace=0.1)
     ax = fig.add_subplot(grid[0, 3:5])
     ax.imshow(np.squeeze(digit), cmap="gray")
-    ax.set_title("input")
+    ax.set_title("input", fontsize=9)
     ax.axis("off")
-    for i in range(min(16, maps1.shape[-1])):
-        a = fig.add_subplot(grid[1 + i // 8, i % 8])
-        a.imshow(maps1[..., i], cmap="gray")
-        a.set_title(f"conv1 #{i}", fontsize=7)
-        a.axis("off")
-    for i in range(min(32, maps2.shape[-1])):
-        a = fig.add_subplot(grid[3 + i // 8, i % 8])
-        a.imshow(maps2[..., i], cmap="gray")
-        a.set_title(f"conv2 #{i}", fontsize=7)
-        a.axis("off")
+    for row0, maps, n, name in ((1, maps1, 16, "conv1"), (3, maps2, 32, "conv2")):
+        for i in range(min(n, maps.shape[-1])):
+            a = fig.add_subplot(grid[row0 + i // 8, i % 8])
+            a.imshow(maps[..., i], cmap="gray")
+            a.set_title(f"{name}#{i}", fontsize=MIN_FONT_PT)
+            a.axis("off")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -210,10 +258,11 @@ def draw_history(numbers: Sequence[int], values: Sequence[float], best_so_far: S
     if baseline_val is not None:
         ax.axhline(baseline_val, color="tab:orange", ls=":", label=f"in-study baseline {baseline_val:.2%} (val)")
     ax.set_xlabel("trial")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("validation accuracy")
-    _zoom(ax, [*values, reference, *([baseline_val] if baseline_val is not None else [])])
+    _zoom(ax, [*values, reference, *([baseline_val] if baseline_val is not None else [])], xs=numbers, ys=values)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    _legend_outside(ax)
     ax.set_title("optimisation history")
     return fig
 
@@ -244,65 +293,95 @@ def draw_pareto(params: Sequence[float], accuracy: Sequence[float], front: Seque
         ax.axvline(baseline[0] / 10, color="gray", ls=":", label="a tenth of the baseline's parameters")
     ax.axhline(reference, color="tab:red", ls="--", label=f"reference {reference:.2%} (test)")
     ax.set_xscale("log")
-    ax.set_xlabel("parameters")
+    _count_ticks(ax.xaxis)
+    ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel("validation accuracy")
-    _zoom(ax, [*accuracy, reference])
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower right")
+    _zoom(ax, [*accuracy, reference], xs=params, ys=accuracy)
+    ax.grid(alpha=0.3, which="major")
+    _legend_outside(ax)
     ax.set_title("accuracy against size")
     return fig
 
 
-def draw_importance(importance: Mapping[str, float]) -> Any:
-    """Horizontal bars: each parameter's share of the variance in validation accuracy."""
+def draw_importance(names: Sequence[str], resamples: Sequence[Sequence[float]],
+                    dashboard: Sequence[float | None], not_explored: Sequence[str] = ()) -> Any:
+    """fANOVA share per dimension over resamples (bar = mean, line = ±1 sd, dots = each resample), and
+    beside it the PED-ANOVA importance optuna-dashboard shows; not-explored dimensions named, not drawn."""
+    from matplotlib.ticker import PercentFormatter
+
     plt = _plt()
-    names = list(importance)[::-1]
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.2))
-    ax.barh(names, [importance[n] for n in names], color="tab:purple")
-    for i, n in enumerate(names):
-        ax.text(importance[n], i, f" {importance[n]:.0%}", va="center", fontsize=8)
-    ax.set_xlabel("importance (fANOVA share of variance)")
-    ax.set_xlim(0, max(importance.values()) * 1.2 if importance else 1)
-    ax.set_title("which choices mattered")
+    order = list(range(len(names)))[::-1]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 0.45 * len(names) + 1.6), sharey=True,
+                                  gridspec_kw={"width_ratios": [3, 2]})
+    ys = np.arange(len(order))
+    means = [float(np.mean(resamples[i])) for i in order]
+    sds = [float(np.std(resamples[i], ddof=1)) if len(resamples[i]) > 1 else 0.0 for i in order]
+    ax.barh(ys, means, xerr=sds, color="tab:purple", alpha=0.75, error_kw={"lw": 1.5, "capsize": 3})
+    for y, i in zip(ys, order):
+        ax.scatter(resamples[i], np.full(len(resamples[i]), y) + 0.25, s=8, color="black", alpha=0.5, zorder=3)
+    ax.set_yticks(ys, [names[i] for i in order])
+    ax2.barh(ys, [dashboard[i] or 0.0 for i in order], color="tab:gray")
+    for a, label, title in ((ax, f"fANOVA share of variance: mean ± sd over {len(resamples[0]) if resamples else 0}"
+                             " resamples", "this report: fANOVA with its spread"),
+                            (ax2, "PED-ANOVA importance", "optuna-dashboard's panel (PED-ANOVA)")):
+        a.set(xlim=(0, 1), xlabel=label)
+        a.set_title(title, fontsize=10)
+        a.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        a.grid(alpha=0.3, axis="x")
+    if not_explored:
+        fig.text(0.01, 0.01, "not explored (one value only, no evidence either way): " + ", ".join(not_explored),
+                 fontsize=8, color="#8a5a00")
     return fig
 
 
-def draw_slice(name: str, xs: Sequence[Any], ys: Sequence[float], baseline_x: Any, baseline_val: float | None) -> Any:
-    """One parameter's slice: validation accuracy against its value."""
+def draw_slice(study: Any, name: str, baseline_x: Any, baseline_val: float | None) -> Any:
+    """Optuna's own slice plot of one parameter (categorical choices on a categorical axis), with the
+    in-study baseline drawn on top: its value as a star, its validation accuracy as a line."""
+    from optuna.visualization.matplotlib import plot_slice
+
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(4, 3))
-    categorical = any(isinstance(x, str) for x in xs)
-    if categorical:
-        cats = sorted({str(x) for x in xs})
-        pos = [cats.index(str(x)) for x in xs]
-        ax.scatter(pos, ys, s=14, alpha=0.6)
-        ax.set_xticks(range(len(cats)), cats)
-    else:
-        ax.scatter(xs, ys, s=14, alpha=0.6)
-    if baseline_val is not None and baseline_x is not None:
-        bx = sorted({str(x) for x in xs}).index(str(baseline_x)) if categorical and str(baseline_x) in {
-            str(x) for x in xs} else baseline_x
-        ax.scatter([bx], [baseline_val], marker="*", s=160, color="tab:orange", zorder=5, label="baseline")
-    ax.set_xlabel(name)
-    ax.set_ylabel("val accuracy")
-    _zoom(ax, list(ys))
-    ax.grid(alpha=0.3)
+    # plot_slice switches the global style to ggplot; keep that inside this figure.
+    with plt.rc_context(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # plot_slice is "experimental" in Optuna's matplotlib backend
+        ax = plot_slice(study, params=[name], target=lambda t: t.user_attrs.get("val_accuracy", float("nan")),
+                        target_name="validation accuracy")
+    ax = np.atleast_1d(ax).ravel()[0]
+    fig = ax.figure
+    fig.set_size_inches(4.2, 3.2)
+    for c in ax.collections:  # Optuna always adds an (empty) "Infeasible Trial" scatter; cnnsearch has none
+        if c.get_label() == "Infeasible Trial" and not len(c.get_offsets()):
+            c.remove()
+    mapping = getattr(ax.xaxis.get_units(), "_mapping", None)  # set when Optuna drew a categorical axis
+    if baseline_val is not None:
+        ax.axhline(baseline_val, color="tab:orange", ls=":", lw=1.5, zorder=4, label="baseline val")
+        bx = baseline_x if mapping is None else mapping.get(repr(baseline_x))
+        if bx is not None:
+            ax.scatter([bx], [baseline_val], marker="*", s=170, color="tab:orange", edgecolors="black",
+                       linewidths=0.6, zorder=5, label="in-study baseline")
+    pts = [(float(x), float(y)) for c in ax.collections[:1] for x, y in c.get_offsets()]  # the trials' scatter
+    _zoom(ax, [y for _, y in pts] + [baseline_val or math.nan], xs=[x for x, _ in pts], ys=[y for _, y in pts])
+    for text in fig.findobj(match=lambda o: hasattr(o, "get_fontsize") and hasattr(o, "set_fontsize")):
+        if text.get_fontsize() < 8:
+            text.set_fontsize(8)
     ax.set_title(name, fontsize=10)
+    ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.08), ncol=2, frameon=False)
     return fig
 
 
 def draw_learning_curves(curves: Mapping[str, Sequence[float]], baseline_key: str | None) -> Any:
     """Validation accuracy by epoch of several trials; the baseline's dashed."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
+    colours = iter(TRIAL_COLOURS * (1 + len(curves) // len(TRIAL_COLOURS)))
     for key, vals in curves.items():
-        style = {"ls": "--", "color": "tab:orange", "lw": 2.5} if key == baseline_key else {}
+        style = ({"ls": "--", "color": "tab:orange", "lw": 2.5, "zorder": 4} if key == baseline_key
+                 else {"color": next(colours)})
         ax.plot(range(1, len(vals) + 1), vals, marker="o", label=key, **style)
     ax.set_xlabel("epoch")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("validation accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     ax.set_title("learning curves: top trials and the baseline")
     return fig
 
@@ -310,27 +389,66 @@ def draw_learning_curves(curves: Mapping[str, Sequence[float]], baseline_key: st
 def draw_confusion(matrix: np.ndarray, *, title: str = "") -> Any:
     """Confusion matrix with counts."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig, ax = plt.subplots(figsize=(MODEL_FIGURE_WIDTH, MODEL_FIGURE_WIDTH * 0.9))
     ax.imshow(np.log1p(matrix), cmap="Blues")
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=MIN_FONT_PT + 1,
                     color="white" if i == j else "black")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_xticks(range(matrix.shape[1]))
     ax.set_yticks(range(matrix.shape[0]))
-    ax.set_title(title or "confusion matrix (test set)")
+    ax.set_title(title or "confusion matrix (test set)", fontsize=10)
     return fig
 
 
-def _zoom(ax: Any, values: Sequence[float]) -> None:
-    """Accuracies crowd near 1: zoom on the upper part unless far-off points need the room."""
+def _zoom(ax: Any, values: Sequence[float], *, xs: Sequence[float] | None = None,
+          ys: Sequence[float] | None = None) -> int:
+    """Accuracies crowd near 1: zoom on the upper part unless far-off points need the room.
+
+    Points below the view (the worst tenth, failed-ish trials) are not silently lost: given ``xs``/``ys``,
+    each is drawn as a grey triangle on the bottom edge and a note says how many (returned).
+    """
     vals = sorted(v for v in values if v is not None and math.isfinite(v))
     if not vals:
-        return
+        return 0
     lo = vals[len(vals) // 10]  # ignore the worst tenth (failed-ish trials) when choosing the view
-    ax.set_ylim(max(0.0, lo - 0.2 * (1 - lo) - 0.002), min(1.0, vals[-1] + 0.1 * (1 - lo) + 0.001))
+    bottom = max(0.0, lo - 0.2 * (1 - lo) - 0.002)
+    ax.set_ylim(bottom, min(1.0, vals[-1] + 0.1 * (1 - lo) + 0.001))
+    if xs is None or ys is None:
+        return 0
+    below = [(x, y) for x, y in zip(xs, ys) if y is not None and math.isfinite(y) and y < bottom]
+    if below:
+        ax.scatter([x for x, _ in below], [bottom] * len(below), marker="v", s=40, color="gray", clip_on=False,
+                   zorder=6, label=f"{len(below)} below the view")
+        lowest = min(y for _, y in below)
+        ax.annotate(f"▼ {len(below)} trial{'s' * (len(below) > 1)} below this view (lowest {lowest:.3f})",
+                    xy=(0.01, 0.02), xycoords="axes fraction", fontsize=8, color="dimgray")
+    return len(below)
+
+
+def _legend_outside(ax: Any) -> None:
+    """Legend to the right of the axes: it never covers a point."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
+def _count_ticks(axis: Any) -> None:
+    """Readable ticks on a log axis of counts: 20k, 50k, 100k, 1M (no 10^5, no crowded minor labels)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1e6:g}M" if v >= 1e6 else
+                                           f"{v / 1e3:g}k" if v >= 1e3 else f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _tight(fig: Any) -> None:
+    with warnings.catch_warnings():
+        # Gridspec and colour-bar figures "are not compatible with tight_layout"; saving with
+        # bbox_inches="tight" crops them right anyway.
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
 
 
 def save(fig: Any, path: str | os.PathLike[str]) -> Path:
@@ -338,9 +456,9 @@ def save(fig: Any, path: str | os.PathLike[str]) -> Path:
     plt = _plt()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    _tight(fig)
     tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=DPI)
+    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")  # keeps a legend drawn outside the axes
     plt.close(fig)
     os.replace(tmp, path)
     return path
@@ -353,7 +471,7 @@ def data_uri(fig: Any) -> str:
 
     plt = _plt()
     buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=DPI)
+    _tight(fig)
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()

@@ -87,7 +87,7 @@ def test_from_dict_checks_share_one_message() -> None:
     from cnnsearch.errors import ConfigError
     from cnnsearch.train import TrainConfig
 
-    with pytest.raises(ArchitectureError, match=r"unknown ArchSpec field\(s\) colour; known: conv_filters"):
+    with pytest.raises(ArchitectureError, match=r"unknown ArchSpec field\(s\) colour; known: augment, batch_norm, conv_filters"):
         ArchSpec.from_dict({"colour": 1})
     with pytest.raises(ConfigError, match=r"unknown training setting\(s\) colour; known: batch_size"):
         TrainConfig.from_dict({"colour": 1})

@@ -17,10 +17,15 @@ def test_non_reference_choices_show() -> None:
     assert text == "conv 16k5 > 64k3 > 128k3 s2 same | avgpool 2 every 1 | drop .15 | no dense | lr 0.35 batch 64"
 
 
+def test_new_layer_choices_show_only_when_used() -> None:
+    spec = ArchSpec(batch_norm=True, head="gap", augment=0.1).to_dict()
+    assert choices(spec) == "conv 32k3 > 64k3 bn | pool 2 | gap | drop .25/.50 | dense 128 | augment .10"
+
+
 def test_no_spec_and_unknown_fields() -> None:
     assert choices(None, {"conv1_kernel": 13}) == "conv1_kernel 13"
     assert choices(None) == "-"
-    assert choices({**ArchSpec().to_dict(), "batch_norm": True}).endswith("| batch_norm True")
+    assert choices({**ArchSpec().to_dict(), "future_field": 3}).endswith("| future_field 3")
     assert rate(0) == "0" and rate(0.4) == ".40" and rate(0.05) == ".05"
 
 

@@ -66,6 +66,9 @@ def test_eta_from_measured_epochs() -> None:
     assert p.remaining_epochs() == 8
     p.epoch_times = [20.0, 2.0, 4.0]  # the run's first epoch (TensorFlow's warm-up) is left out
     assert p.epoch_seconds() == 3.0
+    p.start_unit("trial 1")
+    p.skip_unit("infeasible")  # an untrained draw of a size-limited study does not count
+    assert p.k == 1 and p.remaining_epochs() == 8
 
 
 def test_duration_and_metrics() -> None:

@@ -73,7 +73,7 @@ def test_report_of_a_study_built_with_create_trial(url: str, tiny_space: Path, t
     assert trial_rows(text) == 27  # 26 fabricated + the WAITING baseline queued at create
     assert 'class="baseline"' in text
     assert "99.15%" in text and "in-study baseline" in text
-    assert "the choices that mattered most for validation accuracy were" in text
+    assert "mattered most for validation accuracy: conv2_filters" in text  # the only strong driver
     assert "loss became NaN" in text  # the failed trial's reason
     assert "Not confirmed yet" in text
     assert not re.search(r"(src|href)=[\"']https?:", text)  # nothing loads from the network
@@ -176,3 +176,54 @@ def test_report_in_chromium(url: str, tiny_space: Path, tmp_path: Path) -> None:
 
     img = Image.open(BytesIO(shot)).convert("L")
     assert img.size[1] > 2000 and len(set(img.resize((64, 256)).getdata())) > 20  # not blank
+
+
+def _confirm_runs(h: study_mod.Handle, gains: dict[str, list[float]]) -> None:
+    """Store confirmation runs as `study confirm` does (system attributes), without training."""
+    import numpy as np
+
+    from cnnsearch import confirm
+
+    labels = np.arange(1000) % 10
+    confirm._store(h.study, "confirm_labels", confirm.encode(labels))
+    for config, accs in gains.items():
+        for seed, acc in enumerate(accs):
+            pred = labels.copy()
+            pred[int(round(acc * 1000)):] += 1
+            rec = {"config": config, "trial": 0 if config == "baseline" else int(config[5:]), "seed": seed,
+                   "epochs": 3, "train_limit": 12000, "params": {}, "param_count": 1000, "test_accuracy": acc,
+                   "test_loss": 0.1, "val_accuracy": 0.98, "seconds": 1.0, "predictions": confirm.encode(pred % 10)}
+            confirm._store(h.study, f"confirm:e3-n12000:{config}:seed{seed}", rec)
+
+
+def test_answer_is_on_the_first_screen_and_changes_with_confirm(url: str, tiny_space: Path, tmp_path: Path) -> None:
+    """Chromium at 1366x900: #answer ends within the first screen; after confirm it holds the verdict word."""
+    from playwright.sync_api import sync_playwright
+
+    h = make_study("first", tiny_space, [fake_trial(0, baseline=True)] + [fake_trial(i) for i in range(1, 16)])
+    before = report_mod.write("first", tmp_path / "before.html", models=False)
+    _confirm_runs(h, {"baseline": [0.970, 0.972, 0.968], "trial5": [0.975, 0.978, 0.973]})
+    after = report_mod.write("first", tmp_path / "after.html", models=False)
+    seen = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        for key, path in (("before", before), ("after", after)):
+            page.goto(path.as_uri())
+            box = page.locator("#answer").bounding_box()
+            table = page.locator("#trials .scroll")
+            heads = page.locator("#trials table.trials thead th").all_inner_texts()
+            right = page.evaluate("(i) => document.querySelectorAll('#trials table.trials thead th')[i]"
+                                  ".getBoundingClientRect().right", heads.index("test − 99.15% (pp)"))
+            seen[key] = (box, page.locator("#answer").inner_text(), right, table.bounding_box())
+        browser.close()
+    for key, (box, text, right, table_box) in seen.items():
+        assert box is not None and box["y"] + box["height"] <= 900, (key, box)
+        assert right <= table_box["x"] + table_box["width"] and right <= 1366, key  # no scrolling to compare
+    text_before, text_after = seen["before"][1], seen["after"][1]
+    assert text_before != text_after
+    assert "not confirmed yet" in text_before
+    assert not any(w in text_before for w in ("better", "worse", "inconclusive"))
+    assert "trial5 better vs the baseline" in text_after  # +0.5 to +0.6 pp on each of 3 seeds
+    assert "not possible at 3 epochs on 12,000 training images" in text_after

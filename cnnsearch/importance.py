@@ -1,0 +1,189 @@
+"""Which choices mattered, with the uncertainty the answer carries.
+
+fANOVA (Optuna's :class:`~optuna.importance.FanovaImportanceEvaluator`) fits a
+random forest to a handful of trials; one fit on 9 trials ranks differently
+from the next. So the importance here is computed on :data:`RESAMPLES`
+bootstrap resamples of the completed trials (each with its own forest seed),
+and reported as a mean and spread per dimension. Beside it stands the ranking
+optuna-dashboard's importance panel shows (its ``_importance.py`` calls
+:class:`~optuna.importance.PedAnovaImportanceEvaluator` on the objective,
+negated for a maximised objective), so a user who opens both sees which is which.
+
+Rules, said in words rather than drawn:
+
+- fewer completed trials than twice the searched dimensions: too few to rank;
+- a dimension that took fewer than 2 distinct values: "not explored", never "did not matter";
+- a choice is named as mattering only when it ranks in the top 2 in at least
+  :data:`TOP_SHARE` of the resamples (top 1 when only 2 dimensions were explored)
+  *and* its mean share is above an equal share (1 / explored dimensions): with one
+  dominant choice, the runner-up slot is a lottery among near-zero shares.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+#: Bootstrap resamples of the completed trials (each fANOVA fit with its own forest seed).
+RESAMPLES = 10
+#: Share of the resamples in which a dimension must rank in the top 2 to be named as mattering.
+TOP_SHARE = 0.8
+#: Completed trials needed per searched dimension before any ranking is shown.
+TRIALS_PER_DIMENSION = 2
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched dimension's importance: fANOVA over resamples, and the dashboard's PED-ANOVA."""
+
+    name: str
+    distinct: int  # distinct values among the completed trials
+    fanova: tuple[float, ...] = ()  # one share of variance per resample; empty when not explored
+    top_share: float = 0.0  # share of resamples in which it ranked in the top 2 (top 1 with 2 dimensions)
+    dashboard: float | None = None  # PED-ANOVA importance as optuna-dashboard computes it
+
+    @property
+    def explored(self) -> bool:
+        return self.distinct >= 2
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.fanova)) if self.fanova else math.nan
+
+    @property
+    def sd(self) -> float:
+        return float(np.std(self.fanova, ddof=1)) if len(self.fanova) > 1 else math.nan
+
+
+@dataclass(frozen=True)
+class Importance:
+    """The answer to "which choices mattered", or why it cannot be given yet."""
+
+    completed: int
+    needed: int  # completed trials needed to rank at all
+    dimensions: list[Dimension] = field(default_factory=list)  # by fANOVA mean, then not explored
+    resamples: int = 0
+    error: str = ""
+
+    @property
+    def too_few(self) -> bool:
+        return self.completed < self.needed
+
+    @property
+    def ranked(self) -> bool:
+        return not self.too_few and not self.error and any(d.fanova for d in self.dimensions)
+
+    @property
+    def mattered(self) -> list[str]:
+        if not self.ranked:
+            return []
+        equal = 1 / sum(1 for d in self.dimensions if d.fanova)
+        return [d.name for d in self.dimensions if d.fanova and d.top_share >= TOP_SHARE and d.mean > equal]
+
+    @property
+    def not_explored(self) -> list[str]:
+        return [d.name for d in self.dimensions if not d.explored]
+
+    @property
+    def dashboard_order(self) -> list[str]:
+        scored = [d for d in self.dimensions if d.dashboard is not None]
+        return [d.name for d in sorted(scored, key=lambda d: -(d.dashboard or 0.0))]
+
+
+def _val(t: FrozenTrial) -> float:
+    v = t.user_attrs.get("val_accuracy")
+    return float("nan") if v is None else float(v)
+
+
+def compute(study: optuna.Study, *, resamples: int = RESAMPLES, seed: int = 0,
+            target: Callable[[FrozenTrial], float] = _val) -> Importance:
+    """fANOVA over bootstrap resamples and the dashboard's PED-ANOVA, for the completed trials of ``study``."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if math.isfinite(target(t))]
+    space = optuna.search_space.intersection_search_space(done) if done else {}
+    searched = [n for n, d in space.items() if not d.single()]
+    needed = TRIALS_PER_DIMENSION * max(1, len(searched))
+    distinct = {n: len({repr(t.params[n]) for t in done}) for n in searched}
+    explored = [n for n in searched if distinct[n] >= 2]
+    if len(done) < needed or not explored:
+        try:  # what the dashboard shows regardless, so the report can say not to read it yet
+            dash = dashboard_importance(study) if len(done) > 1 else {}
+        except (ValueError, RuntimeError):
+            dash = {}
+        return Importance(len(done), needed, [Dimension(n, distinct[n], dashboard=dash.get(n)) for n in searched])
+    k = 2 if len(explored) > 2 else 1
+    rng = np.random.default_rng(seed)
+    shares: dict[str, list[float]] = {n: [] for n in explored}
+    tops: dict[str, int] = {n: 0 for n in explored}
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line per resample
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for i in range(resamples):
+                sample = [done[j] for j in rng.integers(0, len(done), len(done))]
+                imp = _fanova(sample, explored, target, seed + i)
+                for n in explored:
+                    shares[n].append(imp.get(n, 0.0))
+                for n in sorted(explored, key=lambda n: -imp.get(n, 0.0))[:k]:
+                    tops[n] += 1
+            dash = dashboard_importance(study)
+    except (ValueError, RuntimeError) as exc:  # e.g. a conditional space with no common part
+        return Importance(len(done), needed, [Dimension(n, distinct[n]) for n in searched], error=str(exc))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    dims = [Dimension(n, distinct[n], tuple(shares[n]), tops[n] / resamples, dash.get(n)) for n in explored]
+    dims.sort(key=lambda d: -d.mean)
+    dims += [Dimension(n, distinct[n], dashboard=dash.get(n)) for n in searched if n not in explored]
+    return Importance(len(done), needed, dims, resamples)
+
+
+def _fanova(trials: Sequence[FrozenTrial], params: list[str], target: Callable[[FrozenTrial], float],
+            seed: int) -> dict[str, float]:
+    study = optuna.create_study(direction="maximize")
+    study.add_trials([optuna.trial.create_trial(params={n: t.params[n] for n in params},
+                                                distributions={n: t.distributions[n] for n in params},
+                                                value=target(t)) for t in trials])
+    out = optuna.importance.get_param_importances(
+        study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed), params=params)
+    return {k: float(v) for k, v in out.items()}
+
+
+def dashboard_importance(study: optuna.Study) -> dict[str, float]:
+    """The importances optuna-dashboard 0.21 shows: PED-ANOVA on objective 0, negated when maximised."""
+    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        imp = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+            target=lambda t: sign * t.values[0])
+    return {k: float(v) for k, v in imp.items()}
+
+
+def sentence(imp: Importance) -> str:
+    """The plain answer, following the rules in the module docstring."""
+    skipped = (f" Not explored (fewer than 2 distinct values among the completed trials, so no evidence either way):"
+               f" {', '.join(imp.not_explored)}." if imp.not_explored else "")
+    if imp.too_few:
+        dash = (" optuna-dashboard's importance panel already draws a ranking from these trials; do not read it"
+                " yet." if imp.dashboard_order else "")
+        return (f"Too few trials to rank the choices ({imp.completed} completed, about {imp.needed} needed for"
+                f" {imp.needed // TRIALS_PER_DIMENSION} searched dimensions): run more trials.{dash}{skipped}")
+    if imp.error:
+        return f"Importance could not be computed: {imp.error}.{skipped}"
+    if not imp.ranked:
+        return f"No searched choice was explored by the completed trials.{skipped}"
+    top = "top 2" if sum(1 for d in imp.dimensions if d.explored) > 2 else "top"
+    rule = (f"ranked in the {top} in at least {TOP_SHARE:.0%} of {imp.resamples} bootstrap resamples of the"
+            f" {imp.completed} completed trials, with more than an equal share of the variance (fANOVA)")
+    if imp.mattered:
+        s = f"The choice{'s' * (len(imp.mattered) > 1)} that mattered most for validation accuracy: " \
+            f"{' and '.join(imp.mattered)} ({rule})."
+    else:
+        s = f"No choice stands out yet: none {rule}; the ranking below is not stable."
+    return s + skipped

@@ -1,0 +1,175 @@
+"""Size limits: which points a study's ``max_params`` / ``max_flops`` rule out, and a sampler that learns it.
+
+A point over a limit is known from :mod:`cnnsearch.arch`'s layer arithmetic
+before any training. The objective ends it at once as an infeasible trial
+(COMPLETE, with Optuna constraint values > 0: :func:`constraints`), which
+Optuna 5's TPE and NSGA-II read from the trial (``Trial.set_constraint``; the
+samplers' ``constraints_func`` argument is deprecated in Optuna 5). Because
+such limits are *known* constraints, :func:`feasible_sampler` also keeps the
+sampler from proposing points the arithmetic already rules out.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from cnnsearch.arch import Summary, summarize
+from cnnsearch.errors import ArchitectureError
+from cnnsearch.space import Space, spec_from_values, undrawn
+
+
+def constraints(space: Space, summary: Summary | None) -> dict[str, float]:
+    """Optuna constraint values of one point (feasible when all are <= 0); empty when the study has no limit.
+
+    ``params`` and ``flops`` are the relative excess over ``[study] max_params`` /
+    ``max_flops`` ((value - limit) / limit: comparable, and graded so a sampler
+    learns how far out a point is). In a study with a limit, an unbuildable
+    point (``summary`` None) is infeasible too (``buildable`` = 1): like a point
+    over the limit it costs no training, so it is a constraint, not a failure.
+    """
+    limits = {k: space.study[f"max_{k}"] for k in ("params", "flops") if space.study[f"max_{k}"]}
+    if not limits:
+        return {}
+    if summary is None:
+        return {"buildable": 1.0, **{k: 1.0 for k in limits}}
+    return {"buildable": 0.0, **{k: (getattr(summary, k) - lim) / lim for k, lim in limits.items()}}
+
+
+def feasible(trial: Any) -> bool:
+    """Did a (frozen) trial meet its study's size limits? (Optuna's rule: every constraint <= 0.)"""
+    return all(v <= 0 for v in trial.constraints.values())
+
+
+def infeasible_reason(space: Space, summary: Summary) -> str:
+    """Why a buildable point breaks the study's size limits ('' when it does not)."""
+    over = [f"{getattr(summary, k):,} {k} > max_{k} {space.study[f'max_{k}']:,}" for k in ("params", "flops")
+            if space.study[f"max_{k}"] and getattr(summary, k) > space.study[f"max_{k}"]]
+    return "over the size limit: " + ", ".join(over) if over else ""
+
+
+def known_infeasible(params: Mapping[str, Any], space: Space, input_shape: tuple[int, ...] = (28, 28, 1),
+                     n_classes: int = 10) -> bool:
+    """Do sampled ``params`` fix every active dimension of a point, and is that point infeasible?
+
+    False when some active dimension is still to be drawn (the point is then
+    judged in the objective) or when the study has no size limit.
+    """
+    if not space.constrained:
+        return False
+    missing = undrawn(params, space)
+    # A conv layer's filters not drawn yet (TPE samples conditional dimensions apart): its fewest filters
+    # give the smallest model (parameters and FLOPs grow with every layer's filters), so a point
+    # infeasible even then is known infeasible. Any other missing dimension: not known yet.
+    if any(not n.endswith("_filters") for n in missing):
+        return False
+    fill = {n: min(space.dims[n].points()) for n in missing}
+    try:
+        summary = summarize(spec_from_values({**params, **fill}, space), input_shape, n_classes)
+    except ArchitectureError:
+        return True
+    return bool(infeasible_reason(space, summary))
+
+
+def feasible_sampler(base: Any, space: Space, tries: int = 20) -> Any:
+    """Wrap an Optuna sampler so its model-based proposals skip points known to be infeasible.
+
+    The size limits are known constraints: the layer arithmetic decides them
+    before any training. Each joint (relative) proposal of ``base`` (NSGA-II's
+    children, TPE's once past its start-up trials) that :func:`known_infeasible`
+    rules out is drawn again, up to ``tries`` times; the last one stands and,
+    if infeasible, ends as an infeasible trial the sampler learns from through
+    its constraint values. Independent draws (start-up, random) pass through.
+    ``input_shape`` and ``n_classes`` (MNIST's by default) are set by the
+    objective from its data.
+    """
+    import optuna
+
+    class FeasibleSampler(optuna.samplers.BaseSampler):
+        def __init__(self) -> None:
+            self.base, self.redraws = base, 0  # redraws: proposals drawn again, for the benchmark
+
+        @property
+        def input_shape(self) -> tuple[int, ...]:
+            return _Judge.input_shape
+
+        @input_shape.setter
+        def input_shape(self, value: tuple[int, ...]) -> None:
+            _Judge.input_shape = tuple(value)
+
+        @property
+        def n_classes(self) -> int:
+            return _Judge.n_classes
+
+        @n_classes.setter
+        def n_classes(self, value: int) -> None:
+            _Judge.n_classes = int(value)
+
+        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+            return self.base.infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+            params = self.base.sample_relative(study, trial, search_space)
+            for _ in range(tries - 1):
+                if not params or not _Judge.infeasible(params):
+                    break
+                self.redraws += 1
+                params = self.base.sample_relative(study, trial, search_space)
+            return params
+
+        def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
+            return self.base.sample_independent(study, trial, name, dist)
+
+        def before_trial(self, study: Any, trial: Any) -> None:
+            self.base.before_trial(study, trial)
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            self.base.after_trial(study, trial, state, values)
+
+        def reseed_rng(self) -> None:
+            self.base.reseed_rng()
+
+    class _Judge:
+        input_shape: tuple[int, ...] = (28, 28, 1)
+        n_classes = 10
+
+        @classmethod
+        def infeasible(cls, params: Mapping[str, Any]) -> bool:
+            return known_infeasible(params, space, cls.input_shape, cls.n_classes)
+
+    if isinstance(base, optuna.samplers.TPESampler):
+        _mask_tpe_candidates(base, _Judge.infeasible)
+    return FeasibleSampler()
+
+
+def _mask_tpe_candidates(tpe: Any, infeasible: Any) -> None:
+    """Make TPE pick its proposal among the candidates not known to be infeasible.
+
+    TPE draws ``n_ei_candidates`` candidates from its model of good points and
+    proposes the one with the best acquisition value; at a size limit the best
+    points crowd the boundary and redrawing whole proposals rarely escapes it
+    (measured: the same infeasible share as without). So the acquisition of a
+    known-infeasible candidate is set to -inf, unless every candidate is.
+    This reaches into two private TPESampler methods (Optuna 5.0); a test
+    fails if they change.
+    """
+    import numpy as np
+
+    sample, acquisition = tpe._sample, tpe._compute_acquisition_func
+    current: dict[str, Any] = {}
+
+    def _sample(study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+        current["space"] = search_space
+        return sample(study, trial, search_space)
+
+    def _compute_acquisition_func(samples: dict[str, Any], mpe_below: Any, mpe_above: Any) -> Any:
+        acq = acquisition(samples, mpe_below, mpe_above)
+        dists = current.get("space") or {}
+        n = int(acq.size)
+        if n and set(samples) <= set(dists):
+            bad = np.array([infeasible({k: dists[k].to_external_repr(v[i].item()) for k, v in samples.items()})
+                            for i in range(n)])
+            if not bad.all():
+                acq = np.where(bad, -np.inf, acq)
+        return acq
+
+    tpe._sample, tpe._compute_acquisition_func = _sample, _compute_acquisition_func

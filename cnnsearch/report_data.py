@@ -1,0 +1,156 @@
+"""The numbers a report shows, computed before any drawing: trials, baselines, importance, confirmation, models.
+
+:func:`compute` reads a study (no TensorFlow, no drawing); :func:`compute_models`
+turns the kept weights and the test images into arrays (filters, feature maps,
+confusion matrix, confident mistakes) with NumPy. :mod:`cnnsearch.report` renders both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cnnsearch import confirm as confirm_mod
+from cnnsearch import importance as importance_mod
+from cnnsearch import study as study_mod
+from cnnsearch import viz
+from cnnsearch.arch import ArchSpec, read_weights
+from cnnsearch.errors import CnnsearchError
+from cnnsearch.objective import model_file
+from cnnsearch.storage import artifact_dir
+
+REFERENCE = confirm_mod.REFERENCE_ACCURACY
+#: Columns shown first in the trial table, so the comparisons fit a 1366 px screen without scrolling.
+VS_REFERENCE = f"test − {REFERENCE:.2%} (pp)"
+LEAD_COLUMNS = ["trial", "role", "val acc", "val − baseline (pp)", "test acc", "test − baseline (pp)",
+                VS_REFERENCE, "params"]
+#: Columns after the searched parameters.
+TAIL_COLUMNS = ["FLOPs", "epochs", "seconds", "state", "reason"]
+
+
+@dataclass
+class ReportData:
+    """Everything the report shows, computed before any drawing."""
+
+    name: str
+    url: str
+    settings: dict[str, Any]
+    counts: dict[str, int]
+    table: pd.DataFrame  # one row per trial, best validation accuracy first
+    baseline: dict[str, Any] | None
+    best: dict[str, Any] | None
+    importance: importance_mod.Importance | None = None
+    confirm: dict[str, Any] = field(default_factory=dict)
+    histories: dict[int, list[float]] = field(default_factory=dict)  # val accuracy by epoch, per trial
+    study: Any = None  # the optuna.Study, for Optuna's own slice plots
+
+
+@dataclass
+class ModelPanel:
+    """One model's figures as arrays: filters, feature maps, confusion matrix, confident mistakes."""
+
+    label: str
+    record: dict[str, Any]
+    filters1: np.ndarray
+    filters2: np.ndarray | None
+    digits: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]  # (test index, image, conv1 maps, last maps)
+    confusion: np.ndarray
+    accuracy: float
+    mistakes: np.ndarray  # images of the most confidently wrong test digits
+    mistake_labels: list[str]
+
+
+@dataclass
+class Models:
+    """The model panels (best, then baseline), or why they are missing."""
+
+    panels: list[ModelPanel] = field(default_factory=list)
+    missing: str = ""
+    note: str = ""
+
+
+def compute(name: str, url: str | None = None) -> tuple[ReportData, study_mod.Handle]:
+    """Gather the study's numbers (no drawing, no TensorFlow)."""
+    h = study_mod.load(name, url)
+    records = [study_mod.trial_record(t) for t in h.study.get_trials(deepcopy=False)]
+    base = next((r for r in records if r["baseline"] and r["state"] == "COMPLETE"), None)
+    best_t = study_mod.best_trial(h.study)
+    best = next((r for r in records if best_t is not None and r["number"] == best_t.number), None)
+    data = ReportData(name=name, url=h.url, settings=h.study.user_attrs[study_mod.SETTINGS_KEY],
+                      counts=study_mod.counts(h.study), table=trial_table(records, base), baseline=base, best=best,
+                      histories={r["number"]: r["history"]["val_accuracy"] for r in records
+                                 if r["history"] and r["history"].get("val_accuracy")}, study=h.study)
+    data.importance = importance_mod.compute(h.study)
+    data.confirm = confirm_mod.summarize(confirm_mod.stored(h.study))
+    return data, h
+
+
+def trial_table(records: list[dict[str, Any]], base: dict[str, Any] | None) -> pd.DataFrame:
+    """One row per trial, best validation accuracy first: the comparisons, then every parameter."""
+    names = sorted({k for r in records for k in r["params"]})
+    rows = []
+    for r in records:
+        val, test = r["val_accuracy"], r["test_accuracy"]
+        row: dict[str, Any] = {
+            "trial": r["number"], "role": "baseline" if r["baseline"] else "", "val acc": val,
+            "val − baseline (pp)": None if val is None or base is None else 100 * (val - base["val_accuracy"]),
+            "test acc": test,
+            "test − baseline (pp)": None if test is None or base is None else 100 * (test - base["test_accuracy"]),
+            VS_REFERENCE: None if test is None else 100 * (test - REFERENCE), "params": r["param_count"],
+        }
+        row.update({n: r["params"].get(n) for n in names})
+        row.update({"FLOPs": r["flops"], "epochs": r["epochs_run"], "seconds": r["seconds"], "state": r["state"],
+                    "reason": r["fail_reason"] or ("pruned" if r["state"] == "PRUNED" else "")})
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=[*LEAD_COLUMNS, *names, *TAIL_COLUMNS])
+    return df.sort_values(["val acc", "trial"], ascending=[False, True], na_position="last", kind="stable",
+                          ignore_index=True)
+
+
+def compute_models(d: ReportData, h: study_mod.Handle, data_path: str | None) -> Models:
+    """The best model's (and the baseline's) figures as arrays, from the kept weights and the test images."""
+    if d.best is None:
+        return Models(missing="No completed trial: no model to show.")
+    best_file = model_file(h, "best")
+    base_file = model_file(h, "baseline")
+    if best_file is None:
+        return Models(missing=f"The best trial's weights are not in the artifact store"
+                              f" ({artifact_dir(h.url)});"
+                              " run the study on this machine or point CNNSEARCH_ARTIFACTS at the shared folder.")
+    try:
+        from cnnsearch import provenance
+
+        # The data the study was trained on (remembered at its first run) unless --data says otherwise.
+        ds = provenance.load(h.study, data_path, remember=False, download=False)
+    except provenance.DataMismatch:
+        raise  # other data than the study's: refused, not drawn around
+    except CnnsearchError as exc:
+        return Models(missing=f"The test images are needed to draw feature maps and the confusion matrix: {exc}")
+    wanted = [("best", d.best, best_file)]
+    if base_file is not None and d.baseline is not None and d.baseline["number"] != d.best["number"]:
+        wanted.append(("baseline", d.baseline, base_file))
+    out = Models()
+    idx = list(viz.REFERENCE_DIGITS)
+    for label, rec, path in wanted:
+        spec = ArchSpec.from_dict(rec["spec"])
+        weights = read_weights(path)
+        layers = ("conv1", "conv2") if "conv2" in weights else ("conv1",)
+        maps = viz.feature_maps(weights, spec, ds.x_test[idx], layers)
+        proba = viz.predict_proba(weights, spec, ds.x_test)
+        pred = proba.argmax(axis=1)
+        wrong = viz.confident_mistakes(ds.y_test, proba, 16)
+        out.panels.append(ModelPanel(
+            label=label, record=rec, filters1=viz.filters(weights, "conv1", limit=32),
+            filters2=viz.filters(weights, "conv2", limit=32) if "conv2" in weights else None,
+            digits=[(i, ds.x_test[i], maps["conv1"][j], maps[layers[-1]][j]) for j, i in enumerate(idx)],
+            confusion=viz.confusion(ds.y_test, pred, ds.n_classes), accuracy=float((pred == ds.y_test).mean()),
+            mistakes=ds.x_test[wrong],
+            mistake_labels=[f"#{i}: {ds.y_test[i]}→{pred[i]} ({proba[i, pred[i]]:.0%})" for i in wrong]))
+    if len(wanted) == 1:
+        out.note = ("The in-study baseline is the best model so far: no trial has beaten it on validation."
+                    if d.baseline is not None and d.baseline["number"] == d.best["number"] else
+                    "The in-study baseline's weights were not kept, so only the best model is shown.")
+    return out

@@ -1,0 +1,75 @@
+"""Importance with its uncertainty, on studies built with create_trial (no training)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable
+
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import create_trial
+
+from cnnsearch import importance
+
+DISTS = {"conv1_filters": CategoricalDistribution([8, 16, 32, 64]), "conv1_kernel": CategoricalDistribution([3, 5]),
+         "pool_size": CategoricalDistribution([2, 3, 4]), "dropout_dense": FloatDistribution(0.0, 0.7, step=0.05),
+         "dropout_conv": FloatDistribution(0.0, 0.5, step=0.05), "conv2_filters": IntDistribution(16, 128, step=16),
+         "conv2_kernel": CategoricalDistribution([3, 5])}
+
+
+def _study(n: int, value: Callable[[dict[str, Any], random.Random], float], *, dims: dict[str, Any] = DISTS,
+           fixed: dict[str, Any] | None = None, seed: int = 0) -> optuna.Study:
+    rng = random.Random(seed)
+    study = optuna.create_study(direction="maximize")
+    for _ in range(n):
+        params = {}
+        for name, d in dims.items():
+            if fixed and name in fixed:
+                params[name] = fixed[name]
+            elif isinstance(d, CategoricalDistribution):
+                params[name] = rng.choice(d.choices)
+            elif isinstance(d, IntDistribution):
+                params[name] = rng.randrange(d.low, d.high + 1, d.step)
+            else:
+                params[name] = round(rng.randrange(0, int(round((d.high - d.low) / d.step)) + 1) * d.step + d.low, 6)
+        v = value(params, rng)
+        study.add_trial(create_trial(params=params, distributions=dims, value=v, user_attrs={"val_accuracy": v}))
+    return study
+
+
+def test_one_dimension_that_drives_val_accuracy_is_named() -> None:
+    study = _study(30, lambda p, r: 0.95 + 0.04 * p["dropout_dense"] + r.gauss(0, 0.0005))
+    imp = importance.compute(study)
+    assert imp.mattered == ["dropout_dense"]
+    top = imp.dimensions[0]
+    assert top.name == "dropout_dense" and top.top_share >= 0.8 and len(top.fanova) == importance.RESAMPLES
+    assert top.mean > 0.5 and top.sd >= 0
+    assert imp.dashboard_order[0] == "dropout_dense"  # the dashboard's PED-ANOVA tells the same story
+    text = importance.sentence(imp)
+    assert "mattered most for validation accuracy: dropout_dense" in text and "80%" in text
+
+
+def test_pure_noise_names_no_dimension() -> None:
+    study = _study(30, lambda p, r: 0.98 + r.gauss(0, 0.002), seed=3)
+    imp = importance.compute(study)
+    assert imp.ranked and imp.mattered == []
+    assert "No choice stands out yet" in importance.sentence(imp)
+
+
+def test_a_never_varied_dimension_is_not_explored() -> None:
+    study = _study(30, lambda p, r: 0.95 + 0.04 * p["dropout_dense"] + r.gauss(0, 0.0005),
+                   fixed={"conv1_kernel": 3})
+    imp = importance.compute(study)
+    assert "conv1_kernel" in imp.not_explored
+    dim = next(d for d in imp.dimensions if d.name == "conv1_kernel")
+    assert dim.fanova == () and dim.distinct == 1
+    text = importance.sentence(imp)
+    assert "Not explored" in text and "conv1_kernel" in text.split("Not explored")[1]
+    assert "hardly" not in text and "did not matter" not in text
+
+
+def test_eight_trials_on_seven_dimensions_are_too_few() -> None:
+    study = _study(8, lambda p, r: 0.95 + 0.04 * p["dropout_dense"])
+    imp = importance.compute(study)
+    assert imp.too_few and not imp.ranked and imp.mattered == []
+    assert importance.sentence(imp).startswith("Too few trials to rank the choices (8 completed, about 14 needed")
