@@ -71,6 +71,8 @@ class Plan(NamedTuple):
 
         head = (f"{n(self.runs, 'run')}: {n(self.configs, 'configuration')} x {n(self.seeds, 'seed')} at"
                 f" {n(self.epochs, 'epoch')} on {self.train_images:,} images")
+        if not self.runs:
+            return head + "; every one is stored already (nothing to train)"
         if self.seconds is None or self.speed is None:
             return head + "; no time estimate (no trial of this study has measured epoch times)"
         from cnnsearch.progress import duration
