@@ -197,7 +197,7 @@ def plan(spec: ArchSpec, input_shape: tuple[int, ...] = (28, 28, 1), n_classes: 
     """The layer sequence of ``spec`` on images of ``input_shape`` (H, W, C), with shapes, params and FLOPs.
 
     The one walk of a spec: :func:`summarize`, :func:`build_model` and the
-    NumPy forward pass of :mod:`cnnsearch.viz` all follow it.
+    NumPy forward pass of :mod:`cnnsearch.forward` all follow it.
 
     Raises:
         ArchitectureError: an invalid value, or a feature map that would shrink

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from cnnsearch import data as data_mod
-from cnnsearch import viz
+from cnnsearch import forward, viz
 from cnnsearch.arch import REFERENCE, ArchSpec
 from cnnsearch.train import TrainConfig, TrainResult, fit, versions
 
@@ -93,7 +93,7 @@ def draw_figures(result: TrainResult, spec: ArchSpec, x_test: np.ndarray, out: P
     paths: dict[str, Path] = {}
     paths["learning_curve"] = viz.save(viz.draw_learning_curve(result.history, title="baseline CNN: learning curve"),
                                        out / FIGURES["learning_curve"])
-    weights = viz.conv_weights(model)
+    weights = forward.conv_weights(model)
     w1 = viz.filters(weights, "conv1", limit=32)
     paths["conv1_filters"] = viz.save(viz.draw_grid(w1, 4, 8, title="first-layer filters (32, 3x3)"),
                                       out / FIGURES["conv1_filters"])
@@ -101,12 +101,12 @@ def draw_figures(result: TrainResult, spec: ArchSpec, x_test: np.ndarray, out: P
     paths["conv2_filters"] = viz.save(viz.draw_grid(w2, 4, 8, title="second-layer filters 0-31, input channel 0"),
                                       out / FIGURES["conv2_filters"])
     digits = x_test[:16]
-    maps = viz.feature_maps(weights, spec, digits)
+    maps = forward.feature_maps(weights, spec, digits)
     paths["digits_maps"] = viz.save(viz.draw_digits_with_maps(
         list(digits), list(maps["conv1"][..., 0]), list(maps["conv2"][..., 0]),
         title="first 16 test digits, conv1 and conv2 channel-0 maps"), out / FIGURES["digits_maps"])
     picked = x_test[list(viz.REFERENCE_DIGITS)]
-    maps = viz.feature_maps(weights, spec, picked)
+    maps = forward.feature_maps(weights, spec, picked)
     for j, idx in enumerate(viz.REFERENCE_DIGITS):
         key = f"digit_{idx}_maps"
         paths[key] = viz.save(viz.draw_digit_maps(picked[j], maps["conv1"][j], maps["conv2"][j],

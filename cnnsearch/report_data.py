@@ -16,7 +16,7 @@ import pandas as pd
 from cnnsearch import confirm as confirm_mod
 from cnnsearch import importance as importance_mod
 from cnnsearch import study as study_mod
-from cnnsearch import viz
+from cnnsearch import forward, viz
 from cnnsearch.arch import ArchSpec, read_weights
 from cnnsearch.errors import CnnsearchError
 from cnnsearch.objective import model_file
@@ -138,8 +138,8 @@ def compute_models(d: ReportData, h: study_mod.Handle, data_path: str | None) ->
         spec = ArchSpec.from_dict(rec["spec"])
         weights = read_weights(path)
         layers = ("conv1", "conv2") if "conv2" in weights else ("conv1",)
-        maps = viz.feature_maps(weights, spec, ds.x_test[idx], layers)
-        proba = viz.predict_proba(weights, spec, ds.x_test)
+        maps = forward.feature_maps(weights, spec, ds.x_test[idx], layers)
+        proba = forward.predict_proba(weights, spec, ds.x_test)
         pred = proba.argmax(axis=1)
         wrong = viz.confident_mistakes(ds.y_test, proba, 16)
         out.panels.append(ModelPanel(

@@ -1,4 +1,4 @@
-"""The NumPy forward pass (viz.predict_proba, viz.feature_maps) equals Keras's on every layer kind of the plan."""
+"""cnnsearch.forward (predict_proba, feature_maps) equals Keras's on every layer kind of the plan."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnsearch import viz
+from cnnsearch import forward
 from cnnsearch.arch import ArchSpec, build_model, plan, read_weights, summarize
 
 SPECS = {
@@ -46,7 +46,7 @@ def test_numpy_forward_equals_keras_predict(name: str, tmp_path: Path) -> None:
     x = np.random.default_rng(1).uniform(0, 1, (40, *shape)).astype(np.float32)
     want = model.predict(x, verbose=0)
     assert want.std() > 1e-3  # not a degenerate softmax that any forward pass would match
-    got = viz.predict_proba(viz.conv_weights(model), spec, x, batch=16)
+    got = forward.predict_proba(forward.conv_weights(model), spec, x, batch=16)
     np.testing.assert_allclose(got, want, atol=2e-5)
 
     # The same from a saved .keras file, read without TensorFlow.
@@ -54,13 +54,13 @@ def test_numpy_forward_equals_keras_predict(name: str, tmp_path: Path) -> None:
     model.save(path)
     stored = read_weights(path)
     assert set(stored) == {s.name for s in plan(spec, shape, n_classes) if s.kind in ("conv", "batch_norm", "dense")}
-    np.testing.assert_allclose(viz.predict_proba(stored, spec, x), want, atol=2e-5)
+    np.testing.assert_allclose(forward.predict_proba(stored, spec, x), want, atol=2e-5)
 
     # Feature maps: a conv block's activation after ReLU (after batch norm when there is one).
     blocks = [s.name for s in plan(spec, shape, n_classes) if s.kind == "conv"]
     outs = [model.get_layer(b.replace("conv", "relu") if spec.batch_norm else b).output for b in blocks]
     keras_maps = keras().Model(model.inputs, outs).predict(x, verbose=0)
-    ours = viz.feature_maps(stored, spec, x, blocks)
+    ours = forward.feature_maps(stored, spec, x, blocks)
     for b, k in zip(blocks, keras_maps if len(blocks) > 1 else [keras_maps]):
         np.testing.assert_allclose(ours[b], k, atol=2e-5)
 

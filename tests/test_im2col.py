@@ -89,7 +89,7 @@ def test_equals_trained_baseline_layers_on_all_test_images(mnist_path: Path) -> 
     from cnnsearch import data
     from cnnsearch.arch import ArchSpec
     from cnnsearch.train import TrainConfig, fit
-    from cnnsearch import viz
+    from cnnsearch import forward
 
     ds = data.load(mnist_path)
     result = fit(ArchSpec(), data.split(ds, train_limit=3000), TrainConfig(epochs=1, train_limit=3000))
@@ -106,7 +106,7 @@ def test_equals_trained_baseline_layers_on_all_test_images(mnist_path: Path) -> 
         keras_maps = {"conv1": k1, "conv2": k2}
         a1 = im2col.relu(im2col.conv2d(x, w1, b1))
         a2 = im2col.relu(im2col.conv2d(a1, w2, b2))
-        ours = viz.feature_maps(viz.conv_weights(model), ArchSpec(), x)
+        ours = forward.feature_maps(forward.conv_weights(model), ArchSpec(), x)
         np.testing.assert_array_equal(ours["conv2"], a2)
         worst = max(worst, float(np.abs(a1 - keras_maps["conv1"]).max()), float(np.abs(a2 - keras_maps["conv2"]).max()))
     assert worst < 1e-4, worst
