@@ -12,7 +12,8 @@ import numpy as np
 
 from cnnsearch import data as data_mod
 from cnnsearch import forward, viz
-from cnnsearch.arch import REFERENCE, ArchSpec
+from cnnsearch.arch import REFERENCE, ArchSpec, summarize
+from cnnsearch.errors import ArchitectureError, CnnsearchError, DataError
 from cnnsearch.train import TrainConfig, TrainResult, fit, versions
 
 #: Files written into a baseline run folder.
@@ -52,9 +53,18 @@ def run(
     config = TrainConfig(epochs=epochs, train_limit=train_limit, seed=seed, precision=precision)
     splits = data_mod.split(ds, train_limit=train_limit)
     spec = ArchSpec()
-    result = fit(spec, splits, config, on_epoch=on_epoch, verbose=verbose)
+    try:
+        summarize(spec, splits.input_shape, splits.n_classes)
+    except ArchitectureError as exc:
+        raise DataError(f"{ds.source}: images of {splits.input_shape} are too small for the reference model: {exc};"
+                        " pass MNIST-sized images") from exc
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:  # before training: an unwritable --out must not cost a whole training run
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CnnsearchError(f"--out {out}: cannot create the run folder ({exc.strerror or exc}); pass a folder"
+                             " you can write to") from exc
+    result = fit(spec, splits, config, on_epoch=on_epoch, verbose=verbose)
 
     model_path = out / "model.keras"
     tmp = out / "model.tmp.keras"

@@ -3,7 +3,8 @@
 Each command is a few lines over a public function. Errors the user can fix
 (:class:`~cnnsearch.errors.CnnsearchError`) print one line on stderr and exit
 1 (2 for invalid input); ``--debug`` shows the traceback instead.
-Exit codes: 0 ok, 1 error, 2 usage or invalid input, 130 interrupted.
+Exit codes: 0 ok, 1 error, 2 usage or invalid input, 128 + signal when a run is interrupted
+(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 """
 
 from __future__ import annotations
@@ -35,11 +36,21 @@ class _Group(click.Group):
                 raise
             click.echo(f"cnnsearch: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
+        except Exception as exc:  # a database error after the storage opened: one line naming file and cause
             if debug:
                 raise
-            click.echo("cnnsearch: interrupted", err=True)
-            ctx.exit(130)
+            from cnnsearch.storage import storage_error
+
+            explained = storage_error(exc)
+            if explained is None:
+                raise
+            click.echo(f"cnnsearch: error: {explained}", err=True)
+            ctx.exit(explained.exit_code)
+        except KeyboardInterrupt as exc:  # Ctrl-C, and SIGTERM/SIGHUP during a run (cnnsearch.interrupt)
+            if debug:
+                raise
+            click.echo(f"cnnsearch: {getattr(exc, 'reason', 'interrupted')}", err=True)
+            ctx.exit(getattr(exc, "exit_code", 130))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,10 +111,91 @@ def baseline(data_path: str | None, epochs: int, train_limit: int, seed: int, ou
 
 
 
+@main.group()
+def space() -> None:
+    """The search spaces that ship with cnnsearch: list, show, copy one to edit."""
+
+
+@space.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+def space_list(as_json: bool) -> None:
+    """Name, searched dimensions, fidelity and description of each shipped space."""
+    from cnnsearch import space as space_mod
+
+    rows = space_mod.shipped_spaces()
+    if as_json:
+        _emit_json([r._asdict() for r in rows])
+        return
+    width = max((len(r.name) for r in rows), default=4)
+    for r in rows:
+        images = "all" if not r.train_limit else f"{r.train_limit:,}"
+        click.echo(f"{r.name:<{width}}  {len(r.searched):>2} dimensions  {r.epochs} epochs on {images} images"
+                   f"  {r.description}")
+    click.echo("use one: cnnsearch study create NAME --space <name>; edit one: cnnsearch space init my.toml"
+               " --from <name>", err=True)
+
+
+@space.command("show")
+@click.argument("name", shell_complete=lambda ctx, param, incomplete: _space_names(incomplete))
+def space_show(name: str) -> None:
+    """Print the text of shipped space NAME (e.g. seed, wide)."""
+    from cnnsearch import shipped
+
+    click.echo(shipped.text(name), nl=False)
+
+
+@space.command("init")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--from", "from_name", default="seed", show_default=True, metavar="NAME",
+              shell_complete=lambda ctx, param, incomplete: _space_names(incomplete),
+              help="Shipped space to copy.")
+def space_init(path: str, from_name: str) -> None:
+    """Write a commented copy of a shipped space to PATH, to edit (never overwrites)."""
+    from cnnsearch import shipped
+
+    dest = shipped.init(path, from_name)
+    click.echo(f"wrote {dest} (a copy of {from_name}); edit it, then: cnnsearch study create NAME --space {dest}")
+
+
+def _space_names(incomplete: str) -> list[Any]:
+    """Shell completion: shipped space names."""
+    from cnnsearch import shipped
+
+    return [n for n in shipped.names() if n.startswith(incomplete)]
+
+
+def _space_or_file(incomplete: str) -> list[Any]:
+    """Shell completion for --space: shipped names, then the shell's own file completion."""
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(n) for n in _space_names(incomplete)] + [CompletionItem(incomplete, type="file")]
+
+
 _storage_option = click.option("--storage", "url", default=None, metavar="URL",
                                help="Optuna storage URL (default: $CNNSEARCH_STORAGE, then"
                                     " sqlite:///studies/cnnsearch.db).")
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+
+
+def _complete_study(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion for a study NAME: the studies in the storage this command line points at.
+
+    Never creates a database (a missing one completes nothing) and never fails: completion must stay silent.
+    """
+    try:
+        import optuna
+
+        from cnnsearch.storage import open_storage
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        names = optuna.study.get_all_study_names(storage=open_storage(ctx.params.get("url")))
+    except Exception:
+        return []
+    return sorted(n for n in names if n.startswith(incomplete))
+
+
+#: The NAME of an existing study (completed from the storage by the shell completion).
+_study_argument = click.argument("name", shell_complete=_complete_study)
 
 
 @main.group()
@@ -118,7 +210,9 @@ def study() -> None:
 @study.command("create")
 @click.argument("name")
 @click.option("--space", "space_path", required=True, type=click.Path(dir_okay=False),
-              help="Space file (TOML), e.g. studies/seed.toml.")
+              shell_complete=lambda ctx, param, incomplete: _space_or_file(incomplete),
+              help="Space file (TOML), e.g. studies/seed.toml, or a shipped space's name (seed, wide; see"
+                   " 'cnnsearch space list'). A path wins.")
 @_storage_option
 def study_create(name: str, space_path: str, url: str | None) -> None:
     """Create study NAME from a space file; the reference model is queued as trial 0."""
@@ -126,7 +220,7 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
 
     h = study_mod.create(name, space_path, url)
     t = h.training
-    click.echo(f"created study {name!r} in {h.url}: {len(h.space.searched)} searched dimensions"
+    click.echo(f"created study {name!r} in {study_mod.mask_url(h.url)}: {len(h.space.searched)} searched dimensions"
                f" ({', '.join(h.space.searched)}); {t.epochs} epochs on"
                f" {'all' if not t.train_limit else f'{t.train_limit:,}'} training images per trial;"
                f" sampler {h.space.study['sampler']}, pruner {h.space.study['pruner']}")
@@ -134,7 +228,7 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
 
 
 @study.command("run")
-@click.argument("name")
+@_study_argument
 @click.option("--trials", type=click.IntRange(min=0), default=10, show_default=True,
               help="New finished trials to add (the queued baseline, if not run yet, comes on top).")
 @click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Start no new trial after SEC seconds.")
@@ -149,10 +243,12 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report at the end.")
 @click.option("--verbose", is_flag=True, help="Per-epoch metrics on stderr.")
 @click.option("--quiet", is_flag=True, help="No progress or per-trial lines (errors only).")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=None,
+              help="Sampler seed for a reproducible run (default: random, so runs started together differ).")
 @click.pass_context
 def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None, workers: int,
               space_path: str | None, data_path: str | None, url: str | None, no_report: bool, verbose: bool,
-              quiet: bool) -> None:
+              quiet: bool, seed: int | None) -> None:
     """Run (or resume) study NAME: add --trials finished trials, then write its report.
 
     With --space FILE, a study that does not exist yet is created first (one command from a space
@@ -172,7 +268,7 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
                        " dimensions", err=True)
     if workers > 1:
         codes = runner.run_workers(name, trials=trials, workers=workers, timeout=timeout, data_path=data_path,
-                                   url=url, quiet=quiet, debug=bool(ctx.find_root().params.get("debug")))
+                                   url=url, quiet=quiet, debug=bool(ctx.find_root().params.get("debug")), seed=seed)
         failed = [c for c in codes if c != 0]
         if failed:
             raise click.exceptions.Exit(130 if 130 in failed else max(failed))
@@ -194,7 +290,7 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
         try:
             # --verbose means per-epoch metrics on stderr (the progress module), not Keras's per-batch
             # bars, which go to stdout.
-            runner.run(name, trials=trials, timeout=timeout, data_path=data_path, url=url,
+            runner.run(name, trials=trials, timeout=timeout, data_path=data_path, url=url, seed=seed,
                        **({} if quiet else {"on_plan": plan, "on_trial_start": begin, "on_epoch":
                                             lambda e, logs: bar[0].epoch_end(e, logs), "on_trial": line}))
         finally:
@@ -224,9 +320,9 @@ def study_list(url: str | None, as_json: bool) -> None:
         _emit_json(rows)
         return
     if not rows:
-        from cnnsearch.storage import resolve_storage
+        from cnnsearch.storage import mask_url, resolve_storage
 
-        click.echo(f"no studies in {resolve_storage(url)}")
+        click.echo(f"no studies in {mask_url(resolve_storage(url))}")
     for r in rows:
         best = "-" if r["best_val_accuracy"] is None else f"{r['best_val_accuracy']:.4f} (trial {r['best_trial']})"
         states = ", ".join(f"{v} {k.lower()}" for k, v in sorted(r["counts"].items()))
@@ -234,7 +330,7 @@ def study_list(url: str | None, as_json: bool) -> None:
 
 
 @study.command("show")
-@click.argument("name")
+@_study_argument
 @click.option("--top", type=click.IntRange(min=1), default=None, help="Only the N best trials by validation accuracy.")
 @click.option("--sort", type=click.Choice(["number", "val"]), default="number", show_default=True,
               help="Order: trial number, or validation accuracy (best first).")
@@ -271,7 +367,7 @@ def study_show(name: str, top: int | None, sort: str, url: str | None, as_json: 
 
 
 @study.command("best")
-@click.argument("name")
+@_study_argument
 @click.option("--export", type=click.Path(dir_okay=False), default=None, help="Write the best model to this .keras file.")
 @_storage_option
 @_json_option
@@ -293,28 +389,95 @@ def study_best(name: str, export: str | None, url: str | None, as_json: bool) ->
 
 
 @study.command("delete")
-@click.argument("name")
+@_study_argument
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @_storage_option
 def study_delete(name: str, yes: bool, url: str | None) -> None:
     """Delete study NAME, its trials and kept weights."""
     from cnnsearch import study as study_mod
-    from cnnsearch.errors import ConfigError
 
     study_mod.load(name, url)  # fail clearly on a missing study before asking anything
     if not yes:
-        if not sys.stdin.isatty():
-            raise ConfigError(f"refusing to delete study {name!r} without confirmation; add --yes")
+        # No terminal to ask (a pipe, cron, or stdin closed: sys.stdin is None) reads as "no".
+        if sys.stdin is None or sys.stdin.closed or not sys.stdin.isatty():
+            raise CnnsearchError(f"refusing to delete study {name!r} without confirmation (no terminal to ask on);"
+                                 " add --yes")
         click.confirm(f"Delete study {name!r} and all its trials?", abort=True)
     study_mod.delete(name, url)
     click.echo(f"deleted study {name!r}")
 
 
+@study.command("fail-stale")
+@click.argument("name")
+@click.option("--all", "force", is_flag=True,
+              help="Also fail RUNNING trials of other machines (make sure no run is active anywhere first).")
+@_storage_option
+def study_fail_stale(name: str, force: bool, url: str | None) -> None:
+    """Fail the RUNNING trials of NAME whose worker is gone, and re-queue each once.
+
+    Needed for journal:// storages, which have no heartbeat (study run also does it on this machine's trials).
+    """
+    from cnnsearch import runner
+
+    failed = runner.fail_stale_trials(name, url, force=force)
+    if not failed:
+        click.echo(f"no stale trials in {name!r}" + ("" if force else " on this machine (--all for every machine's)"))
+        return
+    click.echo(f"failed {len(failed)} stale trial(s) of {name!r}: {', '.join(f'#{n}' for n in failed)};"
+               " each re-queued once")
+
+
+@study.command("export")
+@_study_argument
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True,
+              help="csv: one row per trial (lists as JSON text); json: an array of the same rows.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to FILE instead of stdout.")
+@_storage_option
+def study_export(name: str, fmt: str, out: str | None, url: str | None) -> None:
+    """Every trial of NAME as one table: Optuna's trials_dataframe, user attributes flattened, baseline marked."""
+    from cnnsearch import exchange
+
+    text = exchange.export(name, fmt, url)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    from pathlib import Path
+
+    dest = Path(out)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(dest)  # atomic: a reader never sees half a file
+    click.echo(f"wrote {dest} ({fmt})", err=True)
+
+
+@study.command("enqueue")
+@_study_argument
+@click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
+@_storage_option
+@_json_option
+def study_enqueue(name: str, assignments: tuple[str, ...], url: str | None, as_json: bool) -> None:
+    """Queue a configuration of your own (e.g. conv1_filters=16 dropout_dense=0.3) as NAME's next trial.
+
+    Checked against the study's space first (exit 2, nothing written, when a value is outside it);
+    dimensions left out keep the reference model's values.
+    """
+    from cnnsearch import exchange
+
+    queued = exchange.enqueue(name, list(assignments), url)
+    if as_json:
+        _emit_json(queued)
+        return
+    click.echo(f"queued trial {queued['number']} of {name!r}: "
+               + ", ".join(f"{k}={v}" for k, v in queued["params"].items()))
+    click.echo(f"next: cnnsearch study run {name} --trials 1   (queued trials run first)")
+
+
 @main.command(help=f"Write the HTML report of study NAME: every trial against the {REFERENCE.test_accuracy:.2%}"
                    " baseline.")
-@click.argument("name")
+@_study_argument
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Output file (default: reports/NAME/index.html).")
+              help="Output file (default: reports/NAME/index.html, NAME made a safe folder name).")
 @click.option("--data", "data_path", default=None,
               help="Test images for the model figures (default: the data the study was trained on, then"
                    " $CNNSEARCH_DATA, then the Keras cache).")
@@ -336,10 +499,15 @@ def _write_report(name: str, out: str | None, url: str | None, data_path: str | 
                             on_step=lambda text: click.echo(f"report: {text}", err=True))
     click.echo(f"wrote {path} in {duration(time.perf_counter() - start)} (open it in a browser; it makes no network"
                " requests)")
+    if models:
+        from cnnsearch import study as study_mod
+
+        for problem in study_mod.weights_problems(name, url):  # the report says it too, in the model section
+            click.echo(f"cnnsearch: warning: {problem}", err=True)
 
 
 @study.command("confirm")
-@click.argument("name")
+@_study_argument
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="Configurations to retrain.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Training seeds per configuration (a verdict needs at least 3).")

@@ -189,7 +189,8 @@ def _plan(h: study_mod.Handle, cands: list[Candidate], done: set[tuple[Fidelity,
 
     flops = {c.key: summarize(c.spec, splits.input_shape, splits.n_classes).flops for c in cands}
     todo = [flops[c.key] for s in range(seeds) for c in cands if (fid, c.key, s) not in done]
-    trials = [t.user_attrs for t in h.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    trials = [{"epoch_seconds": study_mod.trial_attr(t, "epoch_seconds"), "flops": study_mod.trial_attr(t, "flops")}
+              for t in h.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     cut = n_train - len(splits.x_val)  # training images after the validation split
     trial_images = min(h.training.train_limit, cut) if h.training.train_limit else cut
     return estimate.plan(trials, trial_images, len(splits.x_val), todo, configs=len(cands), seeds=seeds,

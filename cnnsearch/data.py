@@ -18,12 +18,13 @@ import gzip
 import os
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cnnsearch.errors import DataError
+from cnnsearch.errors import ConfigError, DataError
 
 #: Environment variable naming the data file or folder (used by tests, CI, benchmarks).
 DATA_ENV = "CNNSEARCH_DATA"
@@ -162,7 +163,8 @@ def split(ds: Dataset, *, train_limit: int = 0, val_fraction: float = VALIDATION
         ds: The scaled data set.
         train_limit: Keep only the first N training images after the split
             (0 = all of them: 54,000 for MNIST). The validation set does not
-            shrink, so accuracies stay comparable across fidelities.
+            shrink, so accuracies stay comparable across fidelities. More
+            than the data hold is refused (ConfigError), never cut silently.
         val_fraction: Share of the training set held out, from its end.
     """
     if train_limit < 0:
@@ -175,7 +177,14 @@ def split(ds: Dataset, *, train_limit: int = 0, val_fraction: float = VALIDATION
             f"{ds.source}: {n} training images cannot be split {1 - val_fraction:.0%}/{val_fraction:.0%}"
             " into training and validation; use a data set with at least 10 training images"
         )
-    stop = cut if train_limit == 0 else min(cut, train_limit)
+    if train_limit > cut:
+        # Refused rather than cut silently: a study's fidelity (and every comparison made at it) names this number.
+        raise ConfigError(
+            f"train_limit {train_limit:,}: expected at most the {cut:,} training images that {ds.source} has after"
+            f" holding out {n_val:,} for validation; received {train_limit:,}; use train_limit = 0 (all) or a"
+            " smaller number"
+        )
+    stop = cut if train_limit == 0 else train_limit
     return Splits(
         x_train=ds.x_train[:stop],
         y_train=ds.y_train[:stop],
@@ -251,6 +260,15 @@ def validate(raw: RawData) -> RawData:
             " they must be the same size"
         )
     n_classes = int(raw.y_train.max()) + 1
+    missing = np.setdiff1d(np.arange(n_classes), raw.y_train)
+    if missing.size:
+        # A stray label (42 among 0..9) would silently train a 43-class model.
+        shown = ", ".join(map(str, missing[:5].tolist())) + (", ..." if missing.size > 5 else "")
+        raise DataError(
+            f"{src}: y_train's labels run to {n_classes - 1}, so {n_classes} classes, but {missing.size} of them"
+            f" never occur ({shown}); labels must be 0..K-1 with every class present in the training set:"
+            " fix or drop the stray labels"
+        )
     bad = raw.y_test[raw.y_test >= n_classes]
     if bad.size:
         raise DataError(
@@ -267,13 +285,24 @@ def _read_path(path: Path, *, origin: str) -> RawData:
             " of the four IDX files"
         )
     if path.is_dir():
-        return validate(_read_idx_folder(path))
+        try:
+            return validate(_read_idx_folder(path))
+        except OSError as exc:  # an unreadable folder (permissions): a clear line, not a traceback
+            raise DataError(f"{path} (from {origin}): cannot read this IDX folder ({exc.strerror or exc}:"
+                            f" {exc.filename or path}); check its permissions") from exc
     return validate(_read_npz(path))
 
 
 def _read_npz(path: Path) -> RawData:
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a lone .npy array (or a memory map)
+            raise DataError(
+                f"{path}: a single NumPy array of shape {getattr(loaded, 'shape', '?')} (.npy), not a Keras-layout"
+                f" MNIST .npz; expected an .npz with the keys {', '.join(NPZ_KEYS)} (np.savez(path, x_train=...,"
+                " y_train=..., x_test=..., y_test=...)) or a folder of the four IDX files"
+            )
+        with loaded as npz:
             missing = [k for k in NPZ_KEYS if k not in npz.files]
             if missing:
                 raise DataError(
@@ -283,7 +312,7 @@ def _read_npz(path: Path) -> RawData:
             arrays = {k: np.asarray(npz[k]) for k in NPZ_KEYS}
     except DataError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zipfile.LargeZipFile) as exc:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zipfile.LargeZipFile, zlib.error) as exc:
         raise DataError(
             f"{path}: cannot read as an .npz file ({type(exc).__name__}: {_first_line(exc)});"
             " it is truncated or corrupted: download it again or pass a folder of IDX files"

@@ -59,3 +59,24 @@ def check_known_keys(given: Iterable[str], known: Iterable[str], what: str,
     unknown = sorted(set(given) - set(known))
     if unknown:
         raise error(f"unknown {what} {', '.join(unknown)}; known: {', '.join(known)}")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM or SIGHUP: stop the run, fail the running trial with the signal's name, exit 128 + signal.
+
+    A KeyboardInterrupt, so code that cleans up on Ctrl-C cleans up on SIGTERM too.
+    """
+
+    def __init__(self, signum: int = 2) -> None:
+        import signal
+
+        self.signum = signum
+        self.signame = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else str(signum)
+        #: Process exit status: 128 + the signal number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
+        self.exit_code = 128 + signum
+        super().__init__(self.reason)
+
+    @property
+    def reason(self) -> str:
+        """The fail reason recorded on an interrupted trial."""
+        return "interrupted by Ctrl-C (SIGINT)" if self.signame == "SIGINT" else f"interrupted ({self.signame})"

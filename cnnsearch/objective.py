@@ -7,7 +7,6 @@ A trial that cannot finish raises :class:`~cnnsearch.errors.TrialFailed`
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -16,12 +15,13 @@ from typing import Any, Callable
 import optuna
 
 from cnnsearch import data as data_mod
-from cnnsearch import limits
+from cnnsearch import interrupt, limits
 from cnnsearch import space as space_mod
 from cnnsearch.arch import summarize
-from cnnsearch.errors import ArchitectureError, CnnsearchError, TrialFailed
-from cnnsearch.storage import artifact_dir, artifact_store, first_line
-from cnnsearch.study import Handle, fresh_user_attrs
+from cnnsearch.errors import ArchitectureError, CnnsearchError, Interrupted, StorageError, TrialFailed
+from cnnsearch.storage import (ARTIFACTS_ENV, artifact_dir, artifact_store, first_line, is_enospc, kept_weights,
+                               sha256)
+from cnnsearch.study import BASELINE_ROLE, SHORT_ATTR, Handle, fresh_user_attrs, set_trial_data
 
 
 class Objective:
@@ -40,16 +40,34 @@ class Objective:
             handle.study.sampler.input_shape, handle.study.sampler.n_classes = splits.input_shape, splits.n_classes
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        interrupt.check()  # a signal swallowed since the last trial stops the run here, before any work
+        try:
+            return self._trial(trial)
+        except Interrupted as exc:
+            # Recorded before Optuna marks the trial FAIL (a finished trial's attributes are read-only).
+            trial.set_user_attr("failure_kind", "interrupted")
+            trial.set_user_attr("fail_reason", exc.reason)
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("failure_kind", "interrupted")
+            trial.set_user_attr("fail_reason", Interrupted(2).reason)
+            raise
+
+    def _trial(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        from cnnsearch._tf import keras
         from cnnsearch.train import fit, versions
 
         sp, cfg = self.handle.space, self.handle.training
+        trial.set_user_attr("worker", worker_lease())  # who runs it: runner.fail_stale() checks it is alive
         start = time.perf_counter()
         is_baseline = bool(trial.user_attrs.get("baseline", False))
         trial.set_user_attr("baseline", is_baseline)
+        if is_baseline:
+            trial.set_user_attr("role", BASELINE_ROLE)  # readable on the dashboard's trial page
         if self.on_start is not None:
             self.on_start(trial.number, is_baseline)
         spec, overrides = space_mod.suggest(trial, sp)
-        trial.set_user_attr("spec", spec.to_dict())
+        set_trial_data(trial, "spec", spec.to_dict())
         try:
             summary = summarize(spec, self.splits.input_shape, self.splits.n_classes)
         except ArchitectureError as exc:
@@ -68,20 +86,24 @@ class Objective:
         config = replace(cfg, seed=cfg.seed + trial.number, **overrides)
         history: dict[str, list[float]] = {}
 
+        callbacks = [interrupt.keras_callback()]
+        pruning = False
+        if not is_baseline and not sp.multi_objective and sp.study["pruner"] != "none":
+            keras()  # TensorFlow's quiet import first: optuna_integration would import it loudly
+            from optuna_integration import KerasPruningCallback
+
+            callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
+            pruning = True
+
         def on_epoch(epoch: int, logs: dict[str, float]) -> None:
             for k, v in logs.items():
                 history.setdefault(k, []).append(float(v))
             if self.on_epoch is not None:
                 self.on_epoch(epoch, logs)
 
-        callbacks = []
-        if not is_baseline and not sp.multi_objective and sp.study["pruner"] != "none":
-            from optuna_integration import KerasPruningCallback
-
-            callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
         if self.versions is None:
             self.versions = versions()
-        trial.set_user_attr("versions", self.versions)
+        set_trial_data(trial, "versions", self.versions)
         start = time.perf_counter()
         try:
             result = fit(spec, self.splits, config, callbacks=callbacks, on_epoch=on_epoch, verbose=self.verbose)
@@ -97,10 +119,18 @@ class Objective:
             failure = TrialFailed(f"{type(exc).__name__}: {first_line(exc)}")
             _record_failure(trial, failure)
             raise failure from exc
-        trial.set_user_attr("history", result.history)
+        set_trial_data(trial, "history", result.history)
+        if not pruning and not sp.multi_objective:
+            # The pruning callback is what reports intermediate values; the baseline (never pruned) and
+            # unpruned studies have none, so report them here: the dashboard's intermediate-values chart
+            # then shows the baseline's curve beside the others. After training, not per epoch: a Ctrl-C
+            # landing in a mid-training SQLite write would leave this process waiting on its own lock.
+            # (Optuna cannot report with two objectives.)
+            for epoch, value in enumerate(result.history.get("val_accuracy", [])):
+                trial.report(float(value), step=epoch)
         trial.set_user_attr("epochs_run", result.epochs_run)
         trial.set_user_attr("seconds", round(result.seconds, 3))
-        trial.set_user_attr("epoch_seconds", [round(s, 3) for s in result.epoch_seconds])
+        set_trial_data(trial, "epoch_seconds", [round(s, 3) for s in result.epoch_seconds])
         trial.set_user_attr("val_accuracy", result.val_accuracy)
         # Recorded for the report only: selection never looks at the test set.
         trial.set_user_attr("test_loss", result.test_loss)
@@ -128,7 +158,7 @@ class Objective:
 
     @staticmethod
     def _record_partial(trial: optuna.Trial, history: dict[str, list[float]], start: float) -> None:
-        trial.set_user_attr("history", history)
+        set_trial_data(trial, "history", history)
         trial.set_user_attr("epochs_run", len(history.get("loss", [])))
         trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
 
@@ -143,14 +173,19 @@ class Objective:
         store = artifact_store(self.handle.url)
         saved: str | None = None
         baseline_id = (study.user_attrs.get("baseline_weights") or {}).get("artifact_id")
+        digest = ""
         if trial.user_attrs.get("baseline") and baseline_id is None:
-            saved = baseline_id = _save_model(store, study, trial, result.model)
+            saved, digest = _save_model(self.handle.url, study, trial, result.model)
+            baseline_id = saved
             study.set_user_attr("baseline_weights", {"trial": trial.number, "val_accuracy": result.val_accuracy,
-                                                     "artifact_id": saved})
+                                                     "artifact_id": saved, "sha256": digest})
         current = study.user_attrs.get("best_weights")
         if not candidate or (current and current["val_accuracy"] >= result.val_accuracy):
             return  # not a candidate: a baseline over the study's size limit is never the best
-        artifact_id = saved or _save_model(store, study, trial, result.model, "best")
+        if saved is None:
+            artifact_id, digest = _save_model(self.handle.url, study, trial, result.model, "best")
+        else:
+            artifact_id = saved
         # Re-read: another worker may have stored a better one meanwhile.
         current = fresh_user_attrs(study).get("best_weights")
         if current and current["val_accuracy"] >= result.val_accuracy:
@@ -158,7 +193,7 @@ class Objective:
                 store.remove(artifact_id)
             return
         study.set_user_attr("best_weights", {"trial": trial.number, "artifact_id": artifact_id,
-                                             "val_accuracy": result.val_accuracy})
+                                             "val_accuracy": result.val_accuracy, "sha256": digest})
         if current and current["artifact_id"] != baseline_id:
             try:
                 store.remove(current["artifact_id"])
@@ -166,32 +201,71 @@ class Objective:
                 pass
 
 
-def _save_model(store: Any, study: optuna.Study, trial: optuna.Trial, model: Any, tag: str = "baseline") -> str:
+def _save_model(url: str, study: optuna.Study, trial: optuna.Trial, model: Any, tag: str = "baseline"
+                ) -> tuple[str, str]:
+    """Save ``model`` into the artifact folder; returns its artifact id and SHA-256.
+
+    Written under a temporary name and renamed, so a failure (a full disk) never
+    leaves a partial ``.keras`` file behind. A failure fails the trial with the
+    reason and stops the run (:class:`~cnnsearch.errors.StorageError`).
+    """
     artifact_id = f"{_safe(study.study_name)}-{tag}-trial{trial.number}-{os.getpid()}.keras"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.keras"
-        model.save(path)
-        with open(path, "rb") as fh:
-            store.write(artifact_id, fh)
-    return artifact_id
+    folder = artifact_dir(url)
+    partial = folder / f".partial-{artifact_id}"  # still ends in .keras, as Keras requires
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        model.save(partial)
+        digest = sha256(partial)
+        os.replace(partial, folder / artifact_id)
+    except Exception as exc:
+        partial.unlink(missing_ok=True)
+        nospace = is_enospc(exc)
+        reason = (f"no space left on device ({folder})" if nospace
+                  else f"cannot save the weights to {folder} ({type(exc).__name__}: {first_line(exc)})")
+        trial.set_user_attr("failure_kind", "storage")
+        trial.set_user_attr("fail_reason", reason)
+        fix = "free some space, then run again" if nospace else "check the folder, then run again"
+        raise StorageError(f"trial {trial.number} failed: {reason}; {fix} (completed trials are intact; set"
+                           f" {ARTIFACTS_ENV} to keep weights elsewhere)") from exc
+    return artifact_id, digest
 
 
 def model_file(handle: Handle, which: str = "best") -> Path | None:
-    """Path of the kept ``.keras`` file of the best (or ``"baseline"``) trial, if any."""
-    meta = handle.study.user_attrs.get(f"{which}_weights")
-    if not meta:
+    """Path of the kept ``.keras`` file of the best (or ``"baseline"``) trial, if any, verified.
+
+    Raises:
+        StorageError: the file does not match the checksum stored with it.
+    """
+    return kept_weights(handle.url, handle.study.user_attrs.get(f"{which}_weights"), which)
+
+
+def worker_lease() -> dict[str, Any]:
+    """Who runs a trial: host, process id and the process's start time (so a reused PID is not taken for it)."""
+    import socket
+
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": process_start(os.getpid())}
+
+
+def process_start(pid: int) -> str | None:
+    """The kernel's start time of process ``pid`` (Linux /proc), or None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]  # field 22: starttime, after the command name
+    except (OSError, IndexError):
         return None
-    path = artifact_dir(handle.url) / meta["artifact_id"]
-    return path if path.is_file() else None
 
 
 def _record_failure(trial: optuna.Trial, failure: TrialFailed) -> None:
     trial.set_user_attr("failure_kind", failure.kind)
-    trial.set_user_attr("fail_reason", failure.reason)
+    reason = failure.reason
+    short = reason if len(reason) <= SHORT_ATTR else reason[: SHORT_ATTR - 1] + "\u2026"
+    trial.set_user_attr("fail_reason", short)  # readable on the dashboard's trial page
+    if short != reason:
+        set_trial_data(trial, "fail_reason", reason)  # whole, for show, export and the report
 
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
-__all__ = ["Objective", "model_file"]
+__all__ = ["Objective", "model_file", "process_start", "worker_lease"]

@@ -19,6 +19,7 @@ figures come from the kept weights with NumPy. The file is written atomically.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import html
 import os
 import re
@@ -32,8 +33,8 @@ import pandas as pd
 
 from cnnsearch import confirm as confirm_mod
 from cnnsearch import importance as importance_mod
-from cnnsearch import study as study_mod
 from cnnsearch import viz
+from cnnsearch.errors import CnnsearchError
 from cnnsearch.storage import DEFAULT_STORAGE
 from cnnsearch.report_data import (LEAD_COLUMNS, REFERENCE, TAIL_COLUMNS, Models, ReportData, compute,
                                    compute_models)
@@ -400,13 +401,31 @@ def build(name: str, url: str | None = None, *, data_path: str | None = None, mo
     return render(d, sections)
 
 
+def default_out(name: str) -> Path:
+    """``reports/<slug>/index.html``: the study name made a safe folder name.
+
+    Names stay free text in the database; only ``--out`` writes elsewhere. A
+    name that is not already safe (``../x``, ``/abs``, spaces, unicode) gets
+    its unsafe characters replaced and a short hash of the full name added,
+    so two names never share a folder.
+    """
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:80]
+    if slug != name:
+        slug = f"{slug or 'study'}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return Path("reports") / slug / "index.html"
+
+
 def write(name: str, out: str | os.PathLike[str] | None = None, url: str | None = None, *,
           data_path: str | None = None, models: bool = True, on_step: Callable[[str], None] | None = None) -> Path:
     """Build the report and write it atomically (default ``reports/NAME/index.html``); see :func:`build`."""
+    path = Path(out) if out is not None else default_out(name)
     text = build(name, url, data_path=data_path, models=models, on_step=on_step)
-    path = Path(out) if out is not None else Path("reports") / name / "index.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=path.parent)
+    except OSError as exc:
+        raise CnnsearchError(f"--out {path}: cannot write the report there ({exc.strerror or exc}:"
+                             f" {exc.filename or path.parent}); pass --out a file in a folder you can write to") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)

@@ -79,7 +79,7 @@ def compute(name: str, url: str | None = None) -> tuple[ReportData, study_mod.Ha
     base = next((r for r in records if r["baseline"] and r["state"] == "COMPLETE"), None)
     best_t = study_mod.best_trial(h.study)
     best = next((r for r in records if best_t is not None and r["number"] == best_t.number), None)
-    data = ReportData(name=name, url=h.url, settings=h.study.user_attrs[study_mod.SETTINGS_KEY],
+    data = ReportData(name=name, url=h.url, settings=study_mod.settings_of(h.study) or {},
                       counts=study_mod.counts(h.study), table=trial_table(records, base), baseline=base, best=best,
                       histories={r["number"]: r["history"]["val_accuracy"] for r in records
                                  if r["history"] and r["history"].get("val_accuracy")}, study=h.study)
@@ -114,8 +114,11 @@ def compute_models(d: ReportData, h: study_mod.Handle, data_path: str | None) ->
     """The best model's (and the baseline's) figures as arrays, from the kept weights and the test images."""
     if d.best is None:
         return Models(missing="No completed trial: no model to show.")
-    best_file = model_file(h, "best")
-    base_file = model_file(h, "baseline")
+    try:
+        best_file = model_file(h, "best")  # verified against the checksum stored with it
+        base_file = model_file(h, "baseline")
+    except CnnsearchError as exc:  # corrupt weights: the rest of the report stands
+        return Models(missing=f"The model figures are left out: {exc}")
     if best_file is None:
         return Models(missing=f"The best trial's weights are not in the artifact store"
                               f" ({artifact_dir(h.url)});"

@@ -10,21 +10,25 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from cnnsearch import data as data_mod
+from cnnsearch import interrupt
 from cnnsearch import provenance
 from cnnsearch import space as space_mod
 from cnnsearch.arch import summarize
 from cnnsearch.describe import choices
-from cnnsearch.errors import ArchitectureError, CnnsearchError, ConfigError, DataError, TrialFailed
-from cnnsearch.objective import Objective
-from cnnsearch.storage import experimental_ok
-from cnnsearch.study import (SETTINGS_KEY, WORKER_ENV, Handle, baseline_trial, ensure_baseline_queued, load, param_count,
-                             write_note)
+from cnnsearch.errors import ArchitectureError, CnnsearchError, ConfigError, DataError, Interrupted, TrialFailed
+from cnnsearch.objective import Objective, process_start
+from cnnsearch.storage import STORAGE_ENV, experimental_ok, storage_error
+from cnnsearch.study import (WORKER_ENV, Handle, baseline_trial, ensure_baseline_queued, load, param_count,
+                             settings_of, trial_attr, write_note)
+
+#: Seconds a worker gets to record its interrupted trial after the signal is passed on, before it is killed.
+WORKER_STOP_S = 60
 
 
 #: Infeasible draws in a row that stop a run (the sampler is not finding the feasible region).
@@ -83,6 +87,7 @@ def run(
     on_plan: Callable[[int, int, float | None], None] | None = None,
     on_trial_start: Callable[[int, bool], None] | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    seed: int | None = None,
 ) -> Handle:
     """Add ``trials`` finished trials to study ``name`` (plus the baseline if it has not run yet).
 
@@ -90,8 +95,11 @@ def run(
     ``timeout`` seconds. A trial that fails (unbuildable spec, NaN loss) is
     recorded and the search goes on; after the study's
     ``max_consecutive_failures`` training failures in a row the run stops
-    with a :class:`~cnnsearch.errors.CnnsearchError`. Ctrl-C fails the running
-    trial (Optuna marks it FAIL, never leaves it RUNNING) and re-raises.
+    with a :class:`~cnnsearch.errors.CnnsearchError`, and a run in which every
+    trial failed during training ends with one too. Ctrl-C, SIGTERM or SIGHUP
+    fails the running trial with the reason "interrupted (SIGTERM)" (never left
+    RUNNING) and raises :class:`~cnnsearch.errors.Interrupted` (see
+    :mod:`cnnsearch.interrupt`). ``seed``: see :func:`cnnsearch.study.load`.
 
     ``worker=True`` is one process of :func:`run_workers`: it runs exactly
     ``trials`` trials (whichever queued ones it pops, the baseline included),
@@ -104,7 +112,20 @@ def run(
     """
     if trials < 0:
         raise ConfigError(f"--trials: expected >= 0; received {trials}")
-    handle = load(name, url, heartbeat=True)
+    with interrupt.handled():
+        handle = _run(name, trials=trials, timeout=timeout, data_path=data_path, url=url, on_trial=on_trial,
+                      verbose=verbose, worker=worker, seed=seed, on_plan=on_plan, on_trial_start=on_trial_start,
+                      on_epoch=on_epoch)
+        interrupt.check()  # a signal swallowed after the last trial still ends the run as interrupted
+    return handle
+
+
+def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None, url: str | None,
+         on_trial: Callable[[TrialLine], None] | None, verbose: int, worker: bool, seed: int | None,
+         on_plan: Callable[[int, int, float | None], None] | None = None,
+         on_trial_start: Callable[[int, bool], None] | None = None,
+         on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Handle:
+    handle = load(name, url, heartbeat=True, seed=seed)
     study, sp, cfg = handle.study, handle.space, handle.training
     ds = provenance.load(study, data_path)
     splits = data_mod.split(ds, train_limit=cfg.train_limit)
@@ -117,9 +138,11 @@ def run(
     # through the heartbeat callback) rather than at the next trial start, which --trials 0 never reaches.
     with experimental_ok():
         optuna.storages.fail_stale_trials(study)
+    if not isinstance(study._storage, optuna.storages.RDBStorage):
+        fail_stale(study)  # journal files have no heartbeat: the lease of each RUNNING trial is checked instead
     total = trials if worker else trials + (1 if ensure_baseline_queued(study, sp) else 0)
     objective = Objective(handle, splits, verbose=verbose, on_start=on_trial_start, on_epoch=on_epoch)
-    state = {"done": 0, "failures": 0, "last": "", "infeasible": 0}
+    state = {"done": 0, "failures": 0, "last": "", "infeasible": 0, "finished": 0, "training_failures": 0}
     limit = sp.study["max_consecutive_failures"]
 
     def after_trial(study: optuna.Study, t: FrozenTrial) -> None:
@@ -134,20 +157,23 @@ def run(
         state["done"] += 1
         if state["done"] >= total:
             study.stop()  # n_trials is open-ended in a size-limited study: stop at --trials counted ones
-        reason = t.user_attrs.get("fail_reason") or t.system_attrs.get("fail_reason", "")
+        reason = trial_attr(t, "fail_reason") or t.system_attrs.get("fail_reason", "")
         if t.state == TrialState.FAIL and t.user_attrs.get("failure_kind") != "invalid_architecture":
             state["failures"] += 1
+            state["training_failures"] += 1
             state["last"] = reason
         elif t.state != TrialState.FAIL:
             state["failures"] = 0
+            state["finished"] += 1
         if t.state == TrialState.PRUNED:
             reason = f"pruned after epoch {t.user_attrs.get('epochs_run', '?')}"
         if t.user_attrs.get("baseline") and t.state == TrialState.COMPLETE:
-            write_note(study, study.user_attrs[SETTINGS_KEY])  # now with the in-study baseline's numbers
+            write_note(study, settings_of(study) or {})  # now with the in-study baseline's numbers
         if on_trial is not None:
             on_trial(_line(study, t, reason, state["done"], total))
         if limit and state["failures"] >= limit:
             study.stop()
+        interrupt.check()
 
     optuna.logging.set_verbosity(optuna.logging.ERROR if not verbose else optuna.logging.INFO)
     if on_plan is not None:
@@ -161,6 +187,10 @@ def run(
     if limit and state["failures"] >= limit:
         raise CnnsearchError(f"stopped: {state['failures']} trials in a row failed during training (last: "
                              f"{state['last']}); check the space's ranges and [training] settings, then run again")
+    if state["done"] and not state["finished"] and state["training_failures"]:
+        # Every trial failed (e.g. an optimizer setting no trial can train with): not a successful run.
+        raise CnnsearchError(f"every trial of this run failed ({state['done']}; last: {state['last']}); check the"
+                             " space's ranges and [training] settings, then run again")
     return handle
 
 
@@ -175,6 +205,7 @@ def run_workers(
     quiet: bool = False,
     cores: int | None = None,
     debug: bool = False,
+    seed: int | None = None,
 ) -> list[int]:
     """Run ``trials`` new trials of study ``name`` in ``workers`` processes on this machine.
 
@@ -182,8 +213,10 @@ def run_workers(
     finished trials (plus the baseline if it has not run) and trial numbers
     stay unique (Optuna's storage assigns them). Each process's TensorFlow
     thread pools get ``cores // workers`` threads so the workers do not
-    oversubscribe the CPU. Ctrl-C is passed to every worker, which marks its
-    running trial failed; then KeyboardInterrupt is raised here. Each worker is
+    oversubscribe the CPU. Ctrl-C, SIGTERM or SIGHUP here is passed on to
+    every worker, which fails its running trial with the signal's name; then
+    :class:`~cnnsearch.errors.Interrupted` is raised here. A worker whose
+    parent dies (even by SIGKILL) gets SIGTERM (Linux), so none is orphaned. Each worker is
     ``python -m cnnsearch.runner`` (:func:`main`); ``debug`` passes ``--debug`` on.
 
     Returns:
@@ -197,7 +230,8 @@ def run_workers(
     total = trials + (1 if ensure_baseline_queued(h.study, h.space) else 0)
     shares = [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
     threads = max(1, (cores or os.cpu_count() or 1) // workers)
-    base_cmd = [sys.executable, "-m", "cnnsearch.runner", name, "--storage", h.url, "--threads", str(threads)]
+    # The storage URL goes by environment, not argv: a PostgreSQL password would show in `ps`.
+    base_cmd = [sys.executable, "-m", "cnnsearch.runner", name, "--threads", str(threads)]
     if timeout is not None:
         base_cmd += ["--timeout", str(timeout)]
     if data_path:
@@ -206,22 +240,98 @@ def run_workers(
         base_cmd += ["--quiet"]
     if debug:
         base_cmd += ["--debug"]
-    procs = [subprocess.Popen([*base_cmd, "--trials", str(n)], env={**os.environ, WORKER_ENV: str(i + 1)})
-             for i, n in enumerate(shares) if n > 0]
-    try:
-        return [p.wait() for p in procs]
-    except KeyboardInterrupt:
-        import signal
+    if seed is not None:
+        base_cmd += ["--seed", str(seed)]
+    with interrupt.handled():
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for i, n in enumerate(shares):
+                if n > 0:
+                    procs.append(subprocess.Popen([*base_cmd, "--trials", str(n)], preexec_fn=_die_with_parent,
+                                                  env={**os.environ, WORKER_ENV: str(i + 1), STORAGE_ENV: h.url}))
+            return [p.wait() for p in procs]
+        except KeyboardInterrupt as exc:
+            # Pass the same signal on (Ctrl-C in a terminal reaches them anyway; SIGTERM from docker stop does
+            # not): each worker fails its running trial with the signal's name and exits.
+            signum = exc.signum if isinstance(exc, Interrupted) else 2
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signum)
+            for p in procs:
+                try:
+                    p.wait(timeout=WORKER_STOP_S)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            raise
 
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        raise
+
+def _lease_alive(lease: dict[str, Any]) -> bool | None:
+    """True/False for a lease of this machine; None for another machine's (it cannot be checked from here)."""
+    import socket
+
+    if lease.get("host") != socket.gethostname():
+        return None
+    pid = int(lease.get("pid", 0))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        pass
+    started = process_start(pid)
+    return started is None or lease.get("started") is None or started == lease["started"]
+
+
+def fail_stale(study: optuna.Study, *, force: bool = False) -> list[int]:
+    """Fail RUNNING trials whose worker is gone, re-queueing each once; returns their numbers.
+
+    A trial's worker is gone when its lease (host, PID, process start time)
+    names this machine and no such process runs. Trials of other machines are
+    left alone unless ``force`` (``study fail-stale --all``: the user has made
+    sure no run is active anywhere). For RDB storages Optuna's heartbeat does
+    the same on its own; journal files have no heartbeat, hence this check.
+    """
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        lease = t.user_attrs.get("worker")
+        alive = _lease_alive(lease) if lease else None
+        if alive or (alive is None and not force):
+            continue
+        who = f"process {lease['pid']} on {lease['host']}" if lease else "an unknown process"
+        reason = f"stale: {who} is gone" if alive is False else f"failed by hand (study fail-stale --all; {who})"
+        try:
+            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
+            study._storage.set_trial_user_attr(t._trial_id, "failure_kind", "stale")
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        try:
+            if not study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # its worker finished it meanwhile
+        failed.append(t.number)
+        if not t.system_attrs.get("failed_trial"):  # re-queue once, as Optuna's heartbeat retry does
+            attrs = {k: v for k, v in t.user_attrs.items() if k == "baseline"}
+            study.enqueue_trial(t.params, user_attrs=attrs, skip_if_exists=False)
+            queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))[-1]
+            study._storage.set_trial_system_attr(queued._trial_id, "failed_trial", t.number)
+    return failed
+
+
+def fail_stale_trials(name: str, url: str | None = None, *, force: bool = False) -> list[int]:
+    """``study fail-stale NAME``: :func:`fail_stale` on a stored study."""
+    return fail_stale(load(name, url).study, force=force)
+
+
+def _die_with_parent() -> None:
+    """In a worker, before exec: SIGTERM this process if the parent dies (even by SIGKILL); Linux only."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG = 1, SIGTERM = 15
+    except Exception:  # not Linux: a parent killed hard may leave its workers to finish their share
+        pass
 
 
 def _median_epoch_seconds(study: optuna.Study) -> float | None:
@@ -229,7 +339,7 @@ def _median_epoch_seconds(study: optuna.Study) -> float | None:
     import statistics
 
     secs = [s for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            for s in t.user_attrs.get("epoch_seconds") or []]
+            for s in trial_attr(t, "epoch_seconds") or []]
     return statistics.median(secs) if secs else None
 
 
@@ -245,7 +355,7 @@ def _line(study: optuna.Study, t: FrozenTrial, reason: str, done: int, total: in
     return TrialLine(number=t.number, state=state, param_count=param_count(t.user_attrs), val_accuracy=val,
                      vs_baseline_pp=vs, seconds=t.user_attrs.get("seconds"), reason=reason, done=done, total=total,
                      baseline=bool(t.user_attrs.get("baseline")),
-                     choices=choices(t.user_attrs.get("spec"), t.params), epochs_run=t.user_attrs.get("epochs_run"))
+                     choices=choices(trial_attr(t, "spec"), t.params), epochs_run=trial_attr(t, "epochs_run"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cnnsearch.runner", description=main.__doc__)
     ap.add_argument("name")
     ap.add_argument("--trials", type=int, required=True)
-    ap.add_argument("--storage", required=True)
+    ap.add_argument("--storage", default=None, help="default: $CNNSEARCH_STORAGE (how run_workers passes it)")
+    ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None, help="TensorFlow intra-op threads for this process")
     ap.add_argument("--timeout", type=float, default=None)
     ap.add_argument("--data", default=None)
@@ -282,21 +393,27 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run(args.name, trials=args.trials, timeout=args.timeout, data_path=args.data, url=args.storage,
-            on_trial=line, worker=True)
+            on_trial=line, worker=True, seed=args.seed)
     except CnnsearchError as exc:
         if args.debug:
             raise
         print(f"cnnsearch: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if args.debug:
             raise
-        print("cnnsearch: interrupted", file=sys.stderr)
-        return 130
+        print(f"cnnsearch: {getattr(exc, 'reason', 'interrupted')}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 130))
+    except Exception as exc:  # a database error after the storage opened: one line naming file and cause
+        explained = storage_error(exc)
+        if args.debug or explained is None:
+            raise
+        print(f"cnnsearch: error: {explained}", file=sys.stderr)
+        return explained.exit_code
     return 0
 
 
-__all__ = ["TrialLine", "main", "run", "run_workers"]
+__all__ = ["TrialLine", "fail_stale", "fail_stale_trials", "main", "run", "run_workers"]
 
 
 if __name__ == "__main__":

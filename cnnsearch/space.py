@@ -22,8 +22,9 @@ import random
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
+from cnnsearch import shipped
 from cnnsearch.arch import ArchSpec, summarize
 from cnnsearch.errors import ArchitectureError, ConfigError
 from cnnsearch.train import TrainConfig  # no Keras at import: train imports Keras lazily
@@ -48,6 +49,11 @@ STUDY_DEFAULTS: dict[str, Any] = {
     "max_params": 0,  # most parameters (Keras's count_params) a trained model may have
     "max_flops": 0,  # most forward FLOPs per image
 }
+
+#: Largest [study] seed: sampler seeds add offsets (trial count, worker, process) and NumPy takes < 2**32.
+MAX_SEED = 2**31 - 1
+#: Most points a searched integer range may have: wider ranges are a typo, and Optuna would list them.
+MAX_INT_POINTS = 1_000_000
 
 #: [training] keys: TrainConfig fields a space file may set (optimizer is a table).
 TRAINING_KEYS = ("epochs", "train_limit", "batch_size", "optimizer", "jit_compile", "precision")
@@ -127,12 +133,11 @@ class Dimension:
         if self.kind == "choice":
             return list(self.choices)
         if self.kind == "int":
-            step = int(self.step or 1)
-            values = list(range(int(self.low), int(self.high) + 1, step))
+            values = range(int(self.low), int(self.high) + 1, int(self.step or 1))  # a range: never listed whole
             if len(values) > limit:
                 idx = sorted({round(i * (len(values) - 1) / (limit - 1)) for i in range(limit)})
-                values = [values[i] for i in idx]
-            return values
+                return [values[i] for i in idx]
+            return list(values)
         return [self.low, (self.low + self.high) / 2, self.high]
 
     def grid(self) -> list[Any]:
@@ -192,20 +197,28 @@ class Space:
 
 
 def load(path: str | Path) -> Space:
-    """Read and validate a space file.
+    """Read and validate a space file, or a shipped space by name (``seed``, ``wide``); a path wins.
 
     Raises:
         ConfigError: one line: file, key, expected, received (exit status 2).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such space file; see studies/seed.toml for an example")
-    text = path.read_text()
+    path = shipped.resolve(path)  # an existing file wins; else a shipped name such as "seed"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: expected a UTF-8 text (TOML) file; received bytes that are not UTF-8"
+                          f" (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the space file ({exc.strerror or exc})") from exc
     return parse(text, source=str(path))
 
 
-def parse(text: str, *, source: str = "<space>") -> Space:
-    """Validate the TOML ``text`` of a space file (see :func:`load`)."""
+def parse(text: str, *, source: str = "<space>", stored: bool = False) -> Space:
+    """Validate the TOML ``text`` of a space file (see :func:`load`).
+
+    ``stored=True`` re-reads a space stored on an existing study: bounds added
+    since it was created (the seed's) are not applied, so the study still opens.
+    """
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -220,7 +233,7 @@ def parse(text: str, *, source: str = "<space>") -> Space:
     for section in ("study", "training", "space"):
         if section in doc and not isinstance(doc[section], dict):
             raise err(section, "a table", doc[section])
-    study = _parse_study(doc.get("study", {}), err)
+    study = _parse_study(doc.get("study", {}), err, stored)
     training = _parse_training(doc.get("training", {}), err, source)
     raw_space = doc.get("space", {})
     if not raw_space:
@@ -234,7 +247,7 @@ def parse(text: str, *, source: str = "<space>") -> Space:
     return space
 
 
-def _parse_study(raw: dict[str, Any], err: Any) -> dict[str, Any]:
+def _parse_study(raw: dict[str, Any], err: Any, stored: bool = False) -> dict[str, Any]:
     study = dict(STUDY_DEFAULTS)
     for key, value in raw.items():
         if key not in STUDY_DEFAULTS:
@@ -247,6 +260,9 @@ def _parse_study(raw: dict[str, Any], err: Any) -> dict[str, Any]:
     for key in ("seed", "heartbeat_seconds", "max_consecutive_failures", "max_params", "max_flops"):
         if not isinstance(study[key], int) or isinstance(study[key], bool) or study[key] < 0:
             raise err(f"study.{key}", "a non-negative integer", study[key])
+    if study["seed"] > MAX_SEED and not stored:
+        raise err("study.seed", f"a seed from 0 to {MAX_SEED:,} (2**31 - 1: seeds are offset per trial and"
+                  " worker and must stay valid for NumPy and TensorFlow)", study["seed"])
     if not isinstance(study["description"], str):
         raise err("study.description", "a string", study["description"])
     objectives = study["objectives"]
@@ -272,6 +288,8 @@ def _parse_training(raw: dict[str, Any], err: Any, source: str) -> TrainConfig:
                 raise err("training.optimizer", '{ name = "adadelta", learning_rate = 1.0, ... }', value)
             opt = dict(value)
             cfg["optimizer"] = opt.pop("name")
+            for arg, v in opt.items():
+                _check_optimizer_arg(arg, v, err)
             if "learning_rate" in opt:
                 cfg["learning_rate"] = opt.pop("learning_rate")
             if opt or cfg["optimizer"] != "adadelta":
@@ -306,6 +324,8 @@ def _parse_dim(name: str, value: Any, err: Any) -> Dimension:
         if not ok:
             raise err(where, f"{'a number' if typ is float else 'true/false' if typ is bool else typ.__name__}"
                       " value(s)", v)
+        if typ is float and not math.isfinite(v):
+            raise err(where, "a finite number (not inf or nan)", v)
         v = float(v) if typ is float else v
         _check_domain(name, v, where, err)
         return v
@@ -344,9 +364,30 @@ def _parse_dim(name: str, value: Any, err: Any) -> Dimension:
                 raise err(key, "either step or log = true, not both (Optuna cannot combine them)", value)
         if log and low <= 0:
             raise err(f"{key}.low", "low > 0 with log = true", low)
+        if typ is int and (high - low) // int(step or 1) + 1 > MAX_INT_POINTS:
+            raise err(key, f"an integer range of at most {MAX_INT_POINTS:,} points", f"low={low}, high={high}")
         return Dimension(name, "int" if typ is int else "float", low=low, high=high,
                          step=None if step is None else (int(step) if typ is int else float(step)), log=log)
     return Dimension(name, "fixed", value=typed(value, key))
+
+
+def _check_optimizer_arg(arg: str, v: Any, err: Any) -> None:
+    """Optimizer arguments are finite numbers (``nesterov`` is true/false): a text or nan would fail every trial."""
+    where = f"training.optimizer.{arg}"
+    if arg == "name":
+        return
+    if arg == "nesterov":
+        if not isinstance(v, bool):
+            raise err(where, "true or false", v)
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise err(where, "a number", v)
+    if not math.isfinite(v):
+        raise err(where, "a finite number (not inf or nan)", v)
+    if arg == "learning_rate" and v <= 0:
+        raise err(where, "a learning rate > 0", v)
+    if v < 0:
+        raise err(where, "a value >= 0", v)
 
 
 def _check_domain(name: str, v: Any, where: str, err: Any) -> None:
@@ -517,11 +558,39 @@ def _fixed_or_seed(space: Space, name: str) -> Any:
     return dim.value if dim is not None and dim.kind == "fixed" else seed_value(name)
 
 
+def _grid_len(dim: Dimension) -> int:
+    """How many points :meth:`Dimension.grid` would list, without listing them."""
+    if dim.kind in ("int", "float") and dim.step:
+        return int(round((dim.high - dim.low) / dim.step)) + 1
+    if dim.kind == "int":
+        return int(dim.high - dim.low) + 1
+    return len(dim.grid())  # choices, fixed, or a float range without a step (grid() says so)
+
+
 def grid_space(space: Space) -> dict[str, list[Any]]:
     """The grid sampler's search space: every point of every searched dimension."""
-    grid = {name: space.dims[name].grid() for name in space.searched}
-    size = math.prod(len(v) for v in grid.values())
+    size = math.prod(_grid_len(space.dims[name]) for name in space.searched)  # before listing a huge grid
     if size > 100_000:
         raise ConfigError(f"{space.source}: study.sampler: expected a grid of at most 100,000 points; received"
                           f" {size:,}; use sampler = \"tpe\" or \"random\", or fewer values")
-    return grid
+    return {name: space.dims[name].grid() for name in space.searched}
+
+
+class SpaceInfo(NamedTuple):
+    """One line of ``cnnsearch space list``."""
+
+    name: str
+    searched: list[str]  # the dimensions that vary
+    epochs: int  # fidelity: epochs per trial
+    train_limit: int  # fidelity: training images per trial (0 = all)
+    description: str
+
+
+def shipped_spaces() -> list[SpaceInfo]:
+    """Every space that ships with cnnsearch, validated, with its dimensions and fidelity."""
+    rows = []
+    for name in shipped.names():
+        sp = load(shipped.path(name))
+        rows.append(SpaceInfo(name, sp.searched, sp.training.epochs, sp.training.train_limit,
+                              sp.study["description"]))
+    return rows

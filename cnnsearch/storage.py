@@ -61,38 +61,153 @@ def open_storage(url: str | None = None, *, create: bool = False, heartbeat_s: i
         StorageError: the database does not exist (and ``create`` is false) or cannot be reached.
     """
     url = resolve_storage(url)
+    shown = mask_url(url)
     if "://" not in url:
         raise ConfigError(f"--storage: expected a storage URL; received {url!r}; for a SQLite file use"
                           f" sqlite:///{url}, for a journal file journal://{url}")
+    _opened[:] = [url]
     journal = journal_path(url)
     if journal is not None:
         if not create and not journal.is_file():
             raise StorageError(f"{url}: no such journal file; create a study first (cnnsearch study create NAME"
                                f" --space FILE --storage {url})")
-        journal.parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(journal, url)
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         return JournalStorage(JournalFileBackend(str(journal)))
     db = sqlite_path(url)
-    engine_kwargs: dict[str, Any] = {}
     if db is not None:
         if not create and not db.is_file():
             raise StorageError(f"{url}: no such database file ({db}); create a study first (cnnsearch study create"
                                f" NAME --space FILE --storage {url}) or pass the right --storage")
-        db.parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+        if not create:
+            _check_sqlite_is_optuna(db, url)
+        _make_parent(db, url)
     hb: dict[str, Any] = {}
     try:
         with experimental_ok():  # the heartbeat's retry callback
             if heartbeat_s:
                 hb = {"heartbeat_interval": heartbeat_s, "grace_period": 2 * heartbeat_s,
                       "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+            # Only `study create` may add Optuna's tables: read commands never write to a database.
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url), skip_table_creation=not create,
+                                              **hb)
     except ImportError as exc:
-        raise StorageError(f"{url}: the database driver is not installed ({exc}); for PostgreSQL:"
+        raise StorageError(f"{shown}: the database driver is not installed ({exc}); for PostgreSQL:"
                            " pip install 'cnnsearch[postgres]'") from exc
-    except Exception as exc:  # SQLAlchemy's OperationalError and friends: unreachable or refused
-        raise StorageError(f"{url}: cannot open the storage ({type(exc).__name__}: {first_line(exc)})") from exc
+    except Exception as exc:  # SQLAlchemy's OperationalError and friends: unreachable, refused, not Optuna's
+        explained = storage_error(exc, url)
+        raise (explained or StorageError(f"{shown}: cannot open the storage ({type(exc).__name__}:"
+                                         f" {first_line(exc)})")) from exc
+
+
+#: Seconds to wait for a PostgreSQL server to answer; override with ?connect_timeout=N in the URL.
+PG_CONNECT_TIMEOUT_S = 10
+_opened: list[str] = []  # the storage URL this process opened last: named by storage_error()
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine arguments: SQLite's busy timeout; PostgreSQL's connect timeout unless the URL sets one."""
+    if url.startswith("sqlite:"):
+        return {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    if url.startswith("postgresql") and "connect_timeout" not in url:
+        # A host that accepts TCP but never answers would hang for minutes (130 s measured) without it.
+        return {"connect_args": {"connect_timeout": PG_CONNECT_TIMEOUT_S}}
+    return {}
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``: every URL cnnsearch prints or stores goes through this."""
+    if "@" not in url or "://" not in url or url.startswith(("sqlite:", "journal:")):
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a SQLAlchemy URL: mask what sits between "user:" and "@"
+        import re
+
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _check_sqlite_is_optuna(db: Path, url: str) -> None:
+    """Read-only look at a SQLite file: corrupt, or without Optuna's tables, is an error (nothing is written)."""
+    import sqlite3
+    from urllib.parse import quote
+
+    try:
+        con = sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode=ro", uri=True, timeout=SQLITE_TIMEOUT_S)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise storage_error(exc, url) or StorageError(f"{url}: cannot read {db} ({exc})") from exc
+    if not {"studies", "version_info"} <= tables:
+        held = f"it holds the tables {', '.join(sorted(tables)[:5])}" if tables else "it is empty"
+        raise StorageError(f"{url}: {db} is not a cnnsearch/Optuna storage ({held}); pass the right --storage, or"
+                           f" create a study there with 'cnnsearch study create NAME --space FILE --storage {url}'")
+
+
+#: Causes recognised in a database error's text: (fragments, what to say, how to fix).
+_CAUSES = (
+    (("readonly database", "read-only", "read only"), "the database is read-only",
+     "make the file and its folder writable, or copy it somewhere writable"),
+    (("database or disk is full", "no space left", "disk full"), "no space left on the disk",
+     "free some space, then run again (completed trials are intact)"),
+    (("malformed", "not a database", "file is encrypted", "disk i/o error"), "the database file is corrupt",
+     "restore it from a copy; 'sqlite3 FILE .recover' may save its trials"),
+    (("no such table", "does not exist", "undefinedtable"), "not a cnnsearch/Optuna storage (no Optuna tables)",
+     "pass the right --storage, or create a study there first"),
+    (("database is locked",), f"the database stayed locked by another process for {SQLITE_TIMEOUT_S} s",
+     "wait for the other writer, or run again"),
+    (("unable to open database file",), "the database file cannot be opened",
+     "check that the file and its folder exist and are readable"),
+    (("timeout expired", "timed out", "connection refused", "could not connect", "connection failed"),
+     "the database server cannot be reached", "check the host and port, or that the server is running"),
+)
+
+
+def storage_error(exc: BaseException, url: str | None = None) -> StorageError | None:
+    """One line naming the storage and the cause for a database error, or None if ``exc`` is none.
+
+    Optuna reports every failed commit as "exceeding max length"; the real
+    cause (read-only, disk full, corrupt, locked) is in the chained driver error.
+    """
+    import sqlite3
+
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    kinds: tuple[type[BaseException], ...] = (optuna.exceptions.StorageInternalError, sqlite3.Error)
+    try:
+        import sqlalchemy.exc
+
+        kinds += (sqlalchemy.exc.SQLAlchemyError,)
+    except ImportError:  # pragma: no cover - optuna's RDB storage needs SQLAlchemy
+        pass
+    if isinstance(exc, StorageError) or not any(isinstance(c, kinds) for c in chain):
+        return None
+    url = url or (_opened[0] if _opened else resolve_storage(None))
+    db = sqlite_path(url) if url.startswith("sqlite:") else None
+    where = f"{mask_url(url)}" + (f" ({db})" if db is not None else "")
+    root = chain[-1]
+    text = " ".join(f"{type(c).__name__} {c}" for c in chain).lower()
+    for fragments, cause, fix in _CAUSES:
+        if any(f in text for f in fragments):
+            return StorageError(f"{where}: {cause} ({type(root).__name__}: {first_line(root)}); {fix}")
+    return StorageError(f"{where}: storage error ({type(root).__name__}: {first_line(root)})")
+
+
+def _make_parent(path: Path, url: str) -> None:
+    """Create the storage file's folder, or say in one line why it cannot be made."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"{url}: cannot create the folder {path.parent} ({exc.strerror or exc}); pass a --storage"
+                           " in a folder you can write to") from exc
 
 
 def artifact_dir(url: str | None = None) -> Path:
@@ -136,5 +251,60 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-__all__ = ["artifact_dir", "artifact_store", "experimental_ok", "first_line", "journal_path", "open_storage", "resolve_storage",
-           "sqlite_path"]
+def is_enospc(exc: BaseException) -> bool:
+    """Is ``exc`` (or an exception it was raised from) "no space left on device"?"""
+    import errno
+
+    e: BaseException | None = exc
+    while e is not None:
+        if getattr(e, "errno", None) == errno.ENOSPC or "no space left" in str(e).lower():
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file: stored with kept weights, checked on every read."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def kept_weights(url: str, meta: dict[str, Any] | None, which: str = "best") -> Path | None:
+    """The kept ``.keras`` file described by ``meta`` (a study's ``best_weights``), verified; None if absent.
+
+    Raises:
+        StorageError: the file does not match the checksum stored with it (or,
+            for weights kept before checksums, is not a sound zip archive).
+    """
+    import zipfile
+
+    if not meta:
+        return None
+    path = artifact_dir(url) / meta["artifact_id"]
+    if not path.is_file():
+        return None
+    problem = ""
+    if meta.get("sha256"):
+        if sha256(path) != meta["sha256"]:
+            problem = "its checksum does not match the one stored when it was saved"
+    else:
+        try:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+            problem = f"member {bad} is damaged" if bad else ""
+        except (zipfile.BadZipFile, OSError) as exc:
+            problem = f"not a readable .keras archive ({first_line(exc)})"
+    if problem:
+        raise StorageError(f"the kept weights of the {which} trial {meta.get('trial')} ({path}) are corrupt: {problem};"
+                           " they cannot be used: retrain the trial (e.g. cnnsearch study confirm) or restore the file")
+    return path
+
+
+__all__ = ["artifact_dir", "artifact_store", "engine_kwargs", "experimental_ok", "first_line", "journal_path",
+           "is_enospc", "kept_weights", "mask_url", "open_storage", "resolve_storage", "sha256", "sqlite_path",
+           "storage_error"]

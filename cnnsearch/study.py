@@ -1,8 +1,9 @@
 """Optuna studies: create, load, delete and read them; samplers, pruners and the dashboard note.
 
-A study stores its space file and training settings in its user attributes
-(key ``cnnsearch``) at create, so ``run`` on any machine, at any later time,
-trains exactly as the first run did. Trial 0 is the reference model, enqueued
+A study stores its space file and training settings at create (the system
+attribute ``cnnsearch:settings``; one short user attribute each for the
+dashboard), so ``run`` on any machine, at any later time, trains exactly as the
+first run did. Trial 0 is the reference model, enqueued
 at create and marked ``baseline`` in its user attributes. Training trials is
 :mod:`cnnsearch.objective` (one trial) and :mod:`cnnsearch.runner` (many).
 """
@@ -22,15 +23,26 @@ from optuna.trial import FrozenTrial, TrialState
 from cnnsearch import limits
 from cnnsearch import space as space_mod
 from cnnsearch.arch import REFERENCE
-from cnnsearch.errors import ConfigError, StorageError
-from cnnsearch.storage import (artifact_dir, artifact_store, experimental_ok, first_line, open_storage,
-                               resolve_storage)
+from cnnsearch.errors import CnnsearchError, ConfigError, StorageError
+from cnnsearch.storage import (ARTIFACTS_ENV, artifact_dir, artifact_store, experimental_ok, is_enospc,
+                               kept_weights, mask_url, open_storage, resolve_storage)
 from cnnsearch.train import TrainConfig
 
 #: Set by the runner for each worker process (0, 1, ...): offsets the sampler's seed.
 WORKER_ENV = "CNNSEARCH_WORKER_INDEX"
-#: Study user attribute holding the settings fixed at create.
+#: Study user attribute that held the settings fixed at create in studies made before SETTINGS_ATTR (still read).
 SETTINGS_KEY = "cnnsearch"
+#: Prefix of the study and trial *system* attributes cnnsearch writes: machine-readable data kept out of
+#: optuna-dashboard's attribute boxes (the trial page does not wrap them: a long value widens the page).
+SYSTEM_PREFIX = "cnnsearch:"
+#: Study system attribute holding the settings fixed at create (the space file's text among them).
+SETTINGS_ATTR = SYSTEM_PREFIX + "settings"
+#: Trial data stored as system attributes (long lists and dictionaries); read them with trial_attr().
+TRIAL_DATA = ("history", "epoch_seconds", "spec", "versions", "fail_reason")
+#: Longest user-attribute text written for the dashboard (a longer fail reason is cut there, kept whole as data).
+SHORT_ATTR = 90
+#: The baseline trial's readable marker (user attribute "role"); "baseline" stays the boolean code reads.
+BASELINE_ROLE = "baseline: the reference Keras MNIST CNN at this study's fidelity"
 
 
 # --- settings and loading ----------------------------------------------------------------------------
@@ -62,7 +74,7 @@ def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
     url = resolve_storage(url)
     storage = open_storage(url, create=True)
     if name in optuna.study.get_all_study_names(storage=storage):
-        raise StorageError(f"study {name!r} already exists in {url}; continue it with 'cnnsearch study run {name}',"
+        raise StorageError(f"study {name!r} already exists in {mask_url(url)}; continue it with 'cnnsearch study run {name}',"
                            f" or pick another name, or 'cnnsearch study delete {name}' first")
     study = optuna.create_study(storage=storage, study_name=name, directions=sp.directions)
     settings = {
@@ -73,7 +85,10 @@ def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "version": _version(),
     }
-    study.set_user_attr(SETTINGS_KEY, settings)
+    # The whole settings as one system attribute (what load reads); short readable ones for the dashboard.
+    set_system_attr(study, SETTINGS_ATTR, settings)
+    for key, value in readable_settings(settings).items():
+        study.set_user_attr(key, value)
     with experimental_ok():
         study.set_metric_names(["val_accuracy", "param_count"][: len(sp.directions)])
     study.enqueue_trial(space_mod.baseline_params(sp), user_attrs={"baseline": True})
@@ -106,9 +121,47 @@ def ensure(name: str, space_path: str | Path, url: str | None = None) -> tuple[H
     h = load(name, url)
     if not same_space(h.space, sp):
         raise ConfigError(f"--space {space_path}: study {name!r} exists with a different space"
-                          f" (created from {h.study.user_attrs[SETTINGS_KEY]['space_source']}); run it without"
+                          f" (created from {(settings_of(h.study) or {}).get('space_source', '?')}); run it without"
                           f" --space, or pick another study name")
     return h, False
+
+
+def settings_of(study: optuna.Study) -> dict[str, Any] | None:
+    """The settings stored at create (a system attribute; in older studies the user attribute ``cnnsearch``)."""
+    return system_attrs(study).get(SETTINGS_ATTR) or study.user_attrs.get(SETTINGS_KEY)
+
+
+def readable_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The study's settings as short user attributes: one line each on optuna-dashboard's study page."""
+    t, st = settings["training"], settings["study"]
+    images = f"{t['train_limit']:,}" if t["train_limit"] else "all"
+    described = {"description": st["description"]} if st.get("description") else {}
+    return {
+        **described,
+        "space": settings["space_source"],
+        "training": f"{t['epochs']} epochs on {images} images, batch {t['batch_size']}, {t['optimizer']}"
+                    f" lr {t['learning_rate']}",
+        "sampler": st["sampler"],
+        "pruner": st["pruner"],
+        "seed": st["seed"],
+        "objectives": ", ".join(st["objectives"]),
+        "created": settings["created"],
+        "cnnsearch_version": settings["version"],
+    }
+
+
+def trial_attr(t: FrozenTrial, key: str, default: Any = None) -> Any:
+    """A trial attribute cnnsearch wrote: long data from the system attributes, else the user attributes.
+
+    Studies made before the long data moved keep it in the user attributes; both read the same.
+    """
+    value = t.system_attrs.get(SYSTEM_PREFIX + key)
+    return value if value is not None else t.user_attrs.get(key, default)
+
+
+def set_trial_data(trial: optuna.Trial, key: str, value: Any) -> None:
+    """Store long machine-readable trial data (see :data:`TRIAL_DATA`) as a trial system attribute."""
+    trial.storage.set_trial_system_attr(trial._trial_id, SYSTEM_PREFIX + key, value)
 
 
 def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
@@ -134,7 +187,8 @@ def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
         f"- the in-study baseline (the same model at this study's fidelity): {in_study}",
         "",
         "The objective is validation accuracy; test accuracy is recorded (user attribute test_accuracy) but never"
-        " used to select. User attributes per trial: param_count, flops, test_accuracy, baseline, history.",
+        " used to select. User attributes per trial: param_count, flops, val_accuracy, test_accuracy, seconds, baseline"
+        " (role says which is the baseline); per-epoch data are system attributes (cnnsearch:history, ...).",
         "",
         "## Training (fixed at create)",
         f"- {training['epochs']} epochs on {limit} training images, batch {training['batch_size']},"
@@ -156,39 +210,55 @@ def write_note(study: optuna.Study, settings: dict[str, Any]) -> None:
     optuna_dashboard.save_note(study, note_text(study, settings))
 
 
-def load(name: str, url: str | None = None, *, heartbeat: bool = False) -> Handle:
-    """Load study ``name`` with its stored space, training settings, sampler and pruner."""
+def load(name: str, url: str | None = None, *, heartbeat: bool = False, seed: int | None = None) -> Handle:
+    """Load study ``name`` with its stored space, training settings, sampler and pruner.
+
+    The sampler's seed: with ``seed`` (``study run --seed``), ``seed`` + the
+    study's trial count + 7919 x the worker index: the same command on the same
+    study state draws the same configurations. Without it, the study's seed
+    plus a random component, so two runs started together never draw the same
+    configurations.
+    """
     url = resolve_storage(url)
     storage = open_storage(url)
     known = optuna.study.get_all_study_names(storage=storage)
     if name not in known:
-        raise StorageError(f"no study {name!r} in {url} (studies there: {', '.join(known) or 'none'});"
+        raise StorageError(f"no study {name!r} in {mask_url(url)} (studies there: {', '.join(known) or 'none'});"
                            f" create it with 'cnnsearch study create {name} --space studies/seed.toml'")
     study = optuna.load_study(study_name=name, storage=storage)
-    settings = study.user_attrs.get(SETTINGS_KEY)
+    settings = settings_of(study)
     if not settings:
-        raise StorageError(f"study {name!r} in {url} was not created by cnnsearch (no '{SETTINGS_KEY}' settings);"
+        raise StorageError(f"study {name!r} in {mask_url(url)} was not created by cnnsearch (no '{SETTINGS_KEY}' settings);"
                            " create one with 'cnnsearch study create'")
-    sp = space_mod.parse(settings["space_text"], source=f"{name} (stored space from {settings['space_source']})")
+    sp = space_mod.parse(settings["space_text"], source=f"{name} (stored space from {settings['space_source']})",
+                         stored=True)
     training = TrainConfig.from_dict(settings["training"])
     if heartbeat and sp.study["heartbeat_seconds"] and isinstance(storage, optuna.storages.RDBStorage):
         storage = open_storage(url, heartbeat_s=sp.study["heartbeat_seconds"])
-    # Seed the sampler by how far the study has come, so a resumed run does not replay the first
-    # run's random start-up points, and by worker index and machine, so parallel workers do not
-    # propose the same points; the same command on the same machine stays reproducible.
-    import socket
-    import zlib
-
-    offset = (len(study.get_trials(deepcopy=False)) + 7919 * int(os.environ.get(WORKER_ENV, "0") or 0)
-              + zlib.crc32(socket.gethostname().encode()) % 10007)
-    study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(sp, offset),
+    sampler = make_sampler(sp, seed=sampler_seed(study, sp, seed))
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler,
                               pruner=make_pruner(sp, training.epochs))
     return Handle(study, sp, training, url)
 
 
-def make_sampler(sp: space_mod.Space, offset: int = 0) -> optuna.samplers.BaseSampler:
-    """The study's sampler, seeded with ``study.seed + offset``."""
-    seed = sp.study["seed"] + offset
+def sampler_seed(study: optuna.Study, sp: space_mod.Space, seed: int | None = None) -> int:
+    """The sampler seed of this process (see :func:`load`); always in [0, 2**31)."""
+    if seed is None:
+        # Two plain `study run` commands started together see the same trial count, worker index and
+        # machine: only a random component keeps them from drawing the very same configurations.
+        import secrets
+
+        return (sp.study["seed"] + secrets.randbelow(2**31)) % 2**31
+    # By how far the study has come (a resumed run does not replay the first run's start-up points)
+    # and by worker index (parallel workers do not propose the same points).
+    offset = len(study.get_trials(deepcopy=False)) + 7919 * int(os.environ.get(WORKER_ENV, "0") or 0)
+    # Modulo: a study created before seeds were bounded (seed near 2**32) must still open.
+    return (seed + offset) % 2**31
+
+
+def make_sampler(sp: space_mod.Space, offset: int = 0, *, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """The study's sampler, seeded with ``seed``, else ``study.seed + offset`` (kept below 2**31, as NumPy needs)."""
+    seed = (sp.study["seed"] + offset if seed is None else seed) % 2**31
     kind = sp.study["sampler"]
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -254,11 +324,12 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
         "flops": ua.get("flops"),
         "epochs_run": ua.get("epochs_run"),
         "seconds": ua.get("seconds"),
-        "history": ua.get("history"),
+        "history": trial_attr(t, "history"),
         "intermediate_values": {str(k): v for k, v in t.intermediate_values.items()},
-        "spec": ua.get("spec"),
-        "versions": ua.get("versions"),
-        "fail_reason": ua.get("fail_reason") or t.system_attrs.get("fail_reason"),
+        "epoch_seconds": trial_attr(t, "epoch_seconds"),
+        "spec": trial_attr(t, "spec"),
+        "versions": trial_attr(t, "versions"),
+        "fail_reason": trial_attr(t, "fail_reason") or t.system_attrs.get("fail_reason"),
         "infeasible": ua.get("infeasible"),  # why a size-limited study did not train it (None: feasible)
         "retry_of": t.system_attrs.get("failed_trial"),
         "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
@@ -297,7 +368,7 @@ def show(name: str, url: str | None = None, *, top: int | None = None, sort: str
     if sort not in ("number", "val"):
         raise ConfigError(f"--sort: expected number or val; received {sort!r}")
     h = load(name, url)
-    settings = h.study.user_attrs[SETTINGS_KEY]
+    settings = settings_of(h.study) or {}
     base, best = baseline_trial(h.study), best_trial(h.study)
     records = [trial_record(t) for t in h.study.get_trials(deepcopy=False)]
     if top is not None or sort == "val":
@@ -306,7 +377,7 @@ def show(name: str, url: str | None = None, *, top: int | None = None, sort: str
         records = [r for r in records if r["val_accuracy"] is not None][:top]
     return {
         "name": name,
-        "storage": h.url,
+        "storage": mask_url(h.url),
         "directions": [d.name.lower() for d in h.study.directions],
         "created": settings["created"],
         "space_source": settings["space_source"],
@@ -353,17 +424,20 @@ def best(name: str, url: str | None = None, *, export: str | Path | None = None)
         export = Path(export)
         if export.suffix != ".keras":
             raise ConfigError(f"--export: expected a path ending in .keras; received {str(export)!r}")
-        store = artifact_store(h.url)
-        try:
-            reader = store.open_reader(weights["artifact_id"])
-        except Exception as exc:
+        source = kept_weights(h.url, weights, "best")  # verified against its stored checksum
+        if source is None:
             raise StorageError(f"study {name!r}: weights {weights['artifact_id']} missing from"
-                               f" {artifact_dir(h.url)} ({first_line(exc)})") from exc
-        export.parent.mkdir(parents=True, exist_ok=True)
+                               f" {artifact_dir(h.url)}; retrain the trial or point {ARTIFACTS_ENV} at the folder")
         tmp = export.with_name(export.name + ".tmp")
-        with reader, open(tmp, "wb") as out:
-            shutil.copyfileobj(reader, out)
-        os.replace(tmp, export)
+        try:
+            export.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, export)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)  # never leave a partial copy (it would keep a full disk full)
+            cause = "no space left on device" if is_enospc(exc) else (exc.strerror or str(exc))
+            raise CnnsearchError(f"--export {export}: cannot write the model ({cause}); nothing was written:"
+                                 " free some space or pick another place") from exc
         record["exported"] = str(export)
     return record
 
@@ -378,6 +452,18 @@ def delete(name: str, url: str | None = None) -> None:
             artifact_store(h.url).remove(artifact_id)
         except Exception:  # already gone
             pass
+
+
+def weights_problems(name: str, url: str | None = None) -> list[str]:
+    """Why the kept weights of study ``name`` cannot be used (empty when they are fine or absent)."""
+    h = load(name, url)
+    problems = []
+    for which in ("best", "baseline"):
+        try:
+            kept_weights(h.url, h.study.user_attrs.get(f"{which}_weights"), which)
+        except StorageError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def set_system_attr(study: optuna.Study, key: str, value: Any) -> None:
@@ -401,7 +487,8 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["Handle", "SETTINGS_KEY", "baseline_trial", "best", "best_trial", "counts", "create", "delete", "ensure",
-           "ensure_baseline_queued", "fresh_user_attrs", "load", "make_pruner", "make_sampler", "note_text",
-           "param_count", "same_space", "set_system_attr", "show", "summaries", "system_attrs", "trial_record",
-           "write_note"]
+__all__ = ["BASELINE_ROLE", "Handle", "SETTINGS_ATTR", "SETTINGS_KEY", "TRIAL_DATA", "baseline_trial", "best",
+           "best_trial", "counts", "create", "delete", "ensure", "ensure_baseline_queued", "fresh_user_attrs", "load",
+           "make_pruner", "make_sampler", "note_text", "param_count", "readable_settings", "same_space", "sampler_seed", "set_system_attr",
+           "set_trial_data", "settings_of", "show", "summaries", "system_attrs", "trial_attr", "trial_record",
+           "weights_problems", "write_note"]

@@ -153,3 +153,53 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/cnnsearch"
     subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
     shutil.rmtree(base, ignore_errors=True)
+
+
+class SmallFs:
+    """A real, tiny filesystem (tmpfs) mounted under the test's folder: fill it, or make it read-only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def remount(self, options: str) -> None:
+        import subprocess
+
+        subprocess.run(["mount", "-o", f"remount,{options}", str(self.path)], check=True, capture_output=True)
+
+    def fill(self) -> None:
+        """Write until the disk is full (ENOSPC), leaving no byte free."""
+        with open(self.path / "filler", "ab") as fh:
+            try:
+                while True:
+                    fh.write(b"\0" * 65536)
+                    fh.flush()
+            except OSError:
+                pass
+        try:
+            with open(self.path / "filler", "ab", buffering=0) as fh:
+                while True:
+                    fh.write(b"\0")
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[SmallFs]:
+    """A 16 MiB tmpfs, unmounted at the end. Needs root with mount rights (as in CI's container).
+
+    Without them the test is skipped outside CI and fails under CI, like the PostgreSQL fixture.
+    """
+    import subprocess
+
+    mnt = tmp_path / "smallfs"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        msg = f"cannot mount a small tmpfs ({r.stderr.strip()}); run as root with mount rights"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    try:
+        yield SmallFs(mnt)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

@@ -80,3 +80,44 @@ def test_defaults_come_from_the_reference() -> None:
     assert f"[default: {REFERENCE.epochs};" in r.output
     r = CliRunner().invoke(main, ["baseline", "--help"])
     assert f"{REFERENCE.test_accuracy:.2%}" in r.output and f"[default: {TrainConfig().epochs};" in r.output
+
+
+def _db_under_a_file(tmp_path: Path) -> tuple[Path, str]:
+    a_file = tmp_path / "plain.txt"
+    a_file.write_text("not a folder")
+    return a_file, f"sqlite:///{a_file / 'studies' / 'x.db'}"
+
+
+def test_create_where_the_database_folder_cannot_be_made(tmp_path: Path, tiny_space: Path) -> None:
+    a_file, url = _db_under_a_file(tmp_path)
+    r = CliRunner().invoke(main, ["study", "create", "x", "--space", str(tiny_space), "--storage", url])
+    assert r.exit_code == 1, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot create the folder" in lines[0] and "plain.txt" in lines[0]
+    assert a_file.read_text() == "not a folder"
+
+
+def test_baseline_out_that_cannot_be_made_fails_before_training(tmp_path: Path, tiny_npz: Path) -> None:
+    a_file, _ = _db_under_a_file(tmp_path)
+    r = CliRunner().invoke(main, ["baseline", "--data", str(tiny_npz), "--epochs", "1", "--out", str(a_file / "run")])
+    assert r.exit_code == 1, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot create the run folder" in lines[0] and "epoch" not in r.stderr
+
+
+def test_delete_with_stdin_closed_is_a_no(tmp_path: Path, tiny_space: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from cnnsearch import study as study_mod
+
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    study_mod.create("keepme", tiny_space, url)
+    # A real process whose fd 0 is closed (`cnnsearch study delete NAME <&-`): Python sets sys.stdin to None.
+    r = subprocess.run([sys.executable, "-m", "cnnsearch.cli", "study", "delete", "keepme", "--storage", url],
+                       preexec_fn=lambda: os.close(0), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "--yes" in r.stderr and "Traceback" not in r.stderr
+    assert study_mod.load("keepme", url).name == "keepme"  # nothing deleted

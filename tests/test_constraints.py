@@ -64,12 +64,12 @@ def test_infeasible_points_cost_under_a_second_and_do_not_count(limited: Path) -
     assert "infeasible" in r.stderr and "[3/3]" in r.stderr
     trials = study_mod.load("lim").study.get_trials()
     infeasible = [t for t in trials if t.user_attrs.get("infeasible")]
-    trained = [t for t in trials if "history" in t.user_attrs]
+    trained = [t for t in trials if study_mod.trial_attr(t, "history") is not None]
     assert len(trained) == 3  # the baseline and --trials 2: the infeasible draws did not count
     assert [t.number for t in infeasible][:3] == [1, 2, 3]
     for t in infeasible:
         assert t.state == TrialState.COMPLETE and not limits.feasible(t)
-        assert "history" not in t.user_attrs and "fail_reason" not in t.user_attrs
+        assert study_mod.trial_attr(t, "history") is None and "fail_reason" not in t.user_attrs
         assert t.user_attrs["seconds"] < 1.0  # the objective's own cost: arithmetic and a few storage writes
         assert (t.datetime_complete - t.datetime_start).total_seconds() < 2.0  # with sampling, on a loaded CI
     assert "over the size limit" in trials[1].user_attrs["infeasible"]
@@ -77,7 +77,7 @@ def test_infeasible_points_cost_under_a_second_and_do_not_count(limited: Path) -
     assert trials[3].constraints["buildable"] == 1.0
     # The baseline trains (it is the comparison) but is over the limit: never the best, its weights not "best".
     base = trials[0]
-    assert base.user_attrs["baseline"] and "history" in base.user_attrs and not limits.feasible(base)
+    assert base.user_attrs["baseline"] and study_mod.trial_attr(base, "history") and not limits.feasible(base)
     best = study_mod.best_trial(study_mod.load("lim").study)
     assert best is not None and limits.feasible(best) and not best.user_attrs.get("baseline")
     assert study_mod.load("lim").study.best_trial.number == best.number  # Optuna agrees: feasible only
@@ -95,7 +95,7 @@ def test_all_infeasible_space_stops_with_one_line(limited: Path, monkeypatch: py
     r = CliRunner().invoke(main, ["study", "run", "none", "--trials", "2", "--no-report"])
     assert r.exit_code == 1 and "6 points in a row were infeasible" in r.stderr and "Traceback" not in r.output
     trials = study_mod.load("none").study.get_trials()
-    assert len(trials) == 7 and sum("history" in t.user_attrs for t in trials) == 1  # only the baseline trained
+    assert len(trials) == 7 and sum(study_mod.trial_attr(t, "history") is not None for t in trials) == 1  # only the baseline trained
 
 
 def test_tpe_sees_infeasible_trials() -> None:
@@ -122,9 +122,9 @@ def test_new_dimensions_train_in_a_study(tmp_path: Path, tiny_npz: Path, monkeyp
     assert r.exit_code == 0, r.output
     t = study_mod.load("new").study.get_trials()[1]
     assert t.state == TrialState.COMPLETE and t.params["optimizer"] == "adam"
-    assert (t.user_attrs["spec"]["batch_norm"], t.user_attrs["spec"]["head"], t.user_attrs["spec"]["augment"]) == (
-        True, "gap", 0.1)
-    assert t.user_attrs["param_count"] == summarize(ArchSpec.from_dict(t.user_attrs["spec"]), (12, 12, 1), 3).params
+    spec = study_mod.trial_attr(t, "spec")
+    assert (spec["batch_norm"], spec["head"], spec["augment"]) == (True, "gap", 0.1)
+    assert t.user_attrs["param_count"] == summarize(ArchSpec.from_dict(spec), (12, 12, 1), 3).params
 
 
 HALF = """

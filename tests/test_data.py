@@ -4,8 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner, Result
 
 from cnnsearch import data
+from cnnsearch.cli import main
 from cnnsearch.errors import DataError
 from conftest import make_tiny, write_idx
 
@@ -162,6 +164,88 @@ def test_nothing_found_lists_every_place(monkeypatch: pytest.MonkeyPatch) -> Non
     for place in ("--data", data.DATA_ENV, "Keras cache", "load_data()", "Name or service not known",
                   "Fix: pass --data PATH"):
         assert place in msg
+
+
+# --- issue 13, item 10: the loader's remaining gaps, each one line through the CLI (exit 1) -------------
+
+def _baseline_cli(path: Path, *extra: str) -> Result:
+    return CliRunner().invoke(main, ["baseline", "--data", str(path), "--epochs", "1", *extra])
+
+
+def _assert_one_line(r: Result, *needles: str, code: int = 1) -> None:
+    assert r.exit_code == code, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cnnsearch: error:"), r.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_corrupt_deflate_stream_inside_a_valid_npz(tmp_path: Path, tiny_arrays: dict[str, np.ndarray]) -> None:
+    import zipfile
+
+    path = tmp_path / "deflated.npz"
+    np.savez_compressed(path, **tiny_arrays)
+    with zipfile.ZipFile(path) as z:  # the archive's directory stays valid; only the compressed bytes break
+        info = z.getinfo("x_train.npy")
+    blob = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra) + info.compress_size // 2
+    blob[start:start + 64] = b"\xff" * 64
+    path.write_bytes(bytes(blob))
+    _assert_one_line(_baseline_cli(path), "deflated.npz", "corrupted")
+
+
+def test_a_npy_file_is_named_and_explained(tmp_path: Path, tiny_arrays: dict[str, np.ndarray]) -> None:
+    path = tmp_path / "images.npy"
+    np.save(path, tiny_arrays["x_train"])
+    _assert_one_line(_baseline_cli(path), "images.npy", ".npy", "x_train, y_train, x_test, y_test")
+
+
+def test_unreadable_idx_folder(tmp_path: Path, tiny_arrays: dict[str, np.ndarray],
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    folder = _idx_folder(tmp_path, tiny_arrays, gz=False)
+    folder.chmod(0)
+    try:
+        if os.geteuid() == 0:
+            # Root reads through any permission bits: raise what an ordinary user's stat gets (EACCES).
+            real_is_file = Path.is_file
+
+            def denied(self: Path) -> bool:
+                if self.parent == folder:
+                    raise PermissionError(13, "Permission denied", str(self))
+                return real_is_file(self)
+
+            monkeypatch.setattr(Path, "is_file", denied)
+        _assert_one_line(_baseline_cli(folder), str(folder), "Permission denied", "permissions")
+    finally:
+        folder.chmod(0o755)
+
+
+def test_stray_label_is_refused_not_a_43_class_model(tmp_path: Path) -> None:
+    arrays = make_tiny()
+    arrays["y_train"][7] = 42
+    path = tmp_path / "stray.npz"
+    np.savez(path, **arrays)
+    _assert_one_line(_baseline_cli(path), "stray.npz", "43 classes", "39 of them never occur", "0..K-1")
+
+
+def test_baseline_on_5x5_images_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "small.npz"
+    np.savez(path, **make_tiny(side=5))
+    _assert_one_line(_baseline_cli(path), "small.npz", "too small for the reference model")
+
+
+def test_train_limit_beyond_the_data_is_refused(tiny_npz: Path) -> None:
+    from cnnsearch.errors import ConfigError
+
+    ds = data.load(tiny_npz)
+    assert len(data.split(ds, train_limit=216).x_train) == 216  # exactly all of them is fine
+    with pytest.raises(ConfigError) as err:
+        data.split(ds, train_limit=217)
+    assert "train_limit 217" in _one_line(err.value) and "216 training images" in str(err.value)
+    _assert_one_line(_baseline_cli(tiny_npz, "--train-limit", "5000"), "train_limit 5,000", "216", code=2)
 
 
 def test_fingerprint_is_sha256sum_and_folder_stable(tmp_path: Path, tiny_npz: Path, tiny_arrays: dict) -> None:

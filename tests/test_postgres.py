@@ -70,7 +70,7 @@ def test_killed_worker_trial_is_finished_by_another(pg_env: dict[str, str], tmp_
     target = None
     while target is None and time.time() < deadline:
         running = optuna.load_study(study_name="pgkill", storage=url).get_trials(states=(TrialState.RUNNING,))
-        target = next((t.number for t in running if t.user_attrs.get("versions")), None)
+        target = next((t.number for t in running if study_mod.trial_attr(t, "versions")), None)
         time.sleep(0.2)
     assert target is not None
     time.sleep(1.5)

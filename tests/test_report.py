@@ -227,3 +227,34 @@ def test_answer_is_on_the_first_screen_and_changes_with_confirm(url: str, tiny_s
     assert not any(w in text_before for w in ("better", "worse", "inconclusive"))
     assert "trial5 better vs the baseline" in text_after  # +0.5 to +0.6 pp on each of 3 seeds
     assert "not possible at 3 epochs on 12,000 training images" in text_after
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/abs-escape", "a b/c", "..", "café ☕"])
+def test_report_folder_is_a_safe_slug_of_the_name(url: str, tiny_space: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    work = tmp_path / "work" / "deep"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    study_mod.create(name, tiny_space)  # names stay free text in the database
+    r = CliRunner().invoke(main, ["report", name, "--no-models"])
+    assert r.exit_code == 0, r.output
+    written = [p for p in tmp_path.rglob("index.html")]
+    assert len(written) == 1, written
+    folder = written[0].parent
+    assert folder.parent == work / "reports"  # inside reports/, one level down: never ../ or an absolute path
+    assert re.fullmatch(r"[A-Za-z0-9._-]+", folder.name) and not folder.name.startswith(".")
+    assert not Path("/tmp/abs-escape").exists()
+    assert report_mod.default_out("plain-name_1") == Path("reports/plain-name_1/index.html")  # safe names unchanged
+    assert report_mod.default_out("a/b") != report_mod.default_out("a_b")  # no two names share a folder
+
+
+def test_report_out_into_an_unwritable_place_is_one_line(url: str, tiny_space: Path, tmp_path: Path) -> None:
+    study_mod.create("blocked", tiny_space)
+    a_file = tmp_path / "plain.txt"
+    a_file.write_text("not a folder")
+    r = CliRunner().invoke(main, ["report", "blocked", "--no-models", "--out", str(a_file / "sub" / "index.html")])
+    assert r.exit_code == 1, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "plain.txt" in lines[0] and "cannot write the report" in lines[0]
+    assert a_file.read_text() == "not a folder"

@@ -111,3 +111,36 @@ def test_grid_space_expands_steps() -> None:
     sp = space.parse("[study]\nsampler = 'grid'\n[space]\nconv1_filters = [16, 32]\n"
                      "dropout_dense = { low = 0.0, high = 0.5, step = 0.25 }\n", source="g")
     assert space.grid_space(sp) == {"conv1_filters": [16, 32], "dropout_dense": [0.0, 0.25, 0.5]}
+
+
+HOSTILE = {
+    "not_utf8": (b"[space]\nconv1_filters = [16, 32]\n# caf\xe9\n", "not UTF-8"),
+    "string_learning_rate": (b"[training]\noptimizer = { name = 'adadelta', learning_rate = '1.0' }\n"
+                             b"[space]\nconv1_filters = [16, 32]\n", "training.optimizer.learning_rate"),
+    "inf_bound": (b"[space]\nlearning_rate = { low = 0.1, high = inf }\n", "space.learning_rate.high"),
+    "nan_bound": (b"[space]\nlearning_rate = { low = nan, high = 2.0 }\n", "space.learning_rate.low"),
+    "optimizer_arg_text": (b"[training]\noptimizer = { name = 'adam', learning_rate = 0.001, beta_1 = 'high' }\n"
+                           b"[space]\nconv1_filters = [16, 32]\n", "training.optimizer.beta_1"),
+    "optimizer_arg_nan": (b"[training]\noptimizer = { name = 'sgd', learning_rate = 0.1, momentum = nan }\n"
+                          b"[space]\nconv1_filters = [16, 32]\n", "training.optimizer.momentum"),
+    "huge_int_range": (b"[space]\nconv1_filters = { low = 1, high = 100000000000000 }\n", "space.conv1_filters"),
+    "seed_2_32": (b"[study]\nseed = 4294967295\n[space]\nconv1_filters = [16, 32]\n", "study.seed"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_space_file_one_line_exit_2_nothing_written(tmp_path: Path, case: str) -> None:
+    blob, key = HOSTILE[case]
+    f = tmp_path / "bad.toml"
+    f.write_bytes(blob)
+    db = tmp_path / "never.db"
+    r = CliRunner().invoke(main, ["study", "create", "x", "--space", str(f), "--storage", f"sqlite:///{db}"])
+    assert r.exit_code == 2, r.output
+    assert len(r.stderr.strip().splitlines()) == 1 and key in r.stderr and str(f) in r.stderr
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    assert not db.exists()
+
+
+def test_seed_bound_accepts_the_largest_valid_seed() -> None:
+    sp = space.parse(f"[study]\nseed = {space.MAX_SEED}\n[space]\nconv1_filters = [16, 32]\n", source="s")
+    assert sp.study["seed"] == 2**31 - 1

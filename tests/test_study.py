@@ -4,10 +4,12 @@ import json
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import optuna
 import pytest
@@ -18,6 +20,7 @@ from cnnsearch import runner
 from cnnsearch import storage
 from cnnsearch import study as study_mod
 from cnnsearch.cli import main
+from cnnsearch.objective import worker_lease
 from conftest import TINY_SPACE
 
 ITEM5_FIELDS = ("params", "val_accuracy", "test_accuracy", "test_loss", "param_count", "flops", "seconds",
@@ -98,9 +101,9 @@ def test_invalid_architecture_fails_one_trial_and_search_goes_on(env: dict[str, 
     assert r.exit_code == 0, r.output
     trials = study_mod.load("inv").study.get_trials()
     assert trials[1].state == TrialState.FAIL
-    assert "conv1 (13x13 kernel" in trials[1].user_attrs["fail_reason"]
+    assert "conv1 (13x13 kernel" in study_mod.trial_attr(trials[1], "fail_reason")
     assert trials[1].user_attrs["failure_kind"] == "invalid_architecture"
-    assert "history" not in trials[1].user_attrs  # never trained
+    assert study_mod.trial_attr(trials[1], "history") is None  # never trained
     assert trials[0].state == TrialState.COMPLETE and trials[2].state != TrialState.RUNNING
 
 
@@ -115,7 +118,7 @@ def test_nan_fails_trials_and_five_in_a_row_stop_the_run(env: dict[str, str], tm
     assert "Traceback" not in r.output and r.stdout == ""
     trials = study_mod.load("nan").study.get_trials()
     assert len(trials) == 5 and all(t.state == TrialState.FAIL for t in trials)
-    assert "NaN or infinite" in trials[0].user_attrs["fail_reason"]
+    assert "NaN or infinite" in study_mod.trial_attr(trials[0], "fail_reason")
 
 
 def test_errors_for_existing_and_missing_studies(env: dict[str, str], tiny_space: Path, tmp_path: Path) -> None:
@@ -129,8 +132,8 @@ def test_errors_for_existing_and_missing_studies(env: dict[str, str], tiny_space
     assert r.exit_code == 1 and "already exists" in r.stderr
     r = cli("study", "run", "ghost", "--trials", "1")
     assert r.exit_code == 1 and "no study 'ghost'" in r.stderr and "dup" in r.stderr
-    r = cli("study", "delete", "dup")
-    assert r.exit_code == 2 and "--yes" in r.stderr
+    r = cli("study", "delete", "dup")  # no terminal to ask: read as "no" (issue 13 item 13: exit 1, as stdin closed)
+    assert r.exit_code == 1 and "--yes" in r.stderr
     assert cli("study", "delete", "dup", "--yes").exit_code == 0
     assert json.loads(cli("study", "list", "--json").stdout) == []
 
@@ -164,18 +167,71 @@ def test_pruners_use_the_keras_callback(env: dict[str, str], tmp_path: Path, pru
     study = study_mod.load("p").study
     assert isinstance(study.pruner, {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner,
                                      "halving": optuna.pruners.SuccessiveHalvingPruner}[pruner])
-    for t in study.get_trials()[1:]:  # the baseline (trial 0) is never pruned and reports nothing
+    for t in study.get_trials()[1:]:
         assert sorted(t.intermediate_values) == list(range(t.user_attrs["epochs_run"]))
-    assert study.get_trials()[0].intermediate_values == {}
+    # The baseline (trial 0) is never pruned (no callback) but reports every epoch, for the dashboard's chart.
+    base = study.get_trials()[0]
+    assert [base.intermediate_values[e] for e in range(3)] == study_mod.trial_attr(base, "history")["val_accuracy"]
+    assert base.user_attrs["role"] == study_mod.BASELINE_ROLE
 
 
 # --- real processes --------------------------------------------------------------------------------
 
-def _spawn(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    if args[:2] == ("study", "run"):
-        args = (*args, "--no-report")
-    return subprocess.Popen([sys.executable, "-m", "cnnsearch.cli", *args], env={**os.environ, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+class Spawned:
+    """A real ``cnnsearch`` process in its own process group (so its workers can be ended with it)."""
+
+    def __init__(self, args: tuple[str, ...], env: dict[str, str], log: Path) -> None:
+        if args[:2] == ("study", "run"):
+            args = (*args, "--no-report")  # the report after a run has its own test (test_progress.py)
+        self.log = log
+        self._fh = open(log, "w")  # a file, not a pipe: a full pipe would block the process
+        self.proc = subprocess.Popen([sys.executable, "-m", "cnnsearch.cli", *args], env={**os.environ, **env},
+                                     stdout=self._fh, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout)
+
+    def send_signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def output(self) -> str:
+        self._fh.flush()
+        return self.log.read_text()
+
+    def end(self) -> None:
+        """Kill the process and anything it started, if still there."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(30)
+        finally:
+            self._fh.close()
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., Spawned]]:
+    """Start ``cnnsearch`` processes; every one (and its workers) is ended when the test ends, pass or fail."""
+    started: list[Spawned] = []
+
+    def start(*args: str, env: dict[str, str]) -> Spawned:
+        sp = Spawned(args, env, tmp_path / f"proc-{len(started)}.log")
+        started.append(sp)
+        return sp
+
+    yield start
+    for sp in started:
+        sp.end()
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` until it holds; generous deadlines, no fixed sleeps."""
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
 
 
 def _wait_running(url: str, name: str, min_number: int, timeout: float = 90) -> int:
@@ -186,27 +242,28 @@ def _wait_running(url: str, name: str, min_number: int, timeout: float = 90) -> 
         except Exception:
             trials = []
         running = [t for t in trials if t.state == TrialState.RUNNING and t.number >= min_number
-                   and t.user_attrs.get("versions")]
+                   and study_mod.trial_attr(t, "versions")]
         if running:
             return running[0].number
         time.sleep(0.2)
     raise AssertionError("no trial started running")
 
 
-def test_two_processes_write_then_resume(env: dict[str, str], tiny_space: Path) -> None:
+def test_two_processes_write_then_resume(env: dict[str, str], tiny_space: Path, spawn: Callable[..., Spawned]
+                                        ) -> None:
     e = {"CNNSEARCH_STORAGE": env["url"], "CNNSEARCH_DATA": env["data"]}
-    p = _spawn("study", "create", "two", "--space", str(tiny_space), env=e)
-    assert p.wait(60) == 0
-    p = _spawn("study", "run", "two", "--trials", "1", env=e)
-    assert p.wait(120) == 0, p.stderr.read() if p.stderr else ""
-    p = _spawn("study", "run", "two", "--trials", "2", env=e)
-    assert p.wait(120) == 0
+    p = spawn("study", "create", "two", "--space", str(tiny_space), env=e)
+    assert p.wait(120) == 0, p.output()
+    p = spawn("study", "run", "two", "--trials", "1", env=e)
+    assert p.wait(240) == 0, p.output()
+    p = spawn("study", "run", "two", "--trials", "2", env=e)
+    assert p.wait(240) == 0, p.output()
     trials = study_mod.load("two").study.get_trials()
     assert [t.number for t in trials] == [0, 1, 2, 3]
     assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)
 
 
-def test_sigint_mid_trial(env: dict[str, str], tmp_path: Path) -> None:
+def test_sigint_mid_trial(env: dict[str, str], tmp_path: Path, spawn: Callable[..., Spawned]) -> None:
     f = tmp_path / "long.toml"
     f.write_text(TINY_SPACE.format(epochs=150, heartbeat=60).replace("[3, 13]", "[3]"))
     e = {"CNNSEARCH_STORAGE": env["url"], "CNNSEARCH_DATA": env["data"]}
@@ -214,12 +271,11 @@ def test_sigint_mid_trial(env: dict[str, str], tmp_path: Path) -> None:
     h = study_mod.load("int")
     # Trial 0 (the baseline) finished before the interrupted run starts.
     h.study.enqueue_trial({"conv1_filters": 4, "conv2_filters": 8, "conv1_kernel": 3, "dropout_dense": 0.0})
-    p = _spawn("study", "run", "int", "--trials", "3", env=e)
-    number = _wait_running(env["url"], "int", 1, timeout=180)
-    time.sleep(1.5)
+    p = spawn("study", "run", "int", "--trials", "3", env=e)
+    number = _wait_running(env["url"], "int", 1, timeout=240)
     p.send_signal(signal.SIGINT)
-    rc = p.wait(60)
-    assert rc == 130, p.stderr.read() if p.stderr else ""
+    rc = p.wait(120)
+    assert rc == 130, p.output()
     trials = study_mod.load("int").study.get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert trials[0].state == TrialState.COMPLETE and trials[0].user_attrs["val_accuracy"] > 0
@@ -229,19 +285,24 @@ def test_sigint_mid_trial(env: dict[str, str], tmp_path: Path) -> None:
     assert r.exit_code == 0
 
 
-def test_sigkill_trial_is_requeued_by_heartbeat(env: dict[str, str], tmp_path: Path) -> None:
+def test_sigkill_trial_is_requeued_by_heartbeat(env: dict[str, str], tmp_path: Path,
+                                                spawn: Callable[..., Spawned]) -> None:
     f = tmp_path / "hb.toml"
     f.write_text(TINY_SPACE.format(epochs=150, heartbeat=1).replace("[3, 13]", "[3]"))
     e = {"CNNSEARCH_STORAGE": env["url"], "CNNSEARCH_DATA": env["data"]}
     assert cli("study", "create", "hb", "--space", str(f)).exit_code == 0
-    p = _spawn("study", "run", "hb", "--trials", "1", env=e)
-    number = _wait_running(env["url"], "hb", 0, timeout=180)
-    time.sleep(2.5)  # at least one heartbeat written
+    p = spawn("study", "run", "hb", "--trials", "1", env=e)
+    number = _wait_running(env["url"], "hb", 0, timeout=240)
+    storage = optuna.storages.RDBStorage(env["url"], heartbeat_interval=1, grace_period=2)
+    study_id = storage.get_study_id_from_name("hb")
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+    _wait_for(lambda: _has_heartbeat(env["db"], trial_id),
+              120, "the trial's first heartbeat")
     p.send_signal(signal.SIGKILL)
     p.wait(30)
     killed = study_mod.load("hb").study.get_trials()[number]
     assert killed.state == TrialState.RUNNING  # nobody has noticed yet
-    time.sleep(3)  # past the grace period (2 x heartbeat)
+    _wait_for(lambda: trial_id in storage._get_stale_trial_ids(study_id), 60, "the grace period (2 x heartbeat)")
     r = cli("study", "run", "hb", "--trials", "0")
     assert r.exit_code == 0, r.output
     trials = study_mod.load("hb").study.get_trials()
@@ -278,25 +339,219 @@ def test_timeout_stops_starting_new_trials(env: dict[str, str], tiny_space: Path
     assert len(trials) == 1 and trials[0].state == TrialState.COMPLETE  # the running one finishes, no new one
 
 
-def test_ctrl_c_stops_every_worker(env: dict[str, str], tmp_path: Path) -> None:
+def _fake_finished_baseline(name: str) -> None:
+    """Finish the queued baseline without training, so the next run starts with a searched trial."""
+    study = optuna.load_study(study_name=name, storage=os.environ["CNNSEARCH_STORAGE"])
+    t = study.ask()
+    assert t.user_attrs.get("baseline")
+    t.set_user_attr("val_accuracy", 0.5)
+    study.tell(t, 0.5)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_fail_the_trial_with_a_reason(env: dict[str, str], tmp_path: Path,
+                                                         spawn: Callable[..., Spawned], sig: int) -> None:
     f = tmp_path / "long.toml"
-    f.write_text(TINY_SPACE.format(epochs=150, heartbeat=60).replace("[3, 13]", "[3]"))
+    # The median pruner makes the first searched trial import optuna-integration's Keras callback: a resumed
+    # run used to import TensorFlow loudly through it (8 start-up lines on stderr).
+    f.write_text(TINY_SPACE.format(epochs=400, heartbeat=60).replace("[3, 13]", "[3]")
+                 .replace('pruner = "none"', 'pruner = "median"'))
+    e = {"CNNSEARCH_STORAGE": env["url"], "CNNSEARCH_DATA": env["data"]}
+    assert cli("study", "create", "term", "--space", str(f)).exit_code == 0
+    _fake_finished_baseline("term")
+    p = spawn("study", "run", "term", "--trials", "3", env=e)
+    number = _wait_running(env["url"], "term", 1, timeout=240)
+    p.send_signal(sig)
+    name = signal.Signals(sig).name
+    assert p.wait(120) == 128 + sig, p.output()
+    trials = study_mod.load("term").study.get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert trials[number].state == TrialState.FAIL
+    assert trials[number].user_attrs["fail_reason"] == f"interrupted ({name})"
+    assert trials[number].user_attrs["failure_kind"] == "interrupted"
+    # One line, nothing else: no traceback, no "Exception ignored", no TensorFlow start-up notices.
+    assert p.output().strip() == f"cnnsearch: interrupted ({name})", p.output()
+
+
+def _has_heartbeat(db: str, trial_id: int) -> bool:
+    import sqlite3
+
+    with sqlite3.connect(db, timeout=60) as con:
+        return con.execute("SELECT 1 FROM trial_heartbeats WHERE trial_id = ?", (trial_id,)).fetchone() is not None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_ctrl_c_stops_every_worker(env: dict[str, str], tmp_path: Path, spawn: Callable[..., Spawned],
+                                   sig: int) -> None:
+    f = tmp_path / "long.toml"
+    f.write_text(TINY_SPACE.format(epochs=400, heartbeat=60).replace("[3, 13]", "[3]"))
     assert cli("study", "create", "wint", "--space", str(f)).exit_code == 0
     e = {"CNNSEARCH_STORAGE": env["url"], "CNNSEARCH_DATA": env["data"]}
-    p = _spawn("study", "run", "wint", "--trials", "6", "--workers", "2", env=e)
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        running = optuna.load_study(study_name="wint", storage=env["url"]).get_trials(states=(TrialState.RUNNING,))
-        if len([t for t in running if t.user_attrs.get("versions")]) == 2:
-            break
-        time.sleep(0.3)
-    else:
-        raise AssertionError("two workers never ran at once")
-    p.send_signal(signal.SIGINT)  # the parent only: it must pass Ctrl-C on to its workers
-    assert p.wait(90) == 130
+    p = spawn("study", "run", "wint", "--trials", "6", "--workers", "2", env=e)
+    running: list[int] = []
+
+    def two_running() -> bool:
+        trials = optuna.load_study(study_name="wint", storage=env["url"]).get_trials(states=(TrialState.RUNNING,))
+        running[:] = [t.number for t in trials if study_mod.trial_attr(t, "versions")]
+        return len(running) == 2
+
+    _wait_for(two_running, 300, "two workers training at once")
+    p.send_signal(sig)  # the parent only (as docker stop does): it must pass the signal on to its workers
+    assert p.wait(180) == 128 + sig, p.output()
     trials = study_mod.load("wint").study.get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
-    assert len([t for t in trials if t.state == TrialState.FAIL]) == 2
+    # The two trials running at the signal failed with its name (neither could finish its 400 epochs).
+    assert [trials[n].state for n in running] == [TrialState.FAIL, TrialState.FAIL], p.output()
+    reason = "interrupted by Ctrl-C (SIGINT)" if sig == signal.SIGINT else "interrupted (SIGTERM)"
+    assert [trials[n].user_attrs.get("fail_reason") for n in running] == [reason, reason]
+    out = p.output()
+    assert "Traceback" not in out and "Exception ignored" not in out, out
+    assert out.strip().splitlines()[-1] == f"cnnsearch: {reason}"
+
+
+SEEDED = """
+[study]
+sampler = "random"
+pruner = "none"
+[training]
+epochs = 1
+batch_size = 64
+[space]
+conv1_filters = [4, 8, 32]
+dropout_dense = { low = 0.0, high = 0.5 }
+"""
+
+
+def _sampled(name: str, **load_kwargs: object) -> dict[str, object]:
+    from cnnsearch import space as space_mod
+
+    h = study_mod.load(name, **load_kwargs)  # type: ignore[arg-type]
+    t = h.study.ask()
+    space_mod.suggest(t, h.space)
+    assert t.params
+    return t.params
+
+
+def test_explicit_seed_reproduces_and_no_seed_differs(env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "seeded.toml"
+    f.write_text(SEEDED)
+    for name in ("a", "b"):
+        study_mod.create(name, f)
+        _fake_finished_baseline(name)
+    assert _sampled("a", seed=5) == _sampled("b", seed=5)  # same study state, same --seed: same draw
+    for name in ("a", "b"):  # drop the two trials just asked: back to the same state
+        for t in study_mod.load(name).study.get_trials(states=(TrialState.RUNNING,)):
+            study_mod.load(name).study.tell(t.number, state=TrialState.FAIL)
+    assert _sampled("a") != _sampled("b")  # no --seed: a random component
+
+
+def test_two_concurrent_runs_draw_distinct_configurations(env: dict[str, str], tmp_path: Path,
+                                                          spawn: Callable[..., Spawned]) -> None:
+    f = tmp_path / "seeded.toml"
+    f.write_text(SEEDED)
+    study_mod.create("pair", f)
+    _fake_finished_baseline("pair")
+    e = {"CNNSEARCH_STORAGE": env["url"], "CNNSEARCH_DATA": env["data"]}
+    import sqlite3
+
+    # Hold the database until both processes wait on it, so both read the study in the same state
+    # (as two runs started together do when neither has finished its imports before the other reads).
+    lock = sqlite3.connect(env["db"], timeout=60, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        procs = [spawn("study", "run", "pair", "--trials", "3", env=e) for _ in range(2)]
+
+        def both_waiting() -> bool:
+            for p in procs:
+                if p.proc.poll() is not None:
+                    raise AssertionError(p.output())
+            return all(_has_open(p.proc.pid, env["db"]) for p in procs)
+
+        _wait_for(both_waiting, 300, "both processes opening the database")
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    for p in procs:
+        assert p.wait(600) == 0, p.output()
+    drawn = [tuple(sorted(t.params.items())) for t in study_mod.load("pair").study.get_trials()
+             if not t.user_attrs.get("baseline")]
+    assert len(drawn) == 6
+    # dropout_dense is continuous: any repeat means both processes sampled with the same seed.
+    assert len(set(drawn)) == 6, drawn
+
+
+def _has_open(pid: int, path: str) -> bool:
+    """Has process ``pid`` the file ``path`` open (Linux /proc)?"""
+    try:
+        return any(os.path.realpath(f"/proc/{pid}/fd/{fd}") == os.path.realpath(path)
+                   for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:  # the process exited, or a descriptor closed while listing
+        return False
+
+
+def test_a_study_with_a_seed_beyond_2_31_still_opens(env: dict[str, str], tiny_space: Path) -> None:
+    h = study_mod.create("huge", tiny_space)
+    settings = h.study.user_attrs[study_mod.SETTINGS_KEY]
+    settings["study"]["seed"] = 2**32 - 1  # as created before seeds were bounded
+    settings["space_text"] = settings["space_text"].replace("seed = 1", f"seed = {2**32 - 1}")
+    h.study.set_user_attr(study_mod.SETTINGS_KEY, settings)
+    assert _sampled("huge")  # samples: the sampler seed stays below 2**31
+    assert cli("study", "show", "huge").exit_code == 0
+    r = cli("study", "delete", "huge", "--yes")
+    assert r.exit_code == 0, r.output
+
+
+def test_journal_storage_stale_trials(tmp_path: Path, tiny_space: Path, tiny_npz: Path,
+                                      spawn: Callable[..., Spawned], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13 item 3: journal files have no heartbeat; a worker's PID/host lease tells a dead one."""
+    url = f"journal://{tmp_path / 'j.log'}"
+    monkeypatch.setenv("CNNSEARCH_STORAGE", url)
+    f = tmp_path / "long.toml"
+    f.write_text(TINY_SPACE.format(epochs=400, heartbeat=60).replace("[3, 13]", "[3]"))
+    assert cli("study", "create", "jr", "--space", str(f)).exit_code == 0
+    p = spawn("study", "run", "jr", "--trials", "1", env={"CNNSEARCH_STORAGE": url, "CNNSEARCH_DATA": str(tiny_npz)})
+    running: list[optuna.trial.FrozenTrial] = []
+
+    def one_running() -> bool:
+        running[:] = [t for t in study_mod.load("jr").study.get_trials(states=(TrialState.RUNNING,))
+                      if study_mod.trial_attr(t, "versions")]
+        return len(running) == 1
+
+    _wait_for(one_running, 300, "the trial to start training")
+    p.send_signal(signal.SIGKILL)
+    p.wait(30)
+    # Two other RUNNING trials: one of a live process here (this test), one of another machine.
+    h = study_mod.load("jr")
+    live, remote = h.study.ask(), h.study.ask()
+    live.set_user_attr("worker", worker_lease())
+    remote.set_user_attr("worker", {"host": "elsewhere.example", "pid": 1, "started": "1"})
+    assert study_mod.load("jr").study.get_trials()[running[0].number].state == TrialState.RUNNING  # no heartbeat
+
+    r = cli("study", "fail-stale", "jr")
+    assert r.exit_code == 0, r.output
+    assert f"#{running[0].number}" in r.stdout and "re-queued" in r.stdout
+    trials = study_mod.load("jr").study.get_trials()
+    dead = trials[running[0].number]
+    assert dead.state == TrialState.FAIL
+    assert dead.user_attrs["fail_reason"] == f"stale: process {p.proc.pid} on {socket.gethostname()} is gone"
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.WAITING
+    assert retry[0].system_attrs["fixed_params"] == dead.params and retry[0].user_attrs.get("baseline")
+    assert trials[live.number].state == TrialState.RUNNING and trials[remote.number].state == TrialState.RUNNING
+    r = cli("study", "fail-stale", "jr", "--all")  # the user vouches that no run is active anywhere
+    assert r.exit_code == 0 and f"#{remote.number}" in r.stdout and f"#{live.number}" not in r.stdout
+    assert study_mod.load("jr").study.get_trials()[remote.number].state == TrialState.FAIL
+
+
+def test_a_run_in_which_every_trial_failed_exits_1(env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "diverges.toml"
+    f.write_text(TINY_SPACE.format(epochs=1, heartbeat=60).replace("[3, 13]", "[3]")
+                 .replace("batch_size = 32", "batch_size = 32\noptimizer = { name = 'sgd', learning_rate = 1e12 }"))
+    assert cli("study", "create", "nan", "--space", str(f)).exit_code == 0
+    r = cli("study", "run", "nan", "--trials", "1")
+    assert r.exit_code == 1, r.output
+    assert "every trial of this run failed (2; last: loss became NaN" in r.stderr
+    assert [t.state for t in study_mod.load("nan").study.get_trials()] == [TrialState.FAIL, TrialState.FAIL]
 
 
 def test_importing_does_not_silence_optuna_warnings_process_wide() -> None:

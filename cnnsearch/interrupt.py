@@ -1,0 +1,97 @@
+"""Ctrl-C, SIGTERM and SIGHUP during a search: one flag per process, checked where it is safe to stop.
+
+``docker stop``, systemd and Kubernetes send SIGTERM; a closed terminal sends
+SIGHUP; Ctrl-C sends SIGINT. All three stop a run the same way: the running
+trial fails with the reason "interrupted (SIGTERM)" (never left RUNNING), worker
+processes are stopped, and the command exits with 128 + the signal number
+(130 SIGINT, 143 SIGTERM, 129 SIGHUP).
+
+The handler raises :class:`~cnnsearch.errors.Interrupted` at once, so a run
+stops wherever it is. Python may run that handler inside a finaliser
+(TensorFlow and SQLAlchemy have many), where the exception is swallowed and
+printed as "Exception ignored ... KeyboardInterrupt": the hook installed here
+keeps that quiet, and the flag makes the next :func:`check` (every training
+batch, every trial start) raise again, so an interrupt is never lost.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from cnnsearch.errors import Interrupted
+
+#: Signals handled like Ctrl-C (SIGHUP where the platform has it).
+SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGTERM", "SIGHUP")) if s is not None)
+
+_received: list[int] = []  # the first signal this process got, if any
+
+
+def received() -> int | None:
+    """The first handled signal this process received, or None."""
+    return _received[0] if _received else None
+
+
+def check() -> None:
+    """Raise :class:`Interrupted` if a handled signal has arrived (call where stopping is safe)."""
+    if _received:
+        raise Interrupted(_received[0])
+
+
+def _handler(signum: int, frame: Any) -> None:
+    first = not _received
+    if first:
+        _received.append(signum)
+        raise Interrupted(signum)
+    # A second signal while stopping (the terminal's Ctrl-C reaches the workers and the parent forwards
+    # it too): the first is being handled; raising again would break the clean-up halfway.
+
+
+def _quiet_unraisable(unraisable: Any) -> None:
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        return  # swallowed in a finaliser; the flag re-raises it at the next check()
+    _previous_hook[0](unraisable)
+
+
+_previous_hook: list[Any] = [sys.unraisablehook]
+
+
+@contextmanager
+def handled() -> Iterator[None]:
+    """Within this block SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in SIGNALS}
+    _previous_hook[0] = sys.unraisablehook
+    _received.clear()
+    for s in SIGNALS:
+        if previous[s] is not signal.SIG_IGN:  # nohup (SIGHUP) and `cmd &` in scripts (SIGINT) ignore on purpose
+            signal.signal(s, _handler)
+    sys.unraisablehook = _quiet_unraisable
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+        sys.unraisablehook = _previous_hook[0]
+
+
+def keras_callback() -> Any:
+    """A Keras callback that calls :func:`check` after every batch (training and evaluation)."""
+    from cnnsearch._tf import keras
+
+    class StopOnSignal(keras().callbacks.Callback):  # type: ignore[misc, name-defined]
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            check()
+
+        def on_test_batch_end(self, batch: int, logs: Any = None) -> None:
+            check()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            check()
+
+    return StopOnSignal()

@@ -1,0 +1,106 @@
+"""Keeping the best weights: a full disk fails the trial cleanly; corrupt weights are caught on read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from optuna.trial import TrialState
+
+from cnnsearch import storage
+from cnnsearch import study as study_mod
+from cnnsearch.errors import StorageError
+from cnnsearch.objective import model_file
+from cnnsearch.cli import main
+from conftest import TINY_SPACE, SmallFs
+
+
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def one_error_line(r: Result, *needles: str) -> str:
+    assert r.exit_code == 1, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cnnsearch: error:"), r.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def buildable_space(tmp_path: Path) -> Path:
+    """The tiny space without the 13x13 kernel: every trial trains (and may be saved)."""
+    path = tmp_path / "buildable.toml"
+    path.write_text(TINY_SPACE.format(epochs=2, heartbeat=60).replace("[3, 13]", "[3]"))
+    return path
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_npz: Path) -> str:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    monkeypatch.setenv("CNNSEARCH_STORAGE", url)
+    monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
+    return url
+
+
+def test_disk_full_while_keeping_weights(env: str, buildable_space: Path, small_fs: SmallFs,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13 item 1: a real full filesystem (tmpfs) under the artifact folder."""
+    monkeypatch.setenv(storage.ARTIFACTS_ENV, str(small_fs.path / "artifacts"))
+    assert cli("study", "create", "full", "--space", str(buildable_space)).exit_code == 0
+    assert cli("study", "run", "full", "--trials", "0").exit_code == 0  # the baseline, its weights kept
+    h = study_mod.load("full")
+    kept = model_file(h, "best")
+    assert kept is not None and h.study.get_trials()[0].state == TrialState.COMPLETE
+    # Make the next trial a new best, so its weights are saved, onto a disk with no byte free.
+    h.study.set_user_attr("best_weights", {**h.study.user_attrs["best_weights"], "val_accuracy": -1.0})
+    small_fs.fill()
+    r = cli("study", "run", "full", "--trials", "1")
+    one_error_line(r, "no space left on device", str(small_fs.path / "artifacts"))
+    trials = study_mod.load("full").study.get_trials()
+    assert trials[0].state == TrialState.COMPLETE  # completed trials intact
+    assert trials[1].state == TrialState.FAIL
+    assert trials[1].user_attrs["fail_reason"] == f"no space left on device ({small_fs.path / 'artifacts'})"
+    assert sorted(p.name for p in (small_fs.path / "artifacts").iterdir()) == [kept.name]  # no partial file
+    assert model_file(study_mod.load("full"), "baseline") == kept  # still verifies
+
+    # best --export onto the full disk: one line, and no best.keras.tmp left to keep it full.
+    out = small_fs.path / "best.keras"
+    r = cli("study", "best", "full", "--export", str(out))
+    one_error_line(r, "no space left on device", str(out))
+    assert not out.exists() and not out.with_name("best.keras.tmp").exists()
+
+
+def test_corrupt_kept_weights(env: str, tiny_space: Path, tmp_path: Path, tiny_npz: Path) -> None:
+    """Issue 13 item 12: a checksum stored with the kept weights, verified on every read."""
+    assert cli("study", "create", "rot", "--space", str(tiny_space)).exit_code == 0
+    assert cli("study", "run", "rot", "--trials", "0").exit_code == 0
+    h = study_mod.load("rot")
+    meta = h.study.user_attrs["best_weights"]
+    assert len(meta["sha256"]) == 64
+    kept = model_file(h, "best")
+    assert kept is not None
+    original = kept.read_bytes()
+    kept.write_bytes(original[: len(original) // 2])  # truncated, as a half-copied file is
+
+    out = tmp_path / "exported.keras"
+    one_error_line(cli("study", "best", "rot", "--export", str(out)), "corrupt", str(kept))
+    assert not out.exists() and not out.with_name("exported.keras.tmp").exists()
+
+    html = tmp_path / "report.html"
+    r = cli("report", "rot", "--out", str(html), "--data", str(tiny_npz))
+    assert r.exit_code == 0, r.output
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("cnnsearch: warning:")]
+    assert warnings and "corrupt" in warnings[0]
+    text = html.read_text()
+    assert "The model figures are left out" in text and "corrupt" in text
+
+    # A flipped byte that keeps the size (and might keep the zip readable) is caught by the checksum too.
+    flipped = bytearray(original)
+    flipped[len(flipped) // 2] ^= 0xFF
+    kept.write_bytes(bytes(flipped))
+    with pytest.raises(StorageError, match="checksum does not match"):
+        model_file(study_mod.load("rot"), "best")
