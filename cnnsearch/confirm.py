@@ -26,8 +26,8 @@ from typing import Any, Callable
 import numpy as np
 
 from cnnsearch import data as data_mod
+from cnnsearch import points
 from cnnsearch import provenance
-from cnnsearch import space as space_mod
 from cnnsearch import study as study_mod
 from cnnsearch import verdict as verdict_mod
 from cnnsearch.arch import REFERENCE as REFERENCE_RUN
@@ -95,8 +95,8 @@ def candidates(handle: study_mod.Handle, top: int) -> list[Candidate]:
             if t.user_attrs.get("val_accuracy") is not None]
     base = next((t for t in done if t.user_attrs.get("baseline")), None)
     out: list[Candidate] = []
-    base_params = space_mod.baseline_params(handle.space)
-    spec, overrides = space_mod.suggest(optuna.trial.FixedTrial(base_params), handle.space)
+    base_params = points.baseline_params(handle.space)
+    spec, overrides = points.suggest(optuna.trial.FixedTrial(base_params), handle.space)
     out.append(Candidate("baseline", base.number if base else 0, base_params, spec, overrides))
     seen = {tuple(sorted(base_params.items()))}
     for t in sorted(done, key=lambda t: (-t.user_attrs["val_accuracy"], t.number)):
@@ -104,7 +104,7 @@ def candidates(handle: study_mod.Handle, top: int) -> list[Candidate]:
         if key in seen:
             continue
         seen.add(key)
-        spec, overrides = space_mod.suggest(optuna.trial.FixedTrial(t.params), handle.space)
+        spec, overrides = points.suggest(optuna.trial.FixedTrial(t.params), handle.space)
         out.append(Candidate(f"trial{t.number}", t.number, dict(t.params), spec, overrides))
         if len(out) == top + 1:
             break
@@ -349,7 +349,8 @@ def candidate_sentence(r: dict[str, Any], k: int) -> str:
     ci = r.get("diff_ci95")
     interval = "" if ci is None else f", 95% interval {_pp(ci[0])} to {_pp(ci[1])}"
     corrected = "" if ci is None else f", Holm-corrected p = {r['p_holm']:.2g} over {k} candidate{'s' * (k > 1)}"
-    s = (f"{r['config']} vs the baseline: {word} ({_pp(r['diff_mean'])} test accuracy over {n} paired seeds"
+    seeds = f"{n} paired seed{'s' * (n != 1)}"
+    s = (f"{r['config']} vs the baseline: {word} ({_pp(r['diff_mean'])} test accuracy over {seeds}"
          f"{interval}{corrected}).")
     if word == "inconclusive":
         if n < verdict_mod.MIN_SEEDS:
@@ -387,7 +388,8 @@ def reference_sentence(summary: dict[str, Any]) -> str:
             continue
         ci = v["ci95"]
         interval = "" if ci[0] is None else f", 95% interval {ci[0]:.4f} to {ci[1]:.4f}"
-        parts.append(f"{r['config']} {v['mean']:.4f} over {r['seeds']} seeds{interval}: {v['verdict']}")
+        seeds = f"{r['seeds']} seed{'s' * (r['seeds'] != 1)}"
+        parts.append(f"{r['config']} {v['mean']:.4f} over {seeds}{interval}: {v['verdict']}")
     return f"Against the reference's {ref['test_accuracy']:.2%} (test accuracy): " + "; ".join(parts) + "."
 
 
@@ -395,6 +397,9 @@ def sentence(summary: dict[str, Any]) -> str:
     """The plain verdict of a confirmation: one sentence per candidate, then the reference."""
     cands = [r for r in summary["configs"] if r["config"] != "baseline" and r.get("paired_seeds")]
     if not cands:
+        if any(r["config"] != "baseline" for r in summary["configs"]):  # candidates ran, the baseline did not
+            return ("No candidate can be judged yet: the baseline has no run at this fidelity with the same seeds"
+                    " (run study confirm again with the same --epochs and --train-limit to train it).")
         return "No configuration has been retrained beside the baseline yet."
     fid = Fidelity(**summary["fidelity"])
     head = f"Confirmation at {fid.describe()}, paired by training seed: "

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from cnnsearch import points
 from cnnsearch import space as space_mod
 from cnnsearch import study as study_mod
 from cnnsearch.arch import summarize
@@ -124,8 +125,8 @@ def parse_assignments(assignments: Sequence[str], sp: space_mod.Space) -> dict[s
             raise ConfigError(f"enqueue: {key}: expected a value in this study's space {dim.to_dict()};"
                               f" received {raw!r}")
         given[key] = value
-    ref = space_mod.baseline_params(sp)
-    layers = int(given.get("conv_layers", ref.get("conv_layers", space_mod.seed_value("conv_layers"))))
+    ref = points.baseline_params(sp)
+    layers = int(given.get("conv_layers", ref.get("conv_layers", points.seed_value("conv_layers"))))
     params: dict[str, Any] = {}
     for name in sp.searched:
         layer = _layer_index(name)
@@ -139,14 +140,14 @@ def parse_assignments(assignments: Sequence[str], sp: space_mod.Space) -> dict[s
         elif name in ref:
             params[name] = ref[name]
         else:  # a layer beyond the reference's two: the second layer's value, if the space holds it
-            second = params.get(name.replace(f"conv{layer}_", "conv2_"), space_mod.seed_value(
+            second = params.get(name.replace(f"conv{layer}_", "conv2_"), points.seed_value(
                 name.replace(f"conv{layer}_", "conv2_")))
             if not sp.dims[name].contains(second):
                 raise ConfigError(f"enqueue: {name}: expected a value (conv_layers={layers} needs it and the"
                                   f" reference has none in this space: {sp.dims[name].to_dict()}); received none")
             params[name] = second
     try:
-        summarize(space_mod.spec_from_values(params, sp), _INPUT_SHAPE, 10)
+        summarize(points.spec_from_values(params, sp), _INPUT_SHAPE, 10)
     except ArchitectureError as exc:
         raise ConfigError(f"enqueue: expected an architecture that builds on 28x28 images; received one that"
                           f" does not: {exc}") from exc

@@ -50,14 +50,17 @@ class Dimension:
 
     @property
     def explored(self) -> bool:
+        """Took at least 2 distinct values among the completed trials (else: "not explored")."""
         return self.distinct >= 2
 
     @property
     def mean(self) -> float:
+        """Mean fANOVA share over the resamples (nan when not ranked)."""
         return float(np.mean(self.fanova)) if self.fanova else math.nan
 
     @property
     def sd(self) -> float:
+        """Sample sd of the fANOVA share over the resamples (nan with fewer than 2)."""
         return float(np.std(self.fanova, ddof=1)) if len(self.fanova) > 1 else math.nan
 
 
@@ -73,14 +76,17 @@ class Importance:
 
     @property
     def too_few(self) -> bool:
+        """Fewer completed trials than :data:`TRIALS_PER_DIMENSION` per searched dimension."""
         return self.completed < self.needed
 
     @property
     def ranked(self) -> bool:
+        """A fANOVA ranking over resamples exists (enough trials, no error, something explored)."""
         return not self.too_few and not self.error and any(d.fanova for d in self.dimensions)
 
     @property
     def mattered(self) -> list[str]:
+        """Dimensions named as mattering: top-ranked in :data:`TOP_SHARE` of resamples, above an equal share."""
         if not self.ranked:
             return []
         equal = 1 / sum(1 for d in self.dimensions if d.fanova)
@@ -88,10 +94,12 @@ class Importance:
 
     @property
     def not_explored(self) -> list[str]:
+        """Searched dimensions with fewer than 2 distinct values: no evidence either way."""
         return [d.name for d in self.dimensions if not d.explored]
 
     @property
     def dashboard_order(self) -> list[str]:
+        """Dimensions in optuna-dashboard's (PED-ANOVA) order, most important first."""
         scored = [d for d in self.dimensions if d.dashboard is not None]
         return [d.name for d in sorted(scored, key=lambda d: -(d.dashboard or 0.0))]
 
@@ -127,10 +135,17 @@ def compute(study: optuna.Study, *, resamples: int = RESAMPLES, seed: int = 0,
             warnings.simplefilter("ignore")
             for i in range(resamples):
                 sample = [done[j] for j in rng.integers(0, len(done), len(done))]
-                imp = _fanova(sample, explored, target, seed + i)
+                try:
+                    imp = _fanova(sample, explored, target, seed + i)
+                except RuntimeError as exc:
+                    if "zero total variance" not in str(exc):
+                        raise
+                    # Every trial drawn into this resample scored the same: no choice explains any
+                    # variance in it (fANOVA refuses to divide by zero). A share of 0 each, no top rank.
+                    imp = {}
                 for n in explored:
                     shares[n].append(imp.get(n, 0.0))
-                for n in sorted(explored, key=lambda n: -imp.get(n, 0.0))[:k]:
+                for n in sorted(explored, key=lambda n: -imp.get(n, 0.0))[:k] if imp else ():
                     tops[n] += 1
             dash = dashboard_importance(study)
     except (ValueError, RuntimeError) as exc:  # e.g. a conditional space with no common part

@@ -15,7 +15,8 @@ from typing import Any, Mapping
 
 from cnnsearch.arch import Summary, summarize
 from cnnsearch.errors import ArchitectureError
-from cnnsearch.space import Space, spec_from_values, undrawn
+from cnnsearch.points import spec_from_values, undrawn
+from cnnsearch.space import Space
 
 
 def constraints(space: Space, summary: Summary | None) -> dict[str, float]:

@@ -15,8 +15,7 @@ from typing import Any, Callable
 import optuna
 
 from cnnsearch import data as data_mod
-from cnnsearch import interrupt, limits
-from cnnsearch import space as space_mod
+from cnnsearch import interrupt, limits, points
 from cnnsearch.arch import summarize
 from cnnsearch.errors import ArchitectureError, CnnsearchError, Interrupted, StorageError, TrialFailed
 from cnnsearch.storage import (ARTIFACTS_ENV, artifact_dir, artifact_store, first_line, is_enospc, kept_weights,
@@ -66,7 +65,7 @@ class Objective:
             trial.set_user_attr("role", BASELINE_ROLE)  # readable on the dashboard's trial page
         if self.on_start is not None:
             self.on_start(trial.number, is_baseline)
-        spec, overrides = space_mod.suggest(trial, sp)
+        spec, overrides = points.suggest(trial, sp)
         set_trial_data(trial, "spec", spec.to_dict())
         try:
             summary = summarize(spec, self.splits.input_shape, self.splits.n_classes)

@@ -103,7 +103,11 @@ def _confirm_command(d: ReportData) -> str:
 def answer_section(d: ReportData) -> Section:
     """The three answers, first: best trial against both baselines, the verdict, which choices mattered."""
     items = []
-    if d.best is None:
+    if d.best is None and d.baseline is not None:  # a size-limited study: the baseline trains over the limit
+        items.append(_p(f"No trial within the size limit has completed yet (the in-study baseline, trial"
+                        f" #{d.baseline['number']}, is over it and serves only as the comparison): there is no"
+                        " best trial to compare.", "missing"))
+    elif d.best is None:
         items.append(_p("No trial has completed yet: there is no best trial to compare.", "missing"))
     else:
         b, base = d.best, d.baseline
@@ -195,6 +199,11 @@ def importance_section(d: ReportData) -> Section:
                " PED-ANOVA, which optuna-dashboard's importance panel shows (how much a choice's values differ"
                " between the top 10% of trials and all of them). Both rank knobs within this space and fidelity;"
                " neither says which value is best: the slice plots do.", "note")
+    infeasible = d.counts.get("INFEASIBLE", 0)
+    if infeasible:  # Optuna's PED-ANOVA reads every COMPLETE trial's value, and an infeasible one scores 0
+        body += _p(f"The optuna-dashboard column includes the {infeasible} infeasible (untrained, over the size"
+                   " limit) trials at their stored value 0, as the dashboard does, so it partly ranks which choices"
+                   " break the size limit; the fANOVA columns use trained trials only.", "note")
     return Section(title, body, "importance")
 
 

@@ -76,7 +76,9 @@ def compute(name: str, url: str | None = None) -> tuple[ReportData, study_mod.Ha
     """Gather the study's numbers (no drawing, no TensorFlow)."""
     h = study_mod.load(name, url)
     records = [study_mod.trial_record(t) for t in h.study.get_trials(deepcopy=False)]
-    base = next((r for r in records if r["baseline"] and r["state"] == "COMPLETE"), None)
+    # A trained baseline: in a size-limited study an unbuildable one ends infeasible, untrained, without accuracy.
+    base = next((r for r in records if r["baseline"] and r["state"] == "COMPLETE" and r["val_accuracy"] is not None),
+                None)
     best_t = study_mod.best_trial(h.study)
     best = next((r for r in records if best_t is not None and r["number"] == best_t.number), None)
     data = ReportData(name=name, url=h.url, settings=study_mod.settings_of(h.study) or {},
@@ -102,8 +104,10 @@ def trial_table(records: list[dict[str, Any]], base: dict[str, Any] | None) -> p
             VS_REFERENCE: None if test is None else 100 * (test - REFERENCE), "params": r["param_count"],
         }
         row.update({n: r["params"].get(n) for n in names})
-        row.update({"FLOPs": r["flops"], "epochs": r["epochs_run"], "seconds": r["seconds"], "state": r["state"],
-                    "reason": r["fail_reason"] or ("pruned" if r["state"] == "PRUNED" else "")})
+        # An infeasible trial is COMPLETE to Optuna but was never trained: say so, with why.
+        row.update({"FLOPs": r["flops"], "epochs": r["epochs_run"], "seconds": r["seconds"],
+                    "state": "INFEASIBLE" if r.get("infeasible") else r["state"],
+                    "reason": r["fail_reason"] or r.get("infeasible") or ("pruned" if r["state"] == "PRUNED" else "")})
         rows.append(row)
     df = pd.DataFrame(rows, columns=[*LEAD_COLUMNS, *names, *TAIL_COLUMNS])
     return df.sort_values(["val acc", "trial"], ascending=[False, True], na_position="last", kind="stable",
@@ -113,7 +117,8 @@ def trial_table(records: list[dict[str, Any]], base: dict[str, Any] | None) -> p
 def compute_models(d: ReportData, h: study_mod.Handle, data_path: str | None) -> Models:
     """The best model's (and the baseline's) figures as arrays, from the kept weights and the test images."""
     if d.best is None:
-        return Models(missing="No completed trial: no model to show.")
+        return Models(missing="No completed trial within the study's size limits: no model to show."
+                      if d.baseline is not None else "No completed trial: no model to show.")
     try:
         best_file = model_file(h, "best")  # verified against the checksum stored with it
         base_file = model_file(h, "baseline")

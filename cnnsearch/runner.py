@@ -16,9 +16,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from cnnsearch import data as data_mod
-from cnnsearch import interrupt
+from cnnsearch import interrupt, points
 from cnnsearch import provenance
-from cnnsearch import space as space_mod
 from cnnsearch.arch import summarize
 from cnnsearch.describe import choices
 from cnnsearch.errors import ArchitectureError, CnnsearchError, ConfigError, DataError, Interrupted, TrialFailed
@@ -130,7 +129,7 @@ def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None
     ds = provenance.load(study, data_path)
     splits = data_mod.split(ds, train_limit=cfg.train_limit)
     try:
-        summarize(space_mod.spec_from_values(space_mod.baseline_params(sp), sp), splits.input_shape, splits.n_classes)
+        summarize(points.spec_from_values(points.baseline_params(sp), sp), splits.input_shape, splits.n_classes)
     except ArchitectureError as exc:
         raise DataError(f"{ds.source}: images of {splits.input_shape} are too small for the reference"
                         f" model: {exc}") from exc

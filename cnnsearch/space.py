@@ -1,4 +1,4 @@
-"""Search spaces: parse and validate a space file; turn a trial into an ArchSpec.
+"""Search spaces: parse and validate a space file.
 
 A space file is TOML with three sections (see ``studies/seed.toml``)::
 
@@ -11,26 +11,23 @@ A space file is TOML with three sections (see ``studies/seed.toml``)::
 Everything is validated before anything is written: one error names the file,
 the key, what was expected and what was received. No Keras here; the shape
 arithmetic of :mod:`cnnsearch.arch` rejects spaces whose every point is an
-unbuildable architecture.
+unbuildable architecture. The points of a space (the reference's, a trial's
+ArchSpec, the grid) are :mod:`cnnsearch.points`, which this module imports.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-import random
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from cnnsearch import shipped
-from cnnsearch.arch import ArchSpec, summarize
-from cnnsearch.errors import ArchitectureError, ConfigError
+from cnnsearch.errors import ConfigError
+from cnnsearch.points import (LAYER_DIMS, MAX_CONV_LAYERS, SPACE_OPTIMIZERS, check_baseline_is_a_point,
+                              check_some_point_builds, grid_space)
 from cnnsearch.train import TrainConfig  # no Keras at import: train imports Keras lazily
-
-#: Most conv layers a space may ask for (the dimension ``conv_layers``).
-MAX_CONV_LAYERS = 4
 
 SAMPLERS = ("tpe", "random", "grid", "nsga2")
 PRUNERS = ("median", "hyperband", "halving", "none")
@@ -58,8 +55,7 @@ MAX_INT_POINTS = 1_000_000
 #: [training] keys: TrainConfig fields a space file may set (optimizer is a table).
 TRAINING_KEYS = ("epochs", "train_limit", "batch_size", "optimizer", "jit_compile", "precision")
 
-#: The seed architecture's value of every dimension, and the ArchSpec field it feeds.
-_LAYER_DIMS = {f"conv{i}_{kind}": (kind, i) for i in range(1, MAX_CONV_LAYERS + 1) for kind in ("filters", "kernel")}
+#: The type of every dimension a space may name (the per-layer ones, and these).
 _SCALAR_DIMS: dict[str, type] = {
     "conv_layers": int, "stride": int, "padding": str, "pool": str, "pool_size": int, "pool_every": int,
     "dropout_conv": float, "dense_units": int, "dropout_dense": float,
@@ -68,36 +64,9 @@ _SCALAR_DIMS: dict[str, type] = {
     # The optimizer, and a learning rate per optimizer asked only when that optimizer is drawn.
     "optimizer": str, "adadelta_learning_rate": float, "adam_learning_rate": float,
 }
-_DIM_TYPES: dict[str, type] = {**{k: int for k in _LAYER_DIMS}, **_SCALAR_DIMS}
-#: Training dimensions, applied to the TrainConfig rather than the ArchSpec.
-TRAINING_DIMS = ("learning_rate", "batch_size", "optimizer", "adadelta_learning_rate", "adam_learning_rate")
-#: Optimizers a space may choose between; each has a conditional dimension "<name>_learning_rate".
-SPACE_OPTIMIZERS = ("adadelta", "adam")
-#: Learning rate of an optimizer drawn without its own learning-rate dimension (Adadelta: the reference's).
-DEFAULT_LEARNING_RATE = {"adadelta": 1.0, "adam": 0.001}
+_DIM_TYPES: dict[str, type] = {**{k: int for k in LAYER_DIMS}, **_SCALAR_DIMS}
 _ALLOWED_STR = {"padding": ("valid", "same"), "pool": ("max", "avg", "none"), "head": ("flatten", "gap"),
                 "optimizer": SPACE_OPTIMIZERS}
-
-_SEED = ArchSpec()
-
-
-def seed_value(dim: str) -> Any:
-    """The reference model's value of dimension ``dim`` (None for a conv layer it does not have)."""
-    if dim in _LAYER_DIMS:
-        kind, i = _LAYER_DIMS[dim]
-        values = _SEED.conv_filters if kind == "filters" else _SEED.kernel_sizes
-        return values[i - 1] if i <= len(values) else None
-    if dim == "conv_layers":
-        return len(_SEED.conv_filters)
-    if dim in ("learning_rate", "adadelta_learning_rate"):
-        return 1.0
-    if dim == "optimizer":
-        return "adadelta"
-    if dim == "adam_learning_rate":
-        return None  # the reference trains with Adadelta
-    if dim == "batch_size":
-        return 128
-    return getattr(_SEED, dim)
 
 
 @dataclass(frozen=True)
@@ -240,8 +209,8 @@ def parse(text: str, *, source: str = "<space>", stored: bool = False) -> Space:
         raise err("space", "at least one dimension, e.g. conv1_filters = [16, 32, 64]", raw_space)
     dims = {name: _parse_dim(name, value, err) for name, value in raw_space.items()}
     space = Space(source=source, text=text, study=study, training=training, dims=dims)
-    _check_baseline_is_a_point(space, err)
-    _check_some_point_builds(space)
+    check_baseline_is_a_point(space, err)
+    check_some_point_builds(space)
     if study["sampler"] == "grid":
         grid_space(space)
     return space
@@ -405,175 +374,6 @@ def _check_domain(name: str, v: Any, where: str, err: Any) -> None:
         raise err(where, "a value >= 0", v)
     if (name.endswith(("_filters", "_kernel")) or name in ("stride", "pool_size", "batch_size")) and v < 1:
         raise err(where, "a value >= 1", v)
-
-
-def baseline_params(space: Space) -> dict[str, Any]:
-    """The reference model's value of every searched dimension: the params of trial 0.
-
-    Its learning rate and batch size are the study's [training] ones.
-    """
-    n_layers = seed_value("conv_layers")
-    opt = space.training.optimizer
-    return {name: _reference_value(space, name) for name in space.searched if _active(name, n_layers, opt)}
-
-
-def _reference_value(space: Space, name: str) -> Any:
-    if name.endswith("_learning_rate"):
-        return space.training.learning_rate  # active only for the study's own optimizer
-    if name in TRAINING_DIMS:
-        return getattr(space.training, name)
-    return seed_value(name)
-
-
-def _active(name: str, n_layers: int, optimizer: str = "adadelta") -> bool:
-    """Is dimension ``name`` asked for a point with ``n_layers`` conv layers trained by ``optimizer``?"""
-    if name.endswith("_learning_rate"):
-        return name == f"{optimizer}_learning_rate"
-    return name not in _LAYER_DIMS or _LAYER_DIMS[name][1] <= n_layers
-
-
-def _check_baseline_is_a_point(space: Space, err: Any) -> None:
-    n_layers = seed_value("conv_layers")
-    opt = space.training.optimizer
-    conv = space.dims.get("conv_layers")
-    if conv is not None and not conv.contains(n_layers):
-        raise err("space.conv_layers", f"a space holding the reference's {n_layers} (trial 0 is the reference)",
-                  conv.to_dict())
-    for name, dim in space.dims.items():
-        if not _active(name, n_layers, opt):
-            continue
-        ref = _reference_value(space, name)
-        if not dim.contains(ref):
-            raise err(f"space.{name}", f"a space holding the reference's value {ref!r} (trial 0 of every study"
-                      " is the reference model)", dim.to_dict())
-
-
-def _check_some_point_builds(space: Space, *, input_shape: tuple[int, int, int] = (28, 28, 1),
-                             budget: int = 20_000) -> None:
-    """Reject a space in which no architecture can be built (on MNIST-sized input)."""
-    shape_dims = [n for n in space.dims if n in _LAYER_DIMS and n.endswith("_kernel")] + [
-        n for n in ("conv_layers", "stride", "padding", "pool", "pool_size", "pool_every") if n in space.dims]
-    axes = [space.dims[n].points() for n in shape_dims]
-    total = math.prod(len(a) for a in axes)
-    if total <= budget:
-        combos: Any = itertools.product(*axes)
-    else:
-        rng = random.Random(0)
-        combos = ([rng.choice(a) for a in axes] for _ in range(budget))
-    fixed = {n: d.points()[0] for n, d in space.dims.items() if n not in shape_dims}
-    last_error = ""
-    for combo in combos:
-        values = {**fixed, **dict(zip(shape_dims, combo))}
-        try:
-            summarize(spec_from_values(values, space), input_shape, 10)
-            return
-        except ArchitectureError as exc:
-            last_error = str(exc)
-    raise ConfigError(f"{space.source}: space: expected at least one buildable architecture on 28x28 images;"
-                      f" received a space whose every point fails, e.g.: {last_error}")
-
-
-def spec_from_values(values: Mapping[str, Any], space: Space | None = None) -> ArchSpec:
-    """Build the ArchSpec for a full assignment of dimension values; unset ones keep the reference's."""
-    def get(name: str) -> Any:
-        if name in values:
-            return values[name]
-        if space is not None and name in space.dims and space.dims[name].kind == "fixed":
-            return space.dims[name].value
-        return seed_value(name)
-
-    n_layers = int(get("conv_layers"))
-    filters, kernels = [], []
-    for i in range(1, n_layers + 1):
-        # A layer beyond the reference's two, left unset, gets the second layer's value.
-        f, k = get(f"conv{i}_filters"), get(f"conv{i}_kernel")
-        filters.append(f if f is not None else get("conv2_filters"))
-        kernels.append(k if k is not None else get("conv2_kernel"))
-    return replace(_SEED, conv_filters=tuple(filters), kernel_sizes=tuple(kernels),
-                   **{n: get(n) for n in ("stride", "padding", "pool", "pool_size", "pool_every", "dropout_conv",
-                                          "dense_units", "dropout_dense", "batch_norm", "head", "augment")})
-
-
-def suggest(trial: Any, space: Space) -> tuple[ArchSpec, dict[str, Any]]:
-    """Ask ``trial`` (an Optuna Trial or FixedTrial) for every searched dimension.
-
-    Layer dimensions beyond the sampled ``conv_layers``, and the learning rate
-    of an optimizer not drawn, are not asked (they are conditional). Returns
-    the spec and the training overrides (TrainConfig fields: optimizer, its
-    arguments, learning rate, batch size) the trial chose. No validation of
-    the architecture here: the caller records an unbuildable spec as a failed
-    (or, in a size-limited study, infeasible) trial.
-    """
-    values: dict[str, Any] = {}
-    first = [n for n in ("conv_layers", "optimizer") if n in space.dims]
-    order = first + [n for n in space.dims if n not in first]
-    for name in order:
-        dim = space.dims[name]
-        if dim.kind == "fixed":
-            continue
-        n_layers = int(values.get("conv_layers", _fixed_or_seed(space, "conv_layers")))
-        if not _active(name, n_layers, values.get("optimizer", _optimizer(space))):
-            continue
-        if dim.kind == "choice":
-            values[name] = trial.suggest_categorical(name, list(dim.choices))
-        elif dim.kind == "int":
-            values[name] = trial.suggest_int(name, int(dim.low), int(dim.high), step=int(dim.step or 1), log=dim.log)
-        else:
-            values[name] = trial.suggest_float(name, dim.low, dim.high, step=dim.step, log=dim.log)
-    overrides = training_overrides({n: values.pop(n) for n in TRAINING_DIMS if n in values}, space)
-    return spec_from_values(values, space), overrides
-
-
-def undrawn(params: Mapping[str, Any], space: Space) -> list[str]:
-    """The searched architecture dimensions a point with ``params`` asks for that ``params`` lacks."""
-    n_layers = int(params.get("conv_layers", _fixed_or_seed(space, "conv_layers")))
-    opt = params.get("optimizer", _optimizer(space))
-    return [n for n in space.searched if n not in TRAINING_DIMS and _active(n, n_layers, opt) and n not in params]
-
-
-def _optimizer(space: Space) -> str:
-    dim = space.dims.get("optimizer")
-    return dim.value if dim is not None and dim.kind == "fixed" else space.training.optimizer
-
-
-def training_overrides(values: Mapping[str, Any], space: Space) -> dict[str, Any]:
-    """TrainConfig fields for a point's training dimensions (fixed ones filled in from the space).
-
-    A drawn optimizer other than the study's starts from Keras's defaults for
-    its other arguments; its learning rate is its own dimension's value, else
-    ``DEFAULT_LEARNING_RATE``.
-    """
-    values = {**{n: d.value for n, d in space.dims.items() if n in TRAINING_DIMS and d.kind == "fixed"}, **values}
-    out = {n: values[n] for n in ("learning_rate", "batch_size") if n in values}
-    opt = values.get("optimizer", space.training.optimizer)
-    if opt != space.training.optimizer:
-        out.update(optimizer=opt, optimizer_args={}, learning_rate=DEFAULT_LEARNING_RATE[opt])
-    if f"{opt}_learning_rate" in values:
-        out["learning_rate"] = values[f"{opt}_learning_rate"]
-    return out
-
-
-def _fixed_or_seed(space: Space, name: str) -> Any:
-    dim = space.dims.get(name)
-    return dim.value if dim is not None and dim.kind == "fixed" else seed_value(name)
-
-
-def _grid_len(dim: Dimension) -> int:
-    """How many points :meth:`Dimension.grid` would list, without listing them."""
-    if dim.kind in ("int", "float") and dim.step:
-        return int(round((dim.high - dim.low) / dim.step)) + 1
-    if dim.kind == "int":
-        return int(dim.high - dim.low) + 1
-    return len(dim.grid())  # choices, fixed, or a float range without a step (grid() says so)
-
-
-def grid_space(space: Space) -> dict[str, list[Any]]:
-    """The grid sampler's search space: every point of every searched dimension."""
-    size = math.prod(_grid_len(space.dims[name]) for name in space.searched)  # before listing a huge grid
-    if size > 100_000:
-        raise ConfigError(f"{space.source}: study.sampler: expected a grid of at most 100,000 points; received"
-                          f" {size:,}; use sampler = \"tpe\" or \"random\", or fewer values")
-    return {name: space.dims[name].grid() for name in space.searched}
 
 
 class SpaceInfo(NamedTuple):

@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from cnnsearch import limits
+from cnnsearch import limits, points
 from cnnsearch import space as space_mod
 from cnnsearch.arch import REFERENCE
 from cnnsearch.errors import CnnsearchError, ConfigError, StorageError
@@ -91,7 +91,7 @@ def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
         study.set_user_attr(key, value)
     with experimental_ok():
         study.set_metric_names(["val_accuracy", "param_count"][: len(sp.directions)])
-    study.enqueue_trial(space_mod.baseline_params(sp), user_attrs={"baseline": True})
+    study.enqueue_trial(points.baseline_params(sp), user_attrs={"baseline": True})
     write_note(study, settings)
     return Handle(study, sp, sp.training, url)
 
@@ -195,12 +195,23 @@ def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
         f" {training['optimizer']} learning rate {training['learning_rate']} {training['optimizer_args']}",
         f"- sampler {settings['study']['sampler']}, pruner {settings['study']['pruner']},"
         f" seed {settings['study']['seed']}",
+        *_limits_note(settings["study"]),
         "",
         f"## Space ({settings['space_source']})",
         "```toml",
         settings["space_text"].strip(),
         "```",
     ])
+
+
+def _limits_note(study_settings: dict[str, Any]) -> list[str]:
+    """The note's line on size limits: what an infeasible trial's value 0 in the dashboard's plots means."""
+    limits_set = [f"max_{k} {study_settings[f'max_{k}']:,}" for k in ("params", "flops")
+                  if study_settings.get(f"max_{k}")]  # absent in studies created before size limits
+    if not limits_set:
+        return []
+    return [f"- size limits {', '.join(limits_set)}: a point over them is an infeasible trial (user attribute"
+            " infeasible), never trained; its value 0 is not an accuracy, and the importance panel counts it"]
 
 
 def write_note(study: optuna.Study, settings: dict[str, Any]) -> None:
@@ -263,7 +274,7 @@ def make_sampler(sp: space_mod.Space, offset: int = 0, *, seed: int | None = Non
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "grid":
-        return optuna.samplers.GridSampler(space_mod.grid_space(sp), seed=seed)
+        return optuna.samplers.GridSampler(points.grid_space(sp), seed=seed)
     if kind == "nsga2":
         nsga = optuna.samplers.NSGAIISampler(seed=seed)
         return limits.feasible_sampler(nsga, sp) if sp.constrained else nsga
@@ -295,7 +306,7 @@ def ensure_baseline_queued(study: optuna.Study, sp: space_mod.Space) -> bool:
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get("baseline") and t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING):
             return t.state == TrialState.WAITING
-    study.enqueue_trial(space_mod.baseline_params(sp), user_attrs={"baseline": True})
+    study.enqueue_trial(points.baseline_params(sp), user_attrs={"baseline": True})
     return True
 
 
@@ -344,10 +355,11 @@ def param_count(user_attrs: dict[str, Any]) -> int | None:
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
-    """Trials by state."""
+    """Trials by state; an untrained infeasible trial (COMPLETE to Optuna) counts as ``INFEASIBLE``."""
     out: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
-        out[t.state.name] = out.get(t.state.name, 0) + 1
+        state = "INFEASIBLE" if t.user_attrs.get("infeasible") else t.state.name
+        out[state] = out.get(state, 0) + 1
     return out
 
 
@@ -414,7 +426,9 @@ def best(name: str, url: str | None = None, *, export: str | Path | None = None)
     h = load(name, url)
     t = best_trial(h.study)
     if t is None:
-        raise StorageError(f"study {name!r} has no completed trial yet; run it: cnnsearch study run {name} --trials N")
+        within = " within its size limits" if h.space.constrained else ""  # the over-limit baseline is never best
+        raise StorageError(f"study {name!r} has no completed trial{within} yet; run it: cnnsearch study run {name}"
+                           " --trials N")
     record = trial_record(t)
     if export is not None:
         weights = h.study.user_attrs.get("best_weights")

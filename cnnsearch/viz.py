@@ -256,7 +256,8 @@ def draw_slice(study: Any, name: str, baseline_x: Any, baseline_val: float | Non
     ax = np.atleast_1d(ax).ravel()[0]
     fig = ax.figure
     fig.set_size_inches(4.2, 3.2)
-    for c in ax.collections:  # Optuna always adds an (empty) "Infeasible Trial" scatter; cnnsearch has none
+    # Optuna always adds an "Infeasible Trial" scatter; only a size-limited study's baseline fills it.
+    for c in ax.collections:
         if c.get_label() == "Infeasible Trial" and not len(c.get_offsets()):
             c.remove()
     mapping = getattr(ax.xaxis.get_units(), "_mapping", None)  # set when Optuna drew a categorical axis

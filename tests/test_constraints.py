@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
-from cnnsearch import limits, runner
+from cnnsearch import limits, points, runner
 from cnnsearch import space as space_mod
 from cnnsearch import study as study_mod
 from cnnsearch.arch import ArchSpec, summarize
@@ -147,7 +147,7 @@ def _late_infeasible_share(seed: int, sampler: optuna.samplers.BaseSampler | Non
     study = optuna.create_study(direction="maximize", sampler=sampler or study_mod.make_sampler(sp))
 
     def objective(trial: optuna.Trial) -> float:
-        spec, _ = space_mod.suggest(trial, sp)
+        spec, _ = points.suggest(trial, sp)
         s = summarize(spec)
         for key, value in limits.constraints(sp, s).items():
             trial.set_constraint(key, value)
@@ -164,3 +164,28 @@ def test_sampler_learns_the_feasible_region() -> None:
              for seed in range(3)]
     assert max(ours) <= 0.2, ours  # the bar: at most 20% of the last 20 of 40 draws
     assert sum(plain) > sum(ours), (plain, ours)  # TPE's constraint handling alone stays near the boundary
+
+
+def test_dashboard_note_says_what_an_infeasible_value_0_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CNNSEARCH_STORAGE", f"sqlite:///{tmp_path / 'n.db'}")
+    (tmp_path / "free.toml").write_text(LIMITED.replace("max_params = 20000", ""))
+    (tmp_path / "lim.toml").write_text(LIMITED)
+    for name in ("free", "lim"):
+        study_mod.create(name, tmp_path / f"{name}.toml")
+    notes = {name: study_mod.note_text(h.study, study_mod.settings_of(h.study))
+             for name in ("free", "lim") for h in [study_mod.load(name)]}
+    assert "size limits max_params 20,000: a point over them is an infeasible trial" in notes["lim"]
+    assert "infeasible" not in notes["free"]
+
+
+def test_best_of_a_study_where_only_the_over_limit_baseline_trained(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CNNSEARCH_STORAGE", f"sqlite:///{tmp_path / 'b.db'}")
+    (tmp_path / "lim.toml").write_text(LIMITED)
+    h = study_mod.create("lim", tmp_path / "lim.toml")
+    t = h.study.ask()  # the queued baseline, "trained" here: over max_params, so infeasible and never best
+    t.set_user_attr("val_accuracy", 0.9)
+    t.set_constraint("params", 5.0)
+    h.study.tell(t, 0.9)
+    r = CliRunner().invoke(main, ["study", "best", "lim"])
+    assert r.exit_code == 1 and "no completed trial within its size limits yet" in r.stderr

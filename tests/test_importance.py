@@ -73,3 +73,24 @@ def test_eight_trials_on_seven_dimensions_are_too_few() -> None:
     imp = importance.compute(study)
     assert imp.too_few and not imp.ranked and imp.mattered == []
     assert importance.sentence(imp).startswith("Too few trials to rank the choices (8 completed, about 14 needed")
+
+
+def test_a_resample_without_variance_does_not_sink_the_answer() -> None:
+    # 8 trials on 2 dimensions, all scoring the same but one: a bootstrap resample that misses that trial
+    # (about 1 in 3) has zero variance, which fANOVA refuses; the other resamples still answer.
+    dims = {"conv1_kernel": CategoricalDistribution([3, 5]), "pool_size": CategoricalDistribution([2, 3])}
+    study = optuna.create_study(direction="maximize")
+    for i in range(8):
+        params = {"conv1_kernel": [3, 5][i % 2], "pool_size": [2, 3][(i // 2) % 2]}
+        v = 0.99 if i == 0 else 0.98
+        study.add_trial(create_trial(params=params, distributions=dims, value=v, user_attrs={"val_accuracy": v}))
+    imp = importance.compute(study)
+    assert imp.error == "" and imp.ranked
+    assert all(len(d.fanova) == importance.RESAMPLES for d in imp.dimensions)
+    assert "could not be computed" not in importance.sentence(imp)
+    # Every trial the same: nothing explains anything, and the answer says no choice stands out.
+    flat = optuna.create_study(direction="maximize")
+    flat.add_trials([create_trial(params=t.params, distributions=dims, value=0.98, user_attrs={"val_accuracy": 0.98})
+                     for t in study.trials])
+    assert importance.compute(flat).mattered == []
+    assert "No choice stands out yet" in importance.sentence(importance.compute(flat))

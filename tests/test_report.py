@@ -229,6 +229,45 @@ def test_answer_is_on_the_first_screen_and_changes_with_confirm(url: str, tiny_s
     assert "not possible at 3 epochs on 12,000 training images" in text_after
 
 
+def _infeasible_trial(i: int) -> optuna.trial.FrozenTrial:
+    """An untrained point over a size limit, as the objective stores it: COMPLETE, constraint > 0, no accuracy."""
+    params = {"conv1_filters": 32, "conv2_filters": 64, "conv1_kernel": 13, "dropout_dense": 0.25}
+    return create_trial(params=params, distributions=DISTS, value=0.0,
+                        user_attrs={"baseline": False, "infeasible": f"over the size limit: #{i}", "seconds": 0.1},
+                        system_attrs={"constraints": [0.5]})
+
+
+def test_infeasible_trials_are_not_reported_as_complete(url: str, tiny_space: Path, tmp_path: Path) -> None:
+    make_study("lim", tiny_space, [fake_trial(0, baseline=True), fake_trial(1), _infeasible_trial(2),
+                                   _infeasible_trial(3)])
+    assert study_mod.counts(optuna.load_study(study_name="lim", storage=url)) == {
+        "COMPLETE": 2, "INFEASIBLE": 2, "WAITING": 1}
+    text = report_mod.build("lim", models=False)
+    table = text.split("<section id='trials'>")[1].split("</section>")[0]
+    assert table.count("<td>INFEASIBLE</td>") == 2 and "over the size limit: #3" in table
+    assert "2 complete, 2 infeasible" in text  # the settings' trial counts
+    assert "includes the 2 infeasible (untrained, over the size limit) trials" in text  # the dashboard column
+    # A study whose only finished trials are infeasible: a report with statements, no crash, no best trial.
+    make_study("allbad", tiny_space, [_infeasible_trial(i) for i in range(3)])
+    text = report_mod.build("allbad", models=False)
+    assert "No trial has completed yet" in text and "3 infeasible" in text
+    # Only the baseline trained (over the limit, so never the best): the answer says so, not "nothing completed".
+    base = fake_trial(0, baseline=True)
+    base = create_trial(params=base.params, distributions=DISTS, value=base.value, user_attrs=base.user_attrs,
+                        system_attrs={"constraints": [50.0]})
+    make_study("onlybase", tiny_space, [base, _infeasible_trial(1)])
+    text = report_mod.build("onlybase", models=True)
+    assert "No trial within the size limit has completed yet (the in-study baseline, trial #1" in text
+    assert "No completed trial within the study" in text and "size limits: no model to show" in text
+    # A baseline that ended infeasible (unbuildable in a size-limited study): untrained, so no comparison row.
+    bad_base = _infeasible_trial(0)
+    bad_base = create_trial(params=bad_base.params, distributions=DISTS, value=0.0,
+                            user_attrs={**bad_base.user_attrs, "baseline": True}, system_attrs={"constraints": [1.0]})
+    make_study("badbase", tiny_space, [bad_base, fake_trial(1), fake_trial(2)])
+    text = report_mod.build("badbase", models=False)
+    assert "the in-study baseline has not completed" in text
+
+
 @pytest.mark.parametrize("name", ["../../escaped", "/tmp/abs-escape", "a b/c", "..", "café ☕"])
 def test_report_folder_is_a_safe_slug_of_the_name(url: str, tiny_space: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch, name: str) -> None:

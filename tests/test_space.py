@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 from optuna.trial import FixedTrial
 
-from cnnsearch import space
+from cnnsearch import points, space
 from cnnsearch.arch import ArchSpec
 from cnnsearch.cli import main
 from cnnsearch.errors import ConfigError
@@ -22,7 +22,7 @@ def test_shipped_spaces_exist() -> None:
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_space_holds_the_reference(path: Path) -> None:
     sp = space.load(path)
-    spec, overrides = space.suggest(FixedTrial(space.baseline_params(sp)), sp)
+    spec, overrides = points.suggest(FixedTrial(points.baseline_params(sp)), sp)
     assert spec == ArchSpec()
     assert overrides.get("learning_rate", 1.0) == 1.0 and overrides.get("batch_size", 128) == 128
 
@@ -37,15 +37,15 @@ def test_seed_space_searches_the_four_questions() -> None:
 def test_wide_space_dimensions_and_conditional_layers() -> None:
     sp = space.load(ROOT / "studies" / "wide.toml")
     assert {"conv_layers", "pool", "stride", "padding", "dense_units", "learning_rate", "batch_size"} <= set(sp.searched)
-    params = {**space.baseline_params(sp), "conv_layers": 3, "conv3_filters": 16, "conv3_kernel": 5, "pool": "avg",
+    params = {**points.baseline_params(sp), "conv_layers": 3, "conv3_filters": 16, "conv3_kernel": 5, "pool": "avg",
               "padding": "same", "learning_rate": 0.5, "batch_size": 64}
-    spec, overrides = space.suggest(FixedTrial(params), sp)
+    spec, overrides = points.suggest(FixedTrial(params), sp)
     assert spec.conv_filters == (32, 64, 16) and spec.kernel_sizes == (3, 3, 5)
     assert spec.pool == "avg" and spec.padding == "same"
     assert overrides == {"learning_rate": 0.5, "batch_size": 64}
     # conv4_* are not asked when there are 3 layers: FixedTrial would raise if they were.
-    one = {**space.baseline_params(sp), "conv_layers": 1}
-    spec1, _ = space.suggest(FixedTrial({k: v for k, v in one.items() if not k.startswith("conv2")}), sp)
+    one = {**points.baseline_params(sp), "conv_layers": 1}
+    spec1, _ = points.suggest(FixedTrial({k: v for k, v in one.items() if not k.startswith("conv2")}), sp)
     assert spec1.conv_filters == (32,)
 
 
@@ -94,7 +94,7 @@ def test_every_point_invalid_is_rejected() -> None:
     # Any file holding the reference builds on 28x28, so this guard bites on smaller inputs.
     sp = space.parse("[space]\nconv1_kernel = [3, 5]\n", source="small.toml")
     with pytest.raises(ConfigError, match="small.toml: space: expected at least one buildable architecture"):
-        space._check_some_point_builds(sp, input_shape=(4, 4, 1))
+        points.check_some_point_builds(sp, input_shape=(4, 4, 1))
 
 
 def test_cli_create_with_bad_space_exits_2_and_writes_nothing(tmp_path: Path) -> None:
@@ -110,7 +110,7 @@ def test_cli_create_with_bad_space_exits_2_and_writes_nothing(tmp_path: Path) ->
 def test_grid_space_expands_steps() -> None:
     sp = space.parse("[study]\nsampler = 'grid'\n[space]\nconv1_filters = [16, 32]\n"
                      "dropout_dense = { low = 0.0, high = 0.5, step = 0.25 }\n", source="g")
-    assert space.grid_space(sp) == {"conv1_filters": [16, 32], "dropout_dense": [0.0, 0.25, 0.5]}
+    assert points.grid_space(sp) == {"conv1_filters": [16, 32], "dropout_dense": [0.0, 0.25, 0.5]}
 
 
 HOSTILE = {

@@ -7,7 +7,7 @@ import re
 import pytest
 from optuna.trial import FixedTrial
 
-from cnnsearch import limits, space
+from cnnsearch import limits, points, space
 from cnnsearch.arch import ArchSpec
 from cnnsearch.errors import ConfigError
 from cnnsearch.train import TrainConfig
@@ -27,10 +27,10 @@ adam_learning_rate = { low = 3e-4, high = 3e-3, log = true }
 
 def test_reference_is_a_point_and_adam_rate_is_conditional() -> None:
     sp = space.parse(NEW)
-    base = space.baseline_params(sp)
+    base = points.baseline_params(sp)
     assert base == {"batch_norm": False, "head": "flatten", "augment": 0.0, "optimizer": "adadelta",
                     "adadelta_learning_rate": 1.0}  # adam_learning_rate: not asked for Adadelta
-    spec, overrides = space.suggest(FixedTrial(base), sp)
+    spec, overrides = points.suggest(FixedTrial(base), sp)
     assert spec == ArchSpec()
     assert TrainConfig(**overrides) == TrainConfig()
 
@@ -38,7 +38,7 @@ def test_reference_is_a_point_and_adam_rate_is_conditional() -> None:
 def test_adam_point_trains_with_adam_and_its_own_rate() -> None:
     sp = space.parse(NEW)
     point = {"batch_norm": True, "head": "gap", "augment": 0.1, "optimizer": "adam", "adam_learning_rate": 1e-3}
-    spec, overrides = space.suggest(FixedTrial(point), sp)  # FixedTrial raises if adadelta's rate were asked
+    spec, overrides = points.suggest(FixedTrial(point), sp)  # FixedTrial raises if adadelta's rate were asked
     assert (spec.batch_norm, spec.head, spec.augment) == (True, "gap", 0.1)
     cfg = TrainConfig(**overrides)
     assert (cfg.optimizer, cfg.learning_rate, cfg.optimizer_args) == ("adam", 1e-3, {})
@@ -78,10 +78,10 @@ def test_small_space_holds_keras_io_like_winners() -> None:
     variant = {**keras_io, "batch_norm": True, "augment": 0.1, "optimizer": "adam", "adam_learning_rate": 1e-3}
     del variant["adadelta_learning_rate"]
     for point in (keras_io, variant):
-        spec, _ = space.suggest(FixedTrial(point), sp)
+        spec, _ = points.suggest(FixedTrial(point), sp)
         s = summarize(spec)
         assert limits.infeasible_reason(sp, s) == "" and s.params < 40_000, point
-    assert summarize(space.suggest(FixedTrial(keras_io), sp)[0]).params == 34_826
+    assert summarize(points.suggest(FixedTrial(keras_io), sp)[0]).params == 34_826
     # The reference itself is over the limit: trial 0 trains as the comparison but is never a candidate.
-    ref, _ = space.suggest(FixedTrial(space.baseline_params(sp)), sp)
+    ref, _ = points.suggest(FixedTrial(points.baseline_params(sp)), sp)
     assert "over the size limit" in limits.infeasible_reason(sp, summarize(ref))

@@ -423,11 +423,11 @@ dropout_dense = { low = 0.0, high = 0.5 }
 
 
 def _sampled(name: str, **load_kwargs: object) -> dict[str, object]:
-    from cnnsearch import space as space_mod
+    from cnnsearch import points
 
     h = study_mod.load(name, **load_kwargs)  # type: ignore[arg-type]
     t = h.study.ask()
-    space_mod.suggest(t, h.space)
+    points.suggest(t, h.space)
     assert t.params
     return t.params
 
@@ -491,10 +491,10 @@ def _has_open(pid: int, path: str) -> bool:
 
 def test_a_study_with_a_seed_beyond_2_31_still_opens(env: dict[str, str], tiny_space: Path) -> None:
     h = study_mod.create("huge", tiny_space)
-    settings = h.study.user_attrs[study_mod.SETTINGS_KEY]
+    settings = study_mod.settings_of(h.study)
     settings["study"]["seed"] = 2**32 - 1  # as created before seeds were bounded
     settings["space_text"] = settings["space_text"].replace("seed = 1", f"seed = {2**32 - 1}")
-    h.study.set_user_attr(study_mod.SETTINGS_KEY, settings)
+    study_mod.set_system_attr(h.study, study_mod.SETTINGS_ATTR, settings)
     assert _sampled("huge")  # samples: the sampler seed stays below 2**31
     assert cli("study", "show", "huge").exit_code == 0
     r = cli("study", "delete", "huge", "--yes")

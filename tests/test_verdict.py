@@ -135,3 +135,11 @@ def test_fidelity_is_a_typed_value_and_old_keys_still_read() -> None:
     s = confirm.summarize(renamed)
     assert s["fidelity"] == {"epochs": 3, "train_limit": 500}
     assert _rows(s)["trial1"]["paired_seeds"] == 3
+
+
+def test_a_candidate_without_baseline_runs_is_not_called_unretrained() -> None:
+    s = confirm.summarize(_attrs({"trial2": [0.98, 0.97, 0.99]}))
+    assert s["verdicts"] == {} and "trial2" in _rows(s) and "verdict" not in _rows(s)["trial2"]
+    assert "the baseline has no run at this fidelity" in s["verdict"]
+    one = confirm.summarize(_attrs({"baseline": [0.97], "trial2": [0.98]}))["verdict"]
+    assert "over 1 paired seed)" in one and "baseline 0.9700 over 1 seed:" in one

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnsearch import limits
+from cnnsearch import limits, points
 from cnnsearch import space as space_mod
 from cnnsearch import study as study_mod
 from cnnsearch.arch import summarize
@@ -49,7 +49,7 @@ batch_size = 64
 def median_params() -> tuple[int, float]:
     """The median parameter count over every point of DIMS on MNIST, and the share of points above it."""
     sp = space_mod.parse(SPACE.format(sampler="tpe", seed=0, max_params=0))
-    counts = [summarize(space_mod.spec_from_values(dict(zip(DIMS, combo)), sp)).params
+    counts = [summarize(points.spec_from_values(dict(zip(DIMS, combo)), sp)).params
               for combo in itertools.product(*DIMS.values())]
     limit = int(statistics.median(counts))
     return limit, float(np.mean([c > limit for c in counts]))
