@@ -73,7 +73,7 @@ def run(
     figures = draw_figures(result, spec, splits.x_test, out)
 
     metrics: dict[str, Any] = {
-        "params": result.params,
+        "param_count": result.params,
         "flops_forward_per_image": result.flops,
         "epochs": result.epochs_run,
         "train_images": len(splits.x_train),

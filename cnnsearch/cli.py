@@ -88,17 +88,6 @@ def _emit_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
 
-def _epoch_line(epochs: int) -> Any:
-    def on_epoch(epoch: int, logs: dict[str, float]) -> None:
-        click.echo(
-            f"epoch {epoch + 1}/{epochs}  loss {logs.get('loss', float('nan')):.4f}"
-            f"  acc {logs.get('accuracy', float('nan')):.4f}  val_loss {logs.get('val_loss', float('nan')):.4f}"
-            f"  val_acc {logs.get('val_accuracy', float('nan')):.4f}",
-            err=True,
-        )
-    return on_epoch
-
-
 @main.command(help=f"Train the reference CNN ({REFERENCE.test_accuracy:.2%} in the reference) and draw its figures.")
 @click.option("--data", "data_path", type=str, default=None,
               help="Keras-layout mnist.npz or a folder of the four IDX files (default: $CNNSEARCH_DATA,"
@@ -117,15 +106,24 @@ def _epoch_line(epochs: int) -> Any:
 def baseline(data_path: str | None, epochs: int, train_limit: int, seed: int, out_dir: str, as_json: bool,
              precision: str, verbose: bool) -> None:
     from cnnsearch import baseline as baseline_mod
+    from cnnsearch.progress import Progress
 
-    run = baseline_mod.run(data_path=data_path, epochs=epochs, train_limit=train_limit, seed=seed,
-                           out_dir=out_dir, on_epoch=_epoch_line(epochs), verbose=1 if verbose else 0,
-                           precision=precision)
+    # One unit of `epochs` epochs: a bar on a terminal, one line per epoch (with its metrics) elsewhere.
+    bar = Progress(1, epochs, verbose=True)
+    bar.start_unit("baseline")
+    try:
+        run = baseline_mod.run(data_path=data_path, epochs=epochs, train_limit=train_limit, seed=seed,
+                               out_dir=out_dir, on_epoch=bar.epoch_end, verbose=1 if verbose else 0,
+                               precision=precision)
+    except BaseException:
+        bar.close(None)  # the error's one line is the last
+        raise
+    bar.close("baseline")
     m = run.metrics
     if as_json:
         _emit_json(m)
         return
-    click.echo(f"baseline: {m['params']:,} params, {m['epochs']} epochs on {m['train_images']:,} images,"
+    click.echo(f"baseline: param_count {m['param_count']:,}, {m['epochs']} epochs on {m['train_images']:,} images,"
                f" {m['seconds']:.0f} s")
     click.echo(f"test accuracy {m['test_accuracy']:.4f} (reference {REFERENCE.test_accuracy}:"
                f" {m['difference_from_reference_pp']:+.2f} pp),"
@@ -257,19 +255,38 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
 @click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Start no new trial after SEC seconds.")
 @click.option("--workers", type=_Workers(), default="1", show_default=True,
               help="Worker processes on this machine, sharing the trials; 'auto' = 1 until measured (issue 12).")
-@click.option("--data", "data_path", default=None, help="MNIST .npz or IDX folder (default: $CNNSEARCH_DATA, ...).")
+@click.option("--space", "space_path", type=click.Path(dir_okay=False), default=None,
+              help="Create the study from this space file if it does not exist yet (an existing study must have"
+                   " the same space).")
+@click.option("--data", "data_path", default=None,
+              help="MNIST .npz or IDX folder (default: the data of the study's first run, then $CNNSEARCH_DATA, ...).")
 @_storage_option
-@click.option("--verbose", is_flag=True, help="Keras's per-epoch bars and Optuna's log on.")
-@click.option("--quiet", is_flag=True, help="No per-trial lines (errors only).")
+@click.option("--no-report", is_flag=True, help="Do not write the HTML report at the end.")
+@click.option("--verbose", is_flag=True, help="Per-epoch metrics on stderr.")
+@click.option("--quiet", is_flag=True, help="No progress or per-trial lines (errors only).")
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=None,
               help="Sampler seed for a reproducible run (default: random, so runs started together differ).")
 @click.pass_context
-def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None, workers: int, data_path: str | None,
-              url: str | None, verbose: bool, quiet: bool, seed: int | None) -> None:
-    """Run (or resume) study NAME: add --trials finished trials."""
+def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None, workers: int,
+              space_path: str | None, data_path: str | None, url: str | None, no_report: bool, verbose: bool,
+              quiet: bool, seed: int | None) -> None:
+    """Run (or resume) study NAME: add --trials finished trials, then write its report.
+
+    With --space FILE, a study that does not exist yet is created first (one command from a space
+    file to a report).
+    """
+    import time
+
     from cnnsearch import runner
     from cnnsearch import study as study_mod
+    from cnnsearch.progress import Progress, duration
 
+    start = time.perf_counter()
+    if space_path is not None:
+        h, created = study_mod.ensure(name, space_path, url)
+        if created and not quiet:
+            click.echo(f"created study {name!r} from {space_path} in {study_mod.mask_url(h.url)}:"
+                       f" {len(h.space.searched)} searched dimensions", err=True)
     if not quiet and workers == 1:  # first line: which device trains (issue 12), before any data are read
         from cnnsearch.train import device_line
 
@@ -281,18 +298,40 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
         failed = [c for c in codes if c != 0]
         if failed:
             raise click.exceptions.Exit(130 if 130 in failed else max(failed))
-        return
-    def line(t: runner.TrialLine) -> None:
-        if not quiet:
-            click.echo(t.text(), err=True)
+    else:
+        bar: list[Progress] = []
 
-    h = runner.run(name, trials=trials, timeout=timeout, data_path=data_path, url=url, on_trial=line,
-                   verbose=1 if verbose else 0, seed=seed)
+        def plan(total: int, epochs: int, prior: float | None) -> None:
+            bar.append(Progress(total, epochs, verbose=verbose, epoch_prior_s=prior))
+
+        def begin(number: int, is_baseline: bool) -> None:
+            bar[0].start_unit(f"trial {number}{' (baseline)' if is_baseline else ''}")
+
+        def line(t: runner.TrialLine) -> None:
+            if t.state == "INFEASIBLE":  # untrained, not counted toward --trials
+                bar[0].skip_unit(t.text())
+            else:
+                bar[0].end_unit(t.text())
+
+        try:
+            # --verbose means per-epoch metrics on stderr (the progress module), not Keras's per-batch
+            # bars, which go to stdout.
+            runner.run(name, trials=trials, timeout=timeout, data_path=data_path, url=url, seed=seed,
+                       **({} if quiet else {"on_plan": plan, "on_trial_start": begin, "on_epoch":
+                                            lambda e, logs: bar[0].epoch_end(e, logs), "on_trial": line}))
+        finally:
+            if bar:
+                bar[0].close(None)
     if not quiet:
+        h = study_mod.load(name, url)
         best = study_mod.best_trial(h.study)
         if best is not None:
             click.echo(f"best so far: trial {best.number}, val_acc {best.user_attrs['val_accuracy']:.4f},"
-                       f" {best.user_attrs.get('params', 0):,} params", err=True)
+                       f" param_count {study_mod.param_count(best.user_attrs) or 0:,}", err=True)
+    if not no_report:
+        _write_report(name, None, url, data_path)
+    if not quiet:
+        click.echo(f"done in {duration(time.perf_counter() - start)} (total wall time)", err=True)
 
 
 @study.command("list")
@@ -318,31 +357,39 @@ def study_list(url: str | None, as_json: bool) -> None:
 
 @study.command("show")
 @_study_argument
+@click.option("--top", type=click.IntRange(min=1), default=None, help="Only the N best trials by validation accuracy.")
+@click.option("--sort", type=click.Choice(["number", "val"]), default="number", show_default=True,
+              help="Order: trial number, or validation accuracy (best first).")
 @_storage_option
 @_json_option
-def study_show(name: str, url: str | None, as_json: bool) -> None:
-    """Show study NAME: settings and every trial."""
+def study_show(name: str, top: int | None, sort: str, url: str | None, as_json: bool) -> None:
+    """Show study NAME: settings and every trial with its choices."""
     from cnnsearch import study as study_mod
+    from cnnsearch.describe import choices
 
-    doc = study_mod.show(name, url)
+    doc = study_mod.show(name, url, top=top, sort=sort)
     if as_json:
         _emit_json(doc)
         return
     click.echo(f"study {name} ({doc['storage']}), created {doc['created']} from {doc['space_source']}")
     click.echo(f"training: {doc['training']}")
     click.echo(f"trials: {doc['counts']}")
-    base = next((t for t in doc["trials"] if t["number"] == doc["baseline_trial"]), None)
+    base_val = doc.get("baseline_val_accuracy")
+    words = {"COMPLETE": "done", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "queued"}
+    # Columns sized so a seed.toml row fits 100 characters (the choices take up to 53).
+    click.echo(f"{'trial':<6}{'state':<7}{'val':<7}{'vs':<7}{'test':<7}{'param_count':>11}  choices")
     for t in doc["trials"]:
         val = "-" if t["val_accuracy"] is None else f"{t['val_accuracy']:.4f}"
         test = "-" if t["test_accuracy"] is None else f"{t['test_accuracy']:.4f}"
-        vs = ""
-        if base and t["val_accuracy"] is not None and not t["baseline"]:
-            vs = f" ({100 * (t['val_accuracy'] - base['val_accuracy']):+.2f} pp)"
-        params = "-" if t["param_count"] is None else f"{t['param_count']:,}"
-        mark = " baseline" if t["baseline"] else ""
-        reason = f"  {t['fail_reason']}" if t["fail_reason"] else ""
-        click.echo(f"  #{t['number']:<4} {t['state']:<8}{mark:<9} params {params:>10}  val {val}{vs}  test {test}"
-                   f"{reason}")
+        vs = "base" if t["baseline"] else "-"
+        if not t["baseline"] and base_val is not None and t["val_accuracy"] is not None:
+            vs = f"{100 * (t['val_accuracy'] - base_val):+.2f}"
+        count = "-" if t["param_count"] is None else f"{t['param_count']:,}"
+        reason = f"  ({t['fail_reason']})" if t["fail_reason"] and t["state"] == "FAIL" else ""
+        click.echo(f"{'#' + str(t['number']):<5} {words.get(t['state'], t['state'].lower()):<7}{val:<7}{vs:<7}"
+                   f"{test:<7}{count:>11}  {choices(t['spec'], t['params'])}{reason}")
+    if doc["trials"] and base_val is not None:
+        click.echo("(val, test: accuracy; vs: val accuracy minus the in-study baseline's, in pp)")
 
 
 @study.command("best")
@@ -358,9 +405,11 @@ def study_best(name: str, export: str | None, url: str | None, as_json: bool) ->
     if as_json:
         _emit_json(rec)
         return
+    from cnnsearch.describe import choices
+
     click.echo(f"best trial {rec['number']}: val_acc {rec['val_accuracy']:.4f}, test_acc {rec['test_accuracy']:.4f},"
-               f" {rec['param_count']:,} params")
-    click.echo(f"params: {rec['params']}")
+               f" param_count {rec['param_count']:,}")
+    click.echo(f"choices: {choices(rec['spec'], rec['params'])}")
     if rec.get("exported"):
         click.echo(f"exported the trained model to {rec['exported']}")
 
@@ -456,15 +505,27 @@ def study_enqueue(name: str, assignments: tuple[str, ...], url: str | None, as_j
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Output file (default: reports/NAME/index.html, NAME made a safe folder name).")
 @click.option("--data", "data_path", default=None,
-              help="Test images for the model figures (default: $CNNSEARCH_DATA, then the Keras cache).")
+              help="Test images for the model figures (default: the data the study was trained on, then"
+                   " $CNNSEARCH_DATA, then the Keras cache).")
 @click.option("--no-models", is_flag=True, help="Skip the learned-filter figures (tables and study figures only).")
 @_storage_option
 def report(name: str, out: str | None, data_path: str | None, no_models: bool, url: str | None) -> None:
-    from cnnsearch import report as report_mod
+    _write_report(name, out, url, data_path, models=not no_models)
 
-    path = report_mod.write(name, out, url, data_path=data_path, models=not no_models)
-    click.echo(f"wrote {path} (open it in a browser; it makes no network requests)")
-    if not no_models:
+
+def _write_report(name: str, out: str | None, url: str | None, data_path: str | None, *, models: bool = True) -> None:
+    """Write the report, saying on stderr what it is computing, then its path and the wall time."""
+    import time
+
+    from cnnsearch import report as report_mod
+    from cnnsearch.progress import duration
+
+    start = time.perf_counter()
+    path = report_mod.write(name, out, url, data_path=data_path, models=models,
+                            on_step=lambda text: click.echo(f"report: {text}", err=True))
+    click.echo(f"wrote {path} in {duration(time.perf_counter() - start)} (open it in a browser; it makes no network"
+               " requests)")
+    if models:
         from cnnsearch import study as study_mod
 
         for problem in study_mod.weights_problems(name, url):  # the report says it too, in the model section
@@ -481,18 +542,30 @@ def report(name: str, out: str | None, data_path: str | None, no_models: bool, u
                    " fidelity].")
 @click.option("--train-limit", type=click.IntRange(min=0), default=None,
               help="Training images per run (0 = all 54,000) [default: 0; with --show: the most-run fidelity].")
-@click.option("--data", "data_path", default=None, help="MNIST .npz or IDX folder.")
+@click.option("--data", "data_path", default=None,
+              help="MNIST .npz or IDX folder (default: the data the study was trained on).")
 @click.option("--show", "show_only", is_flag=True,
               help="Read the stored verdict only: train nothing, load no data.")
 @_storage_option
 @_json_option
+@click.option("--verbose", is_flag=True, help="Per-epoch metrics on stderr.")
 def study_confirm(name: str, top: int, seeds: int, epochs: int | None, train_limit: int | None,
-                  data_path: str | None, show_only: bool, url: str | None, as_json: bool) -> None:
+                  data_path: str | None, show_only: bool, url: str | None, as_json: bool, verbose: bool) -> None:
     """Retrain the top configurations and the baseline over training seeds; judge each against the baseline."""
     from cnnsearch import confirm as confirm_mod
+    from cnnsearch.progress import Progress, duration
+
+    bar: list[Progress] = []
+
+    def plan(p: Any) -> None:
+        click.echo(p.text(), err=True)
+        prior = p.seconds / (p.runs * p.epochs) if p.seconds and p.runs else None
+        bar.append(Progress(p.runs, p.epochs, verbose=verbose, epoch_prior_s=prior))
 
     def line(r: dict[str, Any]) -> None:
-        click.echo(f"{r['config']} seed {r['seed']}: test_acc {r['test_accuracy']:.4f}, {r['seconds']:.0f} s", err=True)
+        b = bar[0]
+        b.end_unit(f"[{b.k}/{b.total}] {r['config']} seed {r['seed']}: test_acc {r['test_accuracy']:.4f},"
+                   f" {r['seconds']:.0f} s; ETA {duration(b.eta()) if b.k < b.total else '0 s'}")
 
     ref = confirm_mod.REFERENCE_FIDELITY
     if show_only:
@@ -500,9 +573,18 @@ def study_confirm(name: str, top: int, seeds: int, epochs: int | None, train_lim
             ref.epochs if epochs is None else epochs, ref.train_limit if train_limit is None else train_limit)
         summary = confirm_mod.show(name, url, fid)
     else:
-        summary = confirm_mod.run(name, top=top, seeds=seeds, epochs=ref.epochs if epochs is None else epochs,
-                                  train_limit=ref.train_limit if train_limit is None else train_limit,
-                                  data_path=data_path, url=url, on_run=line)
+        try:
+            summary = confirm_mod.run(name, top=top, seeds=seeds, epochs=ref.epochs if epochs is None else epochs,
+                                      train_limit=ref.train_limit if train_limit is None else train_limit,
+                                      data_path=data_path, url=url, on_run=line, on_plan=plan,
+                                      on_start=lambda label: bar[0].start_unit(label),
+                                      on_epoch=lambda e, logs: bar[0].epoch_end(e, logs))
+        except BaseException:
+            if bar:
+                bar[0].close(None)  # the error's one line is the last
+            raise
+        if bar:
+            bar[0].close("confirmation")
     if as_json:
         _emit_json(summary)
         return
@@ -515,7 +597,7 @@ def study_confirm(name: str, top: int, seeds: int, epochs: int | None, train_lim
         sd = "" if r["sd_test_accuracy"] is None else f" ± {r['sd_test_accuracy']:.4f}"
         word = f"  {r['verdict']}" if "verdict" in r else ""
         click.echo(f"{r['config']:>10}: {r['mean_test_accuracy']:.4f}{sd} over {r['seeds']} seeds,"
-                   f" {r['param_count']:,} params{word}")
+                   f" param_count {r['param_count']:,}{word}")
     click.echo(summary["verdict"])
     if not show_only:
         click.echo(f"next: cnnsearch report {name}   (its answer section now shows this verdict)", err=True)

@@ -27,6 +27,7 @@ import numpy as np
 
 from cnnsearch import data as data_mod
 from cnnsearch import points
+from cnnsearch import provenance
 from cnnsearch import study as study_mod
 from cnnsearch import verdict as verdict_mod
 from cnnsearch.arch import REFERENCE as REFERENCE_RUN
@@ -120,11 +121,16 @@ def run(
     data_path: str | None = None,
     url: str | None = None,
     on_run: Callable[[dict[str, Any]], None] | None = None,
+    on_plan: Callable[[Any], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """Retrain the baseline and the top configurations of study ``name`` with ``seeds`` seeds.
 
     Every run is stored on the study as it finishes; runs already stored (under
     any key format) are skipped. Returns :func:`summarize` at this fidelity.
+    Progress hooks: ``on_plan`` hears the :class:`cnnsearch.estimate.Plan` before any training,
+    ``on_start`` each run's label (``trial4 seed 1``), ``on_epoch`` its epochs, ``on_run`` its record.
     """
     if top < 1 or seeds < 1 or epochs < 1 or train_limit < 0:
         raise ConfigError(f"confirm: expected --top >= 1, --seeds >= 1, --epochs >= 1, --train-limit >= 0; received"
@@ -139,7 +145,7 @@ def run(
     if len(cands) == 1:
         raise StorageError(f"study {name!r} has no completed trial besides the baseline to confirm; run the search"
                            f" first: cnnsearch study run {name} --trials N")
-    ds = data_mod.load(data_path)
+    ds = provenance.load(h.study, data_path)
     splits = data_mod.split(ds, train_limit=train_limit)
     labels = encode(splits.y_test)
     known = attrs.get("confirm_labels")
@@ -148,12 +154,16 @@ def run(
     elif known != labels:
         raise ConfigError(f"{ds.source}: these test labels differ from the ones earlier confirmation runs of {name!r}"
                           " used; confirm with the same data (--data) so runs stay comparable")
+    if on_plan is not None:
+        on_plan(_plan(h, cands, done, splits, fid, seeds, len(ds.x_train)))
     for seed in range(seeds):
         for c in cands:
             if (fid, c.key, seed) in done:
                 continue
+            if on_start is not None:
+                on_start(f"{c.key} seed {seed}")
             config = replace(h.training, epochs=epochs, train_limit=train_limit, seed=1000 + seed, **c.overrides)
-            r = fit(c.spec, splits, config, predict_test=True)
+            r = fit(c.spec, splits, config, predict_test=True, on_epoch=on_epoch)
             record = {"config": c.key, "trial": c.trial, "seed": seed, **fid.to_dict(),
                       "params": c.params, "param_count": r.params, "test_accuracy": r.test_accuracy,
                       "test_loss": r.test_loss, "val_accuracy": r.val_accuracy, "seconds": round(r.seconds, 1),
@@ -167,6 +177,24 @@ def run(
 def show(name: str, url: str | None = None, fidelity: Fidelity | None = None) -> dict[str, Any]:
     """:func:`summarize` of what study ``name`` has stored: reads only, never trains or loads data."""
     return summarize(stored(study_mod.load(name, url).study), fidelity)
+
+
+def _plan(h: study_mod.Handle, cands: list[Candidate], done: set[tuple[Fidelity, str, int]], splits: data_mod.Splits,
+          fid: Fidelity, seeds: int, n_train: int) -> Any:
+    """The runs still to train and their estimated time, from the study's measured epoch times."""
+    import optuna
+
+    from cnnsearch import estimate
+    from cnnsearch.arch import summarize
+
+    flops = {c.key: summarize(c.spec, splits.input_shape, splits.n_classes).flops for c in cands}
+    todo = [flops[c.key] for s in range(seeds) for c in cands if (fid, c.key, s) not in done]
+    trials = [{"epoch_seconds": study_mod.trial_attr(t, "epoch_seconds"), "flops": study_mod.trial_attr(t, "flops")}
+              for t in h.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    cut = n_train - len(splits.x_val)  # training images after the validation split
+    trial_images = min(h.training.train_limit, cut) if h.training.train_limit else cut
+    return estimate.plan(trials, trial_images, len(splits.x_val), todo, configs=len(cands), seeds=seeds,
+                         epochs=fid.epochs, train_images=len(splits.x_train))
 
 
 def _store(study: Any, key: str, value: Any) -> None:

@@ -30,11 +30,15 @@ from cnnsearch.study import (BASELINE_ROLE, SHORT_ATTR, SYSTEM_PREFIX, Handle, f
 class Objective:
     """Train one trial's spec; record everything the report needs on the trial."""
 
-    def __init__(self, handle: Handle, splits: data_mod.Splits, *, verbose: int = 0) -> None:
+    def __init__(self, handle: Handle, splits: data_mod.Splits, *, verbose: int = 0,
+                 on_start: Callable[[int, bool], None] | None = None,
+                 on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> None:
         self.handle = handle
         self.splits = splits
         self.verbose = verbose
         self.versions: dict[str, str] | None = None
+        self.on_start = on_start  # (trial number, is baseline), for progress
+        self.on_epoch = on_epoch  # (epoch index, Keras logs), for progress
         if hasattr(handle.study.sampler, "input_shape"):  # a size-limited study's sampler judges on this data
             handle.study.sampler.input_shape, handle.study.sampler.n_classes = splits.input_shape, splits.n_classes
         self._data_sha256: str | None = None
@@ -71,6 +75,8 @@ class Objective:
         trial.set_user_attr("baseline", is_baseline)
         if is_baseline:
             trial.set_user_attr("role", BASELINE_ROLE)  # readable on the dashboard's trial page
+        if self.on_start is not None:
+            self.on_start(trial.number, is_baseline)
         spec, overrides = points.suggest(trial, sp)
         set_trial_data(trial, "spec", spec.to_dict())
         try:
@@ -81,7 +87,7 @@ class Objective:
             failure = TrialFailed(str(exc), kind="invalid_architecture")
             _record_failure(trial, failure)
             raise failure from exc
-        trial.set_user_attr("params", summary.params)
+        trial.set_user_attr("param_count", summary.params)
         trial.set_user_attr("flops", summary.flops)
         reason = limits.infeasible_reason(sp, summary)
         if reason and not is_baseline:  # the baseline trains anyway: it is what every trial is compared with
@@ -110,6 +116,8 @@ class Objective:
         def on_epoch(epoch: int, logs: dict[str, float]) -> None:
             for k, v in logs.items():
                 history.setdefault(k, []).append(float(v))
+            if self.on_epoch is not None:
+                self.on_epoch(epoch, logs)
 
         if self.versions is None:
             self.versions = versions()

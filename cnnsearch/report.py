@@ -26,7 +26,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -375,7 +375,8 @@ def render(d: ReportData, sections: list[Section]) -> str:
     return "\n".join(parts)
 
 
-def build(name: str, url: str | None = None, *, data_path: str | None = None, models: bool = True) -> str:
+def build(name: str, url: str | None = None, *, data_path: str | None = None, models: bool = True,
+          on_step: Callable[[str], None] | None = None) -> str:
     """The report of study ``name`` as an HTML string.
 
     Args:
@@ -383,7 +384,10 @@ def build(name: str, url: str | None = None, *, data_path: str | None = None, mo
         url: Storage URL (resolved as for the study commands).
         data_path: Test images for the model figures (resolved as for ``--data``; never downloaded).
         models: Include the learned-filter figures (set False for a table-and-figures-only report).
+        on_step: Hears what is being computed (one short line per step), for progress.
     """
+    step = on_step or (lambda _text: None)
+    step(f"reading study {name!r} and computing parameter importance")
     d, h = compute(name, url)
     running = d.counts.get("RUNNING", 0)
     trials_body = (_p("Only the baseline has run so far." if len(d.table) == 1 else "")
@@ -393,10 +397,15 @@ def build(name: str, url: str | None = None, *, data_path: str | None = None, mo
                          " results.", "missing") if running else "")
                    + "<div class='scroll'>" + (_fmt_table(d.table) if len(d.table) else
                                                _p("No trials yet.", "missing")) + "</div>")
+    step("drawing the study figures")
     sections = [answer_section(d), Section("Every trial, best validation accuracy first", trials_body, "trials"),
                 confirm_section(d), *figure_sections(d)]
     if models:
-        sections.append(model_section(compute_models(d, h, data_path)))
+        step("drawing the best and baseline models' filters and feature maps")
+        m = compute_models(d, h, data_path)
+        if m.missing:
+            step(f"left out the model figures: {m.missing}")
+        sections.append(model_section(m))
     sections.append(header_section(d))
     return render(d, sections)
 
@@ -416,10 +425,10 @@ def default_out(name: str) -> Path:
 
 
 def write(name: str, out: str | os.PathLike[str] | None = None, url: str | None = None, *,
-          data_path: str | None = None, models: bool = True) -> Path:
-    """Build the report and write it atomically (default ``reports/NAME/index.html``)."""
+          data_path: str | None = None, models: bool = True, on_step: Callable[[str], None] | None = None) -> Path:
+    """Build the report and write it atomically (default ``reports/NAME/index.html``); see :func:`build`."""
     path = Path(out) if out is not None else default_out(name)
-    text = build(name, url, data_path=data_path, models=models)
+    text = build(name, url, data_path=data_path, models=models, on_step=on_step)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=path.parent)

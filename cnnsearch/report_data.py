@@ -129,9 +129,12 @@ def compute_models(d: ReportData, h: study_mod.Handle, data_path: str | None) ->
                               f" ({artifact_dir(h.url)});"
                               " run the study on this machine or point CNNSEARCH_ARTIFACTS at the shared folder.")
     try:
-        from cnnsearch import data as data_mod
+        from cnnsearch import provenance
 
-        ds = data_mod.load(data_path, download=False)
+        # The data the study was trained on (remembered at its first run) unless --data says otherwise.
+        ds = provenance.load(h.study, data_path, remember=False, download=False)
+    except provenance.DataMismatch:
+        raise  # other data than the study's: refused, not drawn around
     except CnnsearchError as exc:
         return Models(missing=f"The test images are needed to draw feature maps and the confusion matrix: {exc}")
     wanted = [("best", d.best, best_file)]

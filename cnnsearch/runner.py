@@ -17,11 +17,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from cnnsearch import data as data_mod
 from cnnsearch import interrupt, points
+from cnnsearch import provenance
 from cnnsearch.arch import summarize
+from cnnsearch.describe import choices
 from cnnsearch.errors import ArchitectureError, CnnsearchError, ConfigError, DataError, Interrupted, TrialFailed
 from cnnsearch.objective import Objective, process_start
 from cnnsearch.storage import STORAGE_ENV, experimental_ok, storage_error
-from cnnsearch.study import (WORKER_ENV, Handle, baseline_trial, ensure_baseline_queued, load,
+from cnnsearch.study import (WORKER_ENV, Handle, baseline_trial, ensure_baseline_queued, load, param_count,
                              settings_of, trial_attr, write_note)
 
 #: Seconds a worker gets to record its interrupted trial after the signal is passed on, before it is killed.
@@ -42,7 +44,7 @@ class TrialLine:
 
     number: int
     state: str
-    params: int | None
+    param_count: int | None
     val_accuracy: float | None
     vs_baseline_pp: float | None
     seconds: float | None
@@ -50,23 +52,29 @@ class TrialLine:
     done: int
     total: int
     baseline: bool
+    choices: str = ""  # the trial's hyperparameters in one line (cnnsearch.describe)
+    epochs_run: int | None = None
 
     def text(self, worker: int | None = None) -> str:
-        """The progress line, prefixed with the worker's process id when one of several."""
+        """``[3/11] #2 conv 16k5 > 64k3 | pool 2 | drop .15/.40 | dense 128: val_acc 0.9820 (+0.20 pp), 41 s``.
+
+        Fits 100 columns for seed.toml's choices; prefixed with the worker's process id when one of several.
+        """
         who = f"worker {worker} " if worker is not None else ""
-        parts = [f"{who}[{self.done}/{self.total}] trial {self.number}{' (baseline)' if self.baseline else ''}"
-                 f" {self.state.lower()}"]
-        if self.params is not None:
-            parts.append(f"params {self.params:,}")
-        if self.val_accuracy is not None:
-            parts.append(f"val_acc {self.val_accuracy:.4f}")
-        if self.vs_baseline_pp is not None and not self.baseline:
-            parts.append(f"{self.vs_baseline_pp:+.2f} pp vs baseline")
-        if self.seconds is not None:
-            parts.append(f"{self.seconds:.0f} s")
-        if self.reason:
-            parts.append(f"({self.reason})")
-        return "  ".join(parts)
+        head = f"{who}[{self.done}/{self.total}] #{self.number}{' baseline' if self.baseline else ''} {self.choices}:"
+        val = "" if self.val_accuracy is None else f"val_acc {self.val_accuracy:.4f}"
+        if val and self.vs_baseline_pp is not None and not self.baseline and self.state == "COMPLETE":
+            val += f" ({self.vs_baseline_pp:+.2f} pp)"
+        secs = "" if self.seconds is None else f"{self.seconds:.0f} s"
+        if self.state == "COMPLETE":
+            tail = [val, secs, f"({self.reason})" if self.reason else ""]  # e.g. a reused baseline
+        elif self.state == "PRUNED":  # short, so a seed.toml line still fits 100 columns
+            acc = "" if self.val_accuracy is None else f" (val {self.val_accuracy:.4f})"
+            tail = [f"pruned at epoch {self.epochs_run if self.epochs_run is not None else '?'}{acc}"]
+        else:
+            word = {"FAIL": "failed"}.get(self.state, self.state.lower())
+            tail = [f"{word} ({self.reason})" if self.reason else word]
+        return f"{head} {', '.join(p for p in tail if p)}"
 
 
 def run(
@@ -79,6 +87,9 @@ def run(
     on_trial: Callable[[TrialLine], None] | None = None,
     verbose: int = 0,
     worker: bool = False,
+    on_plan: Callable[[int, int, float | None], None] | None = None,
+    on_trial_start: Callable[[int, bool], None] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     seed: int | None = None,
 ) -> Handle:
     """Add ``trials`` finished trials to study ``name`` (plus the baseline if it has not run yet).
@@ -96,21 +107,30 @@ def run(
     ``worker=True`` is one process of :func:`run_workers`: it runs exactly
     ``trials`` trials (whichever queued ones it pops, the baseline included),
     the parent having done the baseline accounting.
+
+    Progress hooks: ``on_plan(trials, epochs, epoch_prior_s)`` once before the first trial (the
+    prior: the median epoch time the study has measured, or None), ``on_trial_start(number,
+    is_baseline)``, ``on_epoch(epoch, logs)`` and ``on_trial`` (a :class:`TrialLine`) as trials go.
+    The data are the study's (:mod:`cnnsearch.provenance`): remembered at the first run.
     """
     if trials < 0:
         raise ConfigError(f"--trials: expected >= 0; received {trials}")
     with interrupt.handled():
         handle = _run(name, trials=trials, timeout=timeout, data_path=data_path, url=url, on_trial=on_trial,
-                      verbose=verbose, worker=worker, seed=seed)
+                      verbose=verbose, worker=worker, seed=seed, on_plan=on_plan, on_trial_start=on_trial_start,
+                      on_epoch=on_epoch)
         interrupt.check()  # a signal swallowed after the last trial still ends the run as interrupted
     return handle
 
 
 def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None, url: str | None,
-         on_trial: Callable[[TrialLine], None] | None, verbose: int, worker: bool, seed: int | None) -> Handle:
+         on_trial: Callable[[TrialLine], None] | None, verbose: int, worker: bool, seed: int | None,
+         on_plan: Callable[[int, int, float | None], None] | None = None,
+         on_trial_start: Callable[[int, bool], None] | None = None,
+         on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Handle:
     handle = load(name, url, heartbeat=True, seed=seed)
     study, sp, cfg = handle.study, handle.space, handle.training
-    ds = data_mod.load(data_path)
+    ds = provenance.load(study, data_path)
     splits = data_mod.split(ds, train_limit=cfg.train_limit)
     try:
         summarize(points.spec_from_values(points.baseline_params(sp), sp), splits.input_shape, splits.n_classes)
@@ -124,7 +144,7 @@ def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None
     if not isinstance(study._storage, optuna.storages.RDBStorage):
         fail_stale(study)  # journal files have no heartbeat: the lease of each RUNNING trial is checked instead
     total = trials if worker else trials + (1 if ensure_baseline_queued(study, sp) else 0)
-    objective = Objective(handle, splits, verbose=verbose)
+    objective = Objective(handle, splits, verbose=verbose, on_start=on_trial_start, on_epoch=on_epoch)
     state = {"done": 0, "failures": 0, "last": "", "infeasible": 0, "finished": 0, "training_failures": 0}
     limit = sp.study["max_consecutive_failures"]
 
@@ -162,6 +182,8 @@ def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None
         interrupt.check()
 
     optuna.logging.set_verbosity(optuna.logging.ERROR if not verbose else optuna.logging.INFO)
+    if on_plan is not None:
+        on_plan(total, cfg.epochs, _median_epoch_seconds(study))
     # With a size limit, infeasible draws do not count: run until `total` counted trials (after_trial stops).
     study.optimize(objective, n_trials=None if sp.constrained and total else total, timeout=timeout,
                    catch=(TrialFailed,), callbacks=[after_trial], gc_after_trial=True)
@@ -318,6 +340,15 @@ def _die_with_parent() -> None:
         pass
 
 
+def _median_epoch_seconds(study: optuna.Study) -> float | None:
+    """The median epoch time of the study's finished trials (all at the study's fidelity), if any."""
+    import statistics
+
+    secs = [s for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            for s in trial_attr(t, "epoch_seconds") or []]
+    return statistics.median(secs) if secs else None
+
+
 def _line(study: optuna.Study, t: FrozenTrial, reason: str, done: int, total: int) -> TrialLine:
     base = baseline_trial(study)
     val = t.user_attrs.get("val_accuracy") if t.state == TrialState.COMPLETE else None
@@ -327,9 +358,10 @@ def _line(study: optuna.Study, t: FrozenTrial, reason: str, done: int, total: in
     if val is not None and base is not None and base.user_attrs.get("val_accuracy") is not None:
         vs = 100 * (val - base.user_attrs["val_accuracy"])
     state = "INFEASIBLE" if t.user_attrs.get("infeasible") else t.state.name
-    return TrialLine(number=t.number, state=state, params=t.user_attrs.get("params"), val_accuracy=val,
+    return TrialLine(number=t.number, state=state, param_count=param_count(t.user_attrs), val_accuracy=val,
                      vs_baseline_pp=vs, seconds=t.user_attrs.get("seconds"), reason=reason, done=done, total=total,
-                     baseline=bool(t.user_attrs.get("baseline")))
+                     baseline=bool(t.user_attrs.get("baseline")),
+                     choices=choices(trial_attr(t, "spec"), t.params), epochs_run=trial_attr(t, "epochs_run"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,10 +90,40 @@ def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
     for key, value in readable_settings(settings).items():
         study.set_user_attr(key, value)
     with experimental_ok():
-        study.set_metric_names(["val_accuracy", "params"][: len(sp.directions)])
+        study.set_metric_names(["val_accuracy", "param_count"][: len(sp.directions)])
     study.enqueue_trial(points.baseline_params(sp), user_attrs={"baseline": True})
     write_note(study, settings)
     return Handle(study, sp, sp.training, url)
+
+
+def same_space(a: space_mod.Space, b: space_mod.Space) -> bool:
+    """Whether two spaces search the same way (comments and layout of the files do not count)."""
+    def key(sp: space_mod.Space) -> tuple[Any, ...]:
+        return sp.study, sp.training, {n: d.to_dict() for n, d in sp.dims.items()}
+
+    return key(a) == key(b)
+
+
+def ensure(name: str, space_path: str | Path, url: str | None = None) -> tuple[Handle, bool]:
+    """Study ``name``, created from ``space_path`` if it does not exist yet; returns (handle, created).
+
+    The file is validated first (nothing is written on a bad file). An existing study must have
+    been created from the same space: otherwise ConfigError, and nothing changes.
+    """
+    sp = space_mod.load(space_path)
+    url = resolve_storage(url)
+    try:
+        exists = name in optuna.study.get_all_study_names(storage=open_storage(url))
+    except StorageError:
+        exists = False  # no database file yet (an unreachable server fails again, clearly, in create)
+    if not exists:
+        return create(name, space_path, url), True
+    h = load(name, url)
+    if not same_space(h.space, sp):
+        raise ConfigError(f"--space {space_path}: study {name!r} exists with a different space"
+                          f" (created from {(settings_of(h.study) or {}).get('space_source', '?')}); run it without"
+                          f" --space, or pick another study name")
+    return h, False
 
 
 def settings_of(study: optuna.Study) -> dict[str, Any] | None:
@@ -140,7 +170,7 @@ def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
     if base is not None:
         ua = base.user_attrs
         in_study = (f"trial {base.number}: val accuracy {ua.get('val_accuracy', float('nan')):.4f}, test accuracy"
-                    f" {ua.get('test_accuracy', float('nan')):.4f}, {ua.get('params', 0):,} params, at this study's"
+                    f" {ua.get('test_accuracy', float('nan')):.4f}, param_count {param_count(ua) or 0:,}, at this study's"
                     " fidelity")
     else:
         in_study = "trial 0, not finished yet"
@@ -157,7 +187,7 @@ def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
         f"- the in-study baseline (the same model at this study's fidelity): {in_study}",
         "",
         "The objective is validation accuracy; test accuracy is recorded (user attribute test_accuracy) but never"
-        " used to select. User attributes per trial: params, flops, val_accuracy, test_accuracy, seconds, baseline"
+        " used to select. User attributes per trial: param_count, flops, val_accuracy, test_accuracy, seconds, baseline"
         " (role says which is the baseline); per-epoch data are system attributes (cnnsearch:history, ...).",
         "",
         "## Training (fixed at create)",
@@ -301,7 +331,7 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
         "val_accuracy": ua.get("val_accuracy"),
         "test_accuracy": ua.get("test_accuracy"),
         "test_loss": ua.get("test_loss"),
-        "param_count": ua.get("params"),
+        "param_count": param_count(ua),
         "flops": ua.get("flops"),
         "epochs_run": ua.get("epochs_run"),
         "seconds": ua.get("seconds"),
@@ -316,6 +346,12 @@ def trial_record(t: FrozenTrial) -> dict[str, Any]:
         "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
         "datetime_complete": t.datetime_complete.isoformat() if t.datetime_complete else None,
     }
+
+
+def param_count(user_attrs: dict[str, Any]) -> int | None:
+    """A trial's parameter count; studies made before the rename stored it as ``params``."""
+    value = user_attrs.get("param_count", user_attrs.get("params"))
+    return value if isinstance(value, int) else None
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
@@ -334,11 +370,23 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     return max(done, key=lambda t: (t.user_attrs["val_accuracy"], -t.number)) if done else None
 
 
-def show(name: str, url: str | None = None) -> dict[str, Any]:
-    """A study's settings, counts, baseline, best trial and every trial."""
+def show(name: str, url: str | None = None, *, top: int | None = None, sort: str = "number") -> dict[str, Any]:
+    """A study's settings, counts, baseline, best trial and its trials.
+
+    Args:
+        top: Only the ``top`` trials with the highest validation accuracy (best first).
+        sort: ``"number"`` (trial order) or ``"val"`` (validation accuracy, best first; trials without one last).
+    """
+    if sort not in ("number", "val"):
+        raise ConfigError(f"--sort: expected number or val; received {sort!r}")
     h = load(name, url)
     settings = settings_of(h.study) or {}
     base, best = baseline_trial(h.study), best_trial(h.study)
+    records = [trial_record(t) for t in h.study.get_trials(deepcopy=False)]
+    if top is not None or sort == "val":
+        records.sort(key=lambda r: (r["val_accuracy"] is None, -(r["val_accuracy"] or 0.0), r["number"]))
+    if top is not None:
+        records = [r for r in records if r["val_accuracy"] is not None][:top]
     return {
         "name": name,
         "storage": mask_url(h.url),
@@ -351,9 +399,11 @@ def show(name: str, url: str | None = None) -> dict[str, Any]:
         "counts": counts(h.study),
         "reference_test_accuracy": REFERENCE.test_accuracy,
         "baseline_trial": base.number if base else None,
+        "baseline_val_accuracy": base.user_attrs.get("val_accuracy") if base else None,
         "best_trial": best.number if best else None,
         "best_weights": h.study.user_attrs.get("best_weights"),
-        "trials": [trial_record(t) for t in h.study.get_trials(deepcopy=False)],
+        "data": h.study.user_attrs.get("data"),
+        "trials": records,
     }
 
 
@@ -452,7 +502,7 @@ def _version() -> str:
 
 
 __all__ = ["BASELINE_ROLE", "Handle", "SETTINGS_ATTR", "SETTINGS_KEY", "TRIAL_DATA", "baseline_trial", "best",
-           "best_trial", "counts", "create", "delete", "ensure_baseline_queued", "fresh_user_attrs", "load",
-           "make_pruner", "make_sampler", "note_text", "readable_settings", "sampler_seed", "set_system_attr",
+           "best_trial", "counts", "create", "delete", "ensure", "ensure_baseline_queued", "fresh_user_attrs", "load",
+           "make_pruner", "make_sampler", "note_text", "param_count", "readable_settings", "same_space", "sampler_seed", "set_system_attr",
            "set_trial_data", "settings_of", "show", "summaries", "system_attrs", "trial_attr", "trial_record",
            "weights_problems", "write_note"]

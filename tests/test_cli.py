@@ -30,10 +30,11 @@ def test_baseline_json_and_files(tiny_npz: Path, tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["baseline", "--data", str(tiny_npz), "--epochs", "2", "--out", str(out), "--json"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)  # stdout holds the JSON document and nothing else
-    for key in ("params", "epochs", "seconds", "test_loss", "test_accuracy", "val_accuracy_by_epoch"):
+    for key in ("param_count", "epochs", "seconds", "test_loss", "test_accuracy", "val_accuracy_by_epoch"):
         assert key in doc
     # 12x12 tiny images: conv 10 -> 8 -> pool 4; 4*4*64 = 1024 into the 128-unit dense layer.
-    assert doc["params"] == 320 + 18_496 + 1024 * 128 + 128 + 128 * 3 + 3
+    assert "params" not in doc  # one word for the count: param_count
+    assert doc["param_count"] == 320 + 18_496 + 1024 * 128 + 128 + 128 * 3 + 3
     assert doc["epochs"] == 2 and len(doc["val_accuracy_by_epoch"]) == 2
     names = {p.name for p in out.iterdir()}
     assert {"model.keras", "metrics.json", "learning_curve.png", "conv1_filters.png", "conv2_filters_ch0.png",

@@ -59,7 +59,7 @@ def test_infeasible_points_cost_under_a_second_and_do_not_count(limited: Path) -
               {"conv1_filters": 4, "conv2_filters": 64, "conv1_kernel": 3},
               {"conv1_filters": 4, "conv2_filters": 8, "conv1_kernel": 13}):
         h.study.enqueue_trial(p)
-    r = CliRunner().invoke(main, ["study", "run", "lim", "--trials", "2"])
+    r = CliRunner().invoke(main, ["study", "run", "lim", "--trials", "2", "--no-report"])
     assert r.exit_code == 0, r.output
     assert "infeasible" in r.stderr and "[3/3]" in r.stderr
     trials = study_mod.load("lim").study.get_trials()
@@ -92,7 +92,7 @@ def test_all_infeasible_space_stops_with_one_line(limited: Path, monkeypatch: py
     limited.write_text(LIMITED.replace("max_params = 20000", "max_params = 100"))
     study_mod.create("none", limited)
     monkeypatch.setattr(runner, "MAX_INFEASIBLE_IN_A_ROW", 6)
-    r = CliRunner().invoke(main, ["study", "run", "none", "--trials", "2"])
+    r = CliRunner().invoke(main, ["study", "run", "none", "--trials", "2", "--no-report"])
     assert r.exit_code == 1 and "6 points in a row were infeasible" in r.stderr and "Traceback" not in r.output
     trials = study_mod.load("none").study.get_trials()
     assert len(trials) == 7 and sum(study_mod.trial_attr(t, "history") is not None for t in trials) == 1  # only the baseline trained
@@ -118,13 +118,13 @@ def test_new_dimensions_train_in_a_study(tmp_path: Path, tiny_npz: Path, monkeyp
     h = study_mod.create("new", path)
     h.study.enqueue_trial({"conv1_filters": 4, "conv2_filters": 8, "batch_norm": True, "head": "gap",
                            "augment": 0.1, "optimizer": "adam", "adam_learning_rate": 0.005})
-    r = CliRunner().invoke(main, ["study", "run", "new", "--trials", "1"])
+    r = CliRunner().invoke(main, ["study", "run", "new", "--trials", "1", "--no-report"])
     assert r.exit_code == 0, r.output
     t = study_mod.load("new").study.get_trials()[1]
     assert t.state == TrialState.COMPLETE and t.params["optimizer"] == "adam"
     spec = study_mod.trial_attr(t, "spec")
     assert (spec["batch_norm"], spec["head"], spec["augment"]) == (True, "gap", 0.1)
-    assert t.user_attrs["params"] == summarize(ArchSpec.from_dict(spec), (12, 12, 1), 3).params
+    assert t.user_attrs["param_count"] == summarize(ArchSpec.from_dict(spec), (12, 12, 1), 3).params
 
 
 HALF = """

@@ -114,7 +114,7 @@ def test_dashboard_serves_study_trials_and_note(finished_study: str, dashboards:
     base = trials[0]
     attrs = {a["key"]: a["value"] for a in base["user_attrs"]}
     assert attrs["baseline"] == "True"  # optuna-dashboard shows attribute values as text
-    for key in ("params", "flops", "test_accuracy"):
+    for key in ("param_count", "flops", "test_accuracy"):
         assert key in attrs
     note = detail["note"]["body"]  # type: ignore[index]
     assert "99.15%" in note and "in-study baseline" in note and "trial 0: val accuracy" in note
@@ -187,7 +187,7 @@ def test_workers_on_sqlite_with_a_reader(tmp_path: Path, tiny_space: Path, tiny_
     monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
     study_mod.create("par", tiny_space, url)
     p = subprocess.Popen([sys.executable, "-m", "cnnsearch.cli", "study", "run", "par", "--trials", "6",
-                          "--workers", "2", "--storage", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          "--workers", "2", "--storage", url, "--no-report"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, env={**os.environ})
     polls = 0
     while p.poll() is None:  # a reader polling the same file while the workers write

@@ -246,3 +246,21 @@ def test_train_limit_beyond_the_data_is_refused(tiny_npz: Path) -> None:
         data.split(ds, train_limit=217)
     assert "train_limit 217" in _one_line(err.value) and "216 training images" in str(err.value)
     _assert_one_line(_baseline_cli(tiny_npz, "--train-limit", "5000"), "train_limit 5,000", "216", code=2)
+
+
+def test_fingerprint_is_sha256sum_and_folder_stable(tmp_path: Path, tiny_npz: Path, tiny_arrays: dict) -> None:
+    import hashlib
+
+    from conftest import write_idx
+
+    assert data.fingerprint(tiny_npz) == hashlib.sha256(tiny_npz.read_bytes()).hexdigest()
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    for key, stem in data.IDX_STEMS.items():
+        write_idx(folder / stem, tiny_arrays[key])
+    first = data.fingerprint(folder)
+    assert first == data.fingerprint(str(folder)) and first != data.fingerprint(tiny_npz)
+    write_idx(folder / data.IDX_STEMS["y_test"], tiny_arrays["y_test"][::-1].copy())
+    assert data.fingerprint(folder) != first
+    with pytest.raises(data.DataError):
+        data.fingerprint(tmp_path / "missing.npz")

@@ -20,7 +20,7 @@ def test_baseline_on_a_real_subset(mnist_path: Path, tmp_path: Path) -> None:
                                   "--out", str(tmp_path / "run"), "--json"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
-    assert doc["params"] == 1_199_882
+    assert doc["param_count"] == 1_199_882
     assert doc["train_images"] == 6000 and doc["val_images"] == 6000 and doc["test_images"] == 10_000
     assert doc["test_accuracy"] >= 0.95
     assert doc["val_accuracy_by_epoch"][-1] > doc["val_accuracy_by_epoch"][0]
@@ -34,7 +34,8 @@ def test_real_mnist_study_of_three_trials(mnist_path: Path, tmp_path: Path) -> N
     url = f"sqlite:///{tmp_path / 'real.db'}"
     run = CliRunner()
     assert run.invoke(main, ["study", "create", "real", "--space", str(space), "--storage", url]).exit_code == 0
-    r = run.invoke(main, ["study", "run", "real", "--trials", "3", "--storage", url, "--data", str(mnist_path)])
+    r = run.invoke(main, ["study", "run", "real", "--trials", "3", "--storage", url, "--data", str(mnist_path),
+                          "--no-report"])
     assert r.exit_code == 0, r.output
     doc = json.loads(run.invoke(main, ["study", "show", "real", "--storage", url, "--json"]).stdout)
     assert len(doc["trials"]) == 4 and doc["trials"][0]["baseline"]

@@ -35,7 +35,7 @@ def pg_env(postgres_url: str, tiny_npz: Path, tmp_path: Path, monkeypatch: pytes
 def test_every_command_works_on_postgres(pg_env: dict[str, str], tiny_space: Path, tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["study", "create", "pgcmd", "--space", str(tiny_space)])
     assert r.exit_code == 0, r.output
-    assert CliRunner().invoke(main, ["study", "run", "pgcmd", "--trials", "1"]).exit_code == 0
+    assert CliRunner().invoke(main, ["study", "run", "pgcmd", "--trials", "1", "--no-report"]).exit_code == 0
     names = [row["name"] for row in json.loads(CliRunner().invoke(main, ["study", "list", "--json"]).stdout)]
     assert "pgcmd" in names
     assert len(json.loads(CliRunner().invoke(main, ["study", "show", "pgcmd", "--json"]).stdout)["trials"]) == 2
@@ -47,7 +47,7 @@ def test_every_command_works_on_postgres(pg_env: dict[str, str], tiny_space: Pat
 def test_four_workers_exact_trials(pg_env: dict[str, str], tiny_space: Path) -> None:
     study_mod.create("pg4", tiny_space)
     r = subprocess.run([sys.executable, "-m", "cnnsearch.cli", "study", "run", "pg4", "--trials", "20",
-                        "--workers", "4", "--quiet"], capture_output=True, text=True, env={**os.environ, **pg_env},
+                        "--workers", "4", "--quiet", "--no-report"], capture_output=True, text=True, env={**os.environ, **pg_env},
                        timeout=900)
     assert r.returncode == 0, r.stderr
     trials = study_mod.load("pg4").study.get_trials()
@@ -63,7 +63,7 @@ def test_killed_worker_trial_is_finished_by_another(pg_env: dict[str, str], tmp_
     study_mod.create("pgkill", f)
     url = pg_env["CNNSEARCH_STORAGE"]
     runner.run("pgkill", trials=0)  # the baseline first, so both machines run searched trials
-    cmd = [sys.executable, "-m", "cnnsearch.cli", "study", "run", "pgkill", "--quiet"]
+    cmd = [sys.executable, "-m", "cnnsearch.cli", "study", "run", "pgkill", "--quiet", "--no-report"]
     env = {**os.environ, **pg_env}
     victim = subprocess.Popen([*cmd, "--trials", "1"], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120

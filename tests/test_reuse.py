@@ -102,7 +102,7 @@ def test_each_worker_names_its_device_first(tmp_path: Path, tiny_space: Path, ti
                         "--threads", "1", "--data", str(tiny_npz)], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     first = p.stderr.splitlines()[0]
-    assert first.startswith(f"worker ") and " training on CPU " in first and first.endswith(", 1 thread"), first
+    assert first.startswith("worker ") and " training on CPU " in first and first.endswith(", 1 thread"), first
     q = subprocess.run([sys.executable, "-m", "cnnsearch.runner", "d", "--trials", "0", "--storage", url,
                         "--threads", "1", "--data", str(tiny_npz), "--quiet"], capture_output=True, text=True,
                        timeout=300)

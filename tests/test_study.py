@@ -28,6 +28,8 @@ ITEM5_FIELDS = ("params", "val_accuracy", "test_accuracy", "test_loss", "param_c
 
 
 def cli(*args: str) -> "CliRunner.invoke":  # type: ignore[name-defined]
+    if args[:2] == ("study", "run"):
+        args = (*args, "--no-report")  # the report after a run has its own test (test_progress.py)
     return CliRunner().invoke(main, list(args))
 
 
@@ -44,7 +46,8 @@ def test_create_run_show_best_export(env: dict[str, str], tiny_space: Path, tmp_
     assert r.exit_code == 0, r.output
     r = cli("study", "run", "demo", "--trials", "3")
     assert r.exit_code == 0, r.output
-    assert "trial 0 (baseline) complete" in r.stderr and "[4/4]" in r.stderr
+    assert "[1/4] #0 baseline conv 32k3 > 64k3 | pool 2 | drop .25/.50 | dense 128: val_acc " in r.stderr
+    assert "[4/4] #3 " in r.stderr and "total wall time" in r.stderr.splitlines()[-1]
 
     doc = json.loads(cli("study", "show", "demo", "--json").stdout)
     assert len(doc["trials"]) == 4 and doc["baseline_trial"] == 0
@@ -150,7 +153,7 @@ def test_multi_objective_pareto(env: dict[str, str], tmp_path: Path) -> None:
     study = study_mod.load("mo").study
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     done = study.get_trials(states=(TrialState.COMPLETE,))
-    assert all(t.values[1] == t.user_attrs["params"] for t in done)
+    assert all(t.values[1] == t.user_attrs["param_count"] for t in done)
     assert study.best_trials  # the Pareto front
 
 
@@ -178,6 +181,8 @@ class Spawned:
     """A real ``cnnsearch`` process in its own process group (so its workers can be ended with it)."""
 
     def __init__(self, args: tuple[str, ...], env: dict[str, str], log: Path) -> None:
+        if args[:2] == ("study", "run"):
+            args = (*args, "--no-report")  # the report after a run has its own test (test_progress.py)
         self.log = log
         self._fh = open(log, "w")  # a file, not a pipe: a full pipe would block the process
         self.proc = subprocess.Popen([sys.executable, "-m", "cnnsearch.cli", *args], env={**os.environ, **env},
@@ -576,3 +581,49 @@ def test_study_system_attrs_are_public(env: dict[str, str], tiny_space: Path) ->
     study_mod.set_system_attr(h.study, "confirm:x", {"a": 1})
     assert study_mod.system_attrs(study_mod.load("sys").study)["confirm:x"] == {"a": 1}
     assert "confirm:x" not in h.study.user_attrs
+
+
+# --- everyday use: choices in plain sight, --top/--sort, --space ---------------------------------------
+
+def test_show_renders_choices_top_and_sort(env: dict[str, str], tiny_space: Path) -> None:
+    from test_report import fake_trial, make_study
+
+    # fake_trial stores the count as "params", as studies made before the rename did: still read.
+    make_study("old", tiny_space, [fake_trial(0, baseline=True)] + [fake_trial(i) for i in range(1, 7)])
+    r = cli("study", "show", "old")
+    assert r.exit_code == 0, r.output
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith("#")]
+    assert len(rows) == 8 and all(len(ln) <= 100 for ln in rows)  # #0: the baseline create queued, never run
+    assert rows[1].startswith("#1    done   ") and " base " in rows[1] and "1,199,882" in rows[1]
+    assert rows[1].endswith("conv 32k3 > 64k3 | pool 2 | drop .25/.50 | dense 128")
+    assert "params" not in r.stdout  # one word for the count: param_count
+    doc = json.loads(cli("study", "show", "old", "--top", "3", "--json").stdout)
+    vals = [t["val_accuracy"] for t in doc["trials"]]
+    assert len(vals) == 3 and vals == sorted(vals, reverse=True)
+    assert all(isinstance(t["param_count"], int) and isinstance(t["params"], dict) for t in doc["trials"])
+    everything = json.loads(cli("study", "show", "old", "--json").stdout)["trials"]
+    assert vals[0] == max(t["val_accuracy"] for t in everything if t["val_accuracy"] is not None)
+    by_val = json.loads(cli("study", "show", "old", "--sort", "val", "--json").stdout)["trials"]
+    assert len(by_val) == 8 and [t["val_accuracy"] for t in by_val][:3] == vals
+    top = cli("study", "show", "old", "--top", "2").stdout.splitlines()
+    assert len([ln for ln in top if ln.startswith("#")]) == 2
+
+
+def test_run_with_space_creates_validates_and_refuses(env: dict[str, str], tiny_space: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY_SPACE.format(epochs=0, heartbeat=60))
+    r = cli("study", "run", "new", "--space", str(bad), "--trials", "0")
+    assert r.exit_code == 2 and "epochs" in r.stderr and not Path(env["db"]).exists()  # nothing written
+    r = cli("study", "run", "new", "--space", str(tiny_space), "--trials", "0")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.startswith("created study 'new'") and "[1/1] #0 baseline" in r.stderr
+    # The same space again (another file with the same settings, other comments): runs on.
+    same = tmp_path / "same.toml"
+    same.write_text("# a comment\n" + tiny_space.read_text())
+    r = cli("study", "run", "new", "--space", str(same), "--trials", "0")
+    assert r.exit_code == 0 and "created" not in r.stderr
+    other = tmp_path / "other.toml"
+    other.write_text(TINY_SPACE.format(epochs=3, heartbeat=60))
+    r = cli("study", "run", "new", "--space", str(other), "--trials", "1")
+    assert r.exit_code == 2 and "exists with a different space" in r.stderr
+    assert len(study_mod.load("new").study.get_trials()) == 1

@@ -1,0 +1,93 @@
+"""How long training will take here, from the epoch times a study has already measured.
+
+An epoch costs about ``flops * (3 * train_images + val_images)`` floating-point
+operations: forward and backward (about 3x the forward FLOPs) over the training
+images, one forward pass over the validation images. Each finished trial gives a
+speed, its median epoch time (the median skips the first epoch's graph building)
+divided by that count; the median over trials is this machine's measured speed.
+Scaled by images and FLOPs, it estimates any other run. No TensorFlow, no optuna.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any, Iterable, Mapping, NamedTuple
+
+#: A training step costs about this many forward passes (forward + backward).
+TRAIN_COST = 3
+
+
+class Speed(NamedTuple):
+    """Measured seconds per forward FLOP-image, and how many trials it rests on."""
+
+    seconds_per_flop_image: float
+    trials: int
+
+
+def work(flops: int, train_images: int, val_images: int) -> float:
+    """Forward FLOP-images of one epoch (see the module docstring)."""
+    return float(flops) * (TRAIN_COST * train_images + val_images)
+
+
+def speed(trials: Iterable[Mapping[str, Any]], train_images: int, val_images: int) -> Speed | None:
+    """This machine's speed from trials' user attributes (``epoch_seconds``, ``flops``).
+
+    Args:
+        trials: The user attributes of finished trials.
+        train_images, val_images: What each of those trials trained and validated on.
+    """
+    rates = []
+    for ua in trials:
+        secs, flops = ua.get("epoch_seconds"), ua.get("flops")
+        if not secs or not flops:
+            continue
+        rates.append(statistics.median(secs) / work(flops, train_images, val_images))
+    if not rates:
+        return None
+    return Speed(statistics.median(rates), len(rates))
+
+
+def epoch_seconds(s: Speed, flops: int, train_images: int, val_images: int) -> float:
+    """Estimated seconds for one epoch of a model of ``flops`` forward FLOPs per image."""
+    return s.seconds_per_flop_image * work(flops, train_images, val_images)
+
+
+class Plan(NamedTuple):
+    """What a confirmation will train, and how long that should take here."""
+
+    runs: int  # (configuration, seed) runs still to train
+    configs: int  # configurations, the baseline included
+    seeds: int
+    epochs: int
+    train_images: int
+    seconds: float | None  # None: nothing measured to scale from
+    speed: Speed | None
+    trial_images: int  # images each measured trial trained on
+
+    def text(self) -> str:
+        """``12 runs: 4 configurations x 3 seeds at 20 epochs on 54,000 images; about 2 h 25 min ...``."""
+        def n(count: int, word: str) -> str:
+            return f"{count} {word}{'' if count == 1 else 's'}"
+
+        head = (f"{n(self.runs, 'run')}: {n(self.configs, 'configuration')} x {n(self.seeds, 'seed')} at"
+                f" {n(self.epochs, 'epoch')} on {self.train_images:,} images")
+        if not self.runs:
+            return head + "; every one is stored already (nothing to train)"
+        if self.seconds is None or self.speed is None:
+            return head + "; no time estimate (no trial of this study has measured epoch times)"
+        from cnnsearch.progress import duration
+
+        return (f"{head}; about {duration(self.seconds)} at this machine's measured speed (the median epoch time"
+                f" of {self.speed.trials} finished trial{'s' if self.speed.trials != 1 else ''} on {self.trial_images:,} images, scaled by images and"
+                " FLOPs)")
+
+
+def plan(trials: Iterable[Mapping[str, Any]], trial_images: int, val_images: int, run_flops: list[int],
+         *, configs: int, seeds: int, epochs: int, train_images: int) -> Plan:
+    """A confirmation's plan: ``run_flops`` holds the forward FLOPs of each run still to train."""
+    s = speed(trials, trial_images, val_images)
+    seconds = None if s is None else sum(epochs * epoch_seconds(s, f, train_images, val_images) for f in run_flops)
+    return Plan(len(run_flops), configs, seeds, epochs, train_images, seconds, s, trial_images)
+
+
+__all__ = ["Plan", "Speed", "TRAIN_COST", "epoch_seconds", "plan", "speed", "work"]
