@@ -31,7 +31,7 @@ def test_second_study_reuses_the_baseline_and_others_train_their_own(
 
     def run(name: str, space: Path, data: Path = tiny_npz) -> str:
         assert CliRunner().invoke(main, ["study", "create", name, "--space", str(space)]).exit_code == 0
-        r = CliRunner().invoke(main, ["study", "run", name, "--trials", "0", "--data", str(data)])
+        r = CliRunner().invoke(main, ["study", "run", name, "--trials", "0", "--no-report", "--data", str(data)])
         assert r.exit_code == 0, r.output
         return r.stderr
 
@@ -58,7 +58,7 @@ def test_second_study_reuses_the_baseline_and_others_train_their_own(
     second = _baseline("second", url)
     assert second.user_attrs["reused_from"] == {"study": "first", "trial": 0}
     assert second.values == first.values
-    for key in ("history", "val_accuracy", "test_accuracy", "test_loss", "params", "flops", "epoch_seconds",
+    for key in ("history", "val_accuracy", "test_accuracy", "test_loss", "param_count", "flops", "epoch_seconds",
                 "versions", "spec", "training", "data_sha256"):
         assert study_mod.trial_attr(second, key) == study_mod.trial_attr(first, key) is not None, key
 
@@ -71,7 +71,7 @@ def test_second_study_reuses_the_baseline_and_others_train_their_own(
     import keras
 
     model = keras.models.load_model(storage.artifact_dir(url) / kept["artifact_id"])
-    assert model.count_params() == second.user_attrs["params"]
+    assert model.count_params() == second.user_attrs["param_count"]
 
     # Another fidelity (3 epochs) trains its own baseline ...
     other_epochs = tmp_path / "three.toml"
@@ -119,7 +119,7 @@ def test_workers_auto_and_bad_values(tmp_path: Path, tiny_space: Path, tiny_npz:
     assert CliRunner().invoke(main, ["study", "create", "w", "--space", str(tiny_space)]).exit_code == 0
     h = study_mod.load("w")
     h.study.tell(h.study.ask(), 0.5)
-    r = CliRunner().invoke(main, ["study", "run", "w", "--trials", "0", "--workers", "auto"])
+    r = CliRunner().invoke(main, ["study", "run", "w", "--trials", "0", "--workers", "auto", "--no-report"])
     assert r.exit_code == 0, r.output
     assert runner.AUTO_WORKERS == 1 and r.stderr.splitlines()[0].startswith("training on CPU ")
     for bad in ("0", "two"):
