@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from cnnsearch import points
+from cnnsearch import points, records
 from cnnsearch import space as space_mod
 from cnnsearch import study as study_mod
 from cnnsearch.arch import summarize
@@ -72,7 +72,7 @@ def trials_frame(name: str, url: str | None = None) -> pd.DataFrame:
     baseline = df.pop("user_attrs_baseline") if "user_attrs_baseline" in df else pd.Series(False, index=df.index)
     df.insert(1, "baseline", baseline.map(lambda v: v is True))
     df.insert(2, "state", df.pop("state"))
-    df["fail_reason"] = df["number"].map(lambda n: study_mod.trial_record(trials[n])["fail_reason"])
+    df["fail_reason"] = df["number"].map(lambda n: records.trial_record(trials[n])["fail_reason"])
     return df.drop(columns=["user_attrs_fail_reason"], errors="ignore")
 
 

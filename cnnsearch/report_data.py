@@ -15,6 +15,7 @@ import pandas as pd
 
 from cnnsearch import confirm as confirm_mod
 from cnnsearch import importance as importance_mod
+from cnnsearch import records as records_mod
 from cnnsearch import study as study_mod
 from cnnsearch import forward, viz
 from cnnsearch.arch import ArchSpec, read_weights
@@ -75,7 +76,7 @@ class Models:
 def compute(name: str, url: str | None = None) -> tuple[ReportData, study_mod.Handle]:
     """Gather the study's numbers (no drawing, no TensorFlow)."""
     h = study_mod.load(name, url)
-    records = [study_mod.trial_record(t) for t in h.study.get_trials(deepcopy=False)]
+    records = [records_mod.trial_record(t) for t in h.study.get_trials(deepcopy=False)]
     # A trained baseline: in a size-limited study an unbuildable one ends infeasible, untrained, without accuracy.
     base = next((r for r in records if r["baseline"] and r["state"] == "COMPLETE" and r["val_accuracy"] is not None),
                 None)

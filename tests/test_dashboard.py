@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 import pytest
 from click.testing import CliRunner
 
-from cnnsearch import runner
+from cnnsearch import records, runner
 from cnnsearch import study as study_mod
 from cnnsearch.cli import main
 
@@ -233,7 +233,7 @@ def test_dashboard_baseline_curve_marker_and_short_attributes(finished_study: st
         _stop(p)
     trials = detail["trials"]  # type: ignore[index]
     base = trials[0]
-    stored = study_mod.trial_record(study.trials[0])
+    stored = records.trial_record(study.trials[0])
     assert [v["value"] for v in base["intermediate_values"]] == pytest.approx(stored["history"]["val_accuracy"])
     assert [v["step"] for v in base["intermediate_values"]] == [0, 1]  # one per epoch (2 epochs)
     attrs = {a["key"]: a["value"] for a in base["user_attrs"]}

@@ -11,7 +11,7 @@ import optuna
 import pytest
 from click.testing import CliRunner
 
-from cnnsearch import provenance
+from cnnsearch import provenance, records
 from cnnsearch import study as study_mod
 from cnnsearch.cli import main
 from cnnsearch.errors import DataError
@@ -53,7 +53,7 @@ def test_cli_run_confirm_report_use_the_remembered_data(tmp_path: Path, tiny_spa
     r = run.invoke(main, ["study", "run", "d", "--space", str(tiny_space), "--trials", "1", "--data", str(tiny_npz),
                           "--no-report"])
     assert r.exit_code == 0, r.output
-    assert study_mod.show("d")["data"]["path"] == str(tiny_npz.resolve())
+    assert records.show("d")["data"]["path"] == str(tiny_npz.resolve())
     # No --data and no $CNNSEARCH_DATA: the remembered file is used.
     r = run.invoke(main, ["study", "run", "d", "--trials", "0", "--no-report"])
     assert r.exit_code == 0, r.output

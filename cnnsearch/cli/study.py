@@ -1,56 +1,15 @@
-"""The ``cnnsearch`` command: the only module that parses arguments, prints and exits.
-
-Each command is a few lines over a public function. Errors the user can fix
-(:class:`~cnnsearch.errors.CnnsearchError`) print one line on stderr and exit
-1 (2 for invalid input); ``--debug`` shows the traceback instead.
-Exit codes: 0 ok, 1 error, 2 usage or invalid input, 128 + signal when a run is interrupted
-(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
-"""
+"""``cnnsearch study``: create, run, inspect, confirm and delete architecture searches (Optuna studies)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import click
 
-from cnnsearch import dashboard as dashboard_mod  # light: its optuna side is imported when it serves
 from cnnsearch.arch import REFERENCE
+from cnnsearch.cli import emit_json, json_option, space_or_file, storage_option, study_argument, write_report
 from cnnsearch.errors import CnnsearchError
-from cnnsearch.train import TrainConfig
-
-#: The defaults every training option shows: the reference's settings.
-_TRAIN = TrainConfig()
-
-
-class _Group(click.Group):
-    """Turns CnnsearchError and Ctrl-C into one line and an exit status."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        debug = bool(ctx.params.get("debug"))  # parsed before invoke; read here, never from the environment
-        try:
-            return super().invoke(ctx)
-        except CnnsearchError as exc:
-            if debug:
-                raise
-            click.echo(f"cnnsearch: error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-        except Exception as exc:  # a database error after the storage opened: one line naming file and cause
-            if debug:
-                raise
-            from cnnsearch.storage import storage_error
-
-            explained = storage_error(exc)
-            if explained is None:
-                raise
-            click.echo(f"cnnsearch: error: {explained}", err=True)
-            ctx.exit(explained.exit_code)
-        except KeyboardInterrupt as exc:  # Ctrl-C, and SIGTERM/SIGHUP during a run (cnnsearch.interrupt)
-            if debug:
-                raise
-            click.echo(f"cnnsearch: {getattr(exc, 'reason', 'interrupted')}", err=True)
-            ctx.exit(getattr(exc, "exit_code", 130))
 
 
 class _Workers(click.ParamType):
@@ -74,152 +33,7 @@ class _Workers(click.ParamType):
         return k
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
-@click.version_option(package_name="cnnsearch")
-def main(debug: bool) -> None:
-    """Search a CNN's filters, kernels, pools and dropout by evidence, against the Keras MNIST baseline."""
-    from cnnsearch import _tf
-
-    _tf.show_import_log = debug
-
-
-def _emit_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str))
-
-
-@main.command(help=f"Train the reference CNN ({REFERENCE.test_accuracy:.2%} in the reference) and draw its figures.")
-@click.option("--data", "data_path", type=str, default=None,
-              help="Keras-layout mnist.npz or a folder of the four IDX files (default: $CNNSEARCH_DATA,"
-                   " then the Keras cache, then download).")
-@click.option("--epochs", type=click.IntRange(min=1), default=_TRAIN.epochs, show_default=True, help="Training epochs.")
-@click.option("--train-limit", type=click.IntRange(min=0), default=_TRAIN.train_limit, show_default=True,
-              help="Train on the first N images after the validation split (0 = all 54,000).")
-@click.option("--seed", type=int, default=_TRAIN.seed, show_default=True,
-              help="Random seed (weights, dropout, shuffling).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="reports/baseline", show_default=True,
-              help="Run folder for the model, metrics.json and figures.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout, nothing else.")
-@click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16"]), default=_TRAIN.precision, show_default=True,
-              help="Keras dtype policy (mixed_bfloat16: faster on AVX512-BF16 CPUs; see README's benchmarks).")
-@click.option("--verbose", is_flag=True, help="Show Keras's own progress bars (they go to stdout: not with --json).")
-def baseline(data_path: str | None, epochs: int, train_limit: int, seed: int, out_dir: str, as_json: bool,
-             precision: str, verbose: bool) -> None:
-    from cnnsearch import baseline as baseline_mod
-    from cnnsearch.progress import Progress
-
-    # One unit of `epochs` epochs: a bar on a terminal, one line per epoch (with its metrics) elsewhere.
-    bar = Progress(1, epochs, verbose=True)
-    bar.start_unit("baseline")
-    try:
-        run = baseline_mod.run(data_path=data_path, epochs=epochs, train_limit=train_limit, seed=seed,
-                               out_dir=out_dir, on_epoch=bar.epoch_end, verbose=1 if verbose else 0,
-                               precision=precision)
-    except BaseException:
-        bar.close(None)  # the error's one line is the last
-        raise
-    bar.close("baseline")
-    m = run.metrics
-    if as_json:
-        _emit_json(m)
-        return
-    click.echo(f"baseline: param_count {m['param_count']:,}, {m['epochs']} epochs on {m['train_images']:,} images,"
-               f" {m['seconds']:.0f} s")
-    click.echo(f"test accuracy {m['test_accuracy']:.4f} (reference {REFERENCE.test_accuracy}:"
-               f" {m['difference_from_reference_pp']:+.2f} pp),"
-               f" test loss {m['test_loss']:.4f}")
-    click.echo(f"wrote {run.out_dir}/ (model.keras, metrics.json, figures)")
-
-
-
-@main.group()
-def space() -> None:
-    """The search spaces that ship with cnnsearch: list, show, copy one to edit."""
-
-
-@space.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
-def space_list(as_json: bool) -> None:
-    """Name, searched dimensions, fidelity and description of each shipped space."""
-    from cnnsearch import space as space_mod
-
-    rows = space_mod.shipped_spaces()
-    if as_json:
-        _emit_json([r._asdict() for r in rows])
-        return
-    width = max((len(r.name) for r in rows), default=4)
-    for r in rows:
-        images = "all" if not r.train_limit else f"{r.train_limit:,}"
-        click.echo(f"{r.name:<{width}}  {len(r.searched):>2} dimensions  {r.epochs} epochs on {images} images"
-                   f"  {r.description}")
-    click.echo("use one: cnnsearch study create NAME --space <name>; edit one: cnnsearch space init my.toml"
-               " --from <name>", err=True)
-
-
-@space.command("show")
-@click.argument("name", shell_complete=lambda ctx, param, incomplete: _space_names(incomplete))
-def space_show(name: str) -> None:
-    """Print the text of shipped space NAME (e.g. seed, wide)."""
-    from cnnsearch import shipped
-
-    click.echo(shipped.text(name), nl=False)
-
-
-@space.command("init")
-@click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--from", "from_name", default="seed", show_default=True, metavar="NAME",
-              shell_complete=lambda ctx, param, incomplete: _space_names(incomplete),
-              help="Shipped space to copy.")
-def space_init(path: str, from_name: str) -> None:
-    """Write a commented copy of a shipped space to PATH, to edit (never overwrites)."""
-    from cnnsearch import shipped
-
-    dest = shipped.init(path, from_name)
-    click.echo(f"wrote {dest} (a copy of {from_name}); edit it, then: cnnsearch study create NAME --space {dest}")
-
-
-def _space_names(incomplete: str) -> list[Any]:
-    """Shell completion: shipped space names."""
-    from cnnsearch import shipped
-
-    return [n for n in shipped.names() if n.startswith(incomplete)]
-
-
-def _space_or_file(incomplete: str) -> list[Any]:
-    """Shell completion for --space: shipped names, then the shell's own file completion."""
-    from click.shell_completion import CompletionItem
-
-    return [CompletionItem(n) for n in _space_names(incomplete)] + [CompletionItem(incomplete, type="file")]
-
-
-_storage_option = click.option("--storage", "url", default=None, metavar="URL",
-                               help="Optuna storage URL (default: $CNNSEARCH_STORAGE, then"
-                                    " sqlite:///studies/cnnsearch.db).")
-_json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
-
-
-def _complete_study(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
-    """Shell completion for a study NAME: the studies in the storage this command line points at.
-
-    Never creates a database (a missing one completes nothing) and never fails: completion must stay silent.
-    """
-    try:
-        import optuna
-
-        from cnnsearch.storage import open_storage
-
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
-        names = optuna.study.get_all_study_names(storage=open_storage(ctx.params.get("url")))
-    except Exception:
-        return []
-    return sorted(n for n in names if n.startswith(incomplete))
-
-
-#: The NAME of an existing study (completed from the storage by the shell completion).
-_study_argument = click.argument("name", shell_complete=_complete_study)
-
-
-@main.group()
+@click.group()
 def study() -> None:
     """Create, run, inspect and delete architecture searches (Optuna studies)."""
     import optuna
@@ -231,10 +45,10 @@ def study() -> None:
 @study.command("create")
 @click.argument("name")
 @click.option("--space", "space_path", required=True, type=click.Path(dir_okay=False),
-              shell_complete=lambda ctx, param, incomplete: _space_or_file(incomplete),
+              shell_complete=lambda ctx, param, incomplete: space_or_file(incomplete),
               help="Space file (TOML), e.g. studies/seed.toml, or a shipped space's name (seed, wide; see"
                    " 'cnnsearch space list'). A path wins.")
-@_storage_option
+@storage_option
 def study_create(name: str, space_path: str, url: str | None) -> None:
     """Create study NAME from a space file; the reference model is queued as trial 0."""
     from cnnsearch import study as study_mod
@@ -249,7 +63,7 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
 
 
 @study.command("run")
-@_study_argument
+@study_argument
 @click.option("--trials", type=click.IntRange(min=0), default=10, show_default=True,
               help="New finished trials to add (the queued baseline, if not run yet, comes on top).")
 @click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Start no new trial after SEC seconds.")
@@ -260,7 +74,7 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
                    " the same space).")
 @click.option("--data", "data_path", default=None,
               help="MNIST .npz or IDX folder (default: the data of the study's first run, then $CNNSEARCH_DATA, ...).")
-@_storage_option
+@storage_option
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report at the end.")
 @click.option("--verbose", is_flag=True, help="Per-epoch metrics on stderr.")
 @click.option("--quiet", is_flag=True, help="No progress or per-trial lines (errors only).")
@@ -329,21 +143,21 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
             click.echo(f"best so far: trial {best.number}, val_acc {best.user_attrs['val_accuracy']:.4f},"
                        f" param_count {study_mod.param_count(best.user_attrs) or 0:,}", err=True)
     if not no_report:
-        _write_report(name, None, url, data_path)
+        write_report(name, None, url, data_path)
     if not quiet:
         click.echo(f"done in {duration(time.perf_counter() - start)} (total wall time)", err=True)
 
 
 @study.command("list")
-@_storage_option
-@_json_option
+@storage_option
+@json_option
 def study_list(url: str | None, as_json: bool) -> None:
     """List the studies in a storage."""
-    from cnnsearch import study as study_mod
+    from cnnsearch import records
 
-    rows = study_mod.summaries(url)
+    rows = records.summaries(url)
     if as_json:
-        _emit_json(rows)
+        emit_json(rows)
         return
     if not rows:
         from cnnsearch.storage import mask_url, resolve_storage
@@ -356,20 +170,20 @@ def study_list(url: str | None, as_json: bool) -> None:
 
 
 @study.command("show")
-@_study_argument
+@study_argument
 @click.option("--top", type=click.IntRange(min=1), default=None, help="Only the N best trials by validation accuracy.")
 @click.option("--sort", type=click.Choice(["number", "val"]), default="number", show_default=True,
               help="Order: trial number, or validation accuracy (best first).")
-@_storage_option
-@_json_option
+@storage_option
+@json_option
 def study_show(name: str, top: int | None, sort: str, url: str | None, as_json: bool) -> None:
     """Show study NAME: settings and every trial with its choices."""
-    from cnnsearch import study as study_mod
+    from cnnsearch import records
     from cnnsearch.describe import choices
 
-    doc = study_mod.show(name, url, top=top, sort=sort)
+    doc = records.show(name, url, top=top, sort=sort)
     if as_json:
-        _emit_json(doc)
+        emit_json(doc)
         return
     click.echo(f"study {name} ({doc['storage']}), created {doc['created']} from {doc['space_source']}")
     click.echo(f"training: {doc['training']}")
@@ -393,17 +207,17 @@ def study_show(name: str, top: int | None, sort: str, url: str | None, as_json: 
 
 
 @study.command("best")
-@_study_argument
+@study_argument
 @click.option("--export", type=click.Path(dir_okay=False), default=None, help="Write the best model to this .keras file.")
-@_storage_option
-@_json_option
+@storage_option
+@json_option
 def study_best(name: str, export: str | None, url: str | None, as_json: bool) -> None:
     """The best trial of NAME by validation accuracy."""
-    from cnnsearch import study as study_mod
+    from cnnsearch import records
 
-    rec = study_mod.best(name, url, export=export)
+    rec = records.best(name, url, export=export)
     if as_json:
-        _emit_json(rec)
+        emit_json(rec)
         return
     from cnnsearch.describe import choices
 
@@ -415,9 +229,9 @@ def study_best(name: str, export: str | None, url: str | None, as_json: bool) ->
 
 
 @study.command("delete")
-@_study_argument
+@study_argument
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@_storage_option
+@storage_option
 def study_delete(name: str, yes: bool, url: str | None) -> None:
     """Delete study NAME, its trials and kept weights."""
     from cnnsearch import study as study_mod
@@ -437,7 +251,7 @@ def study_delete(name: str, yes: bool, url: str | None) -> None:
 @click.argument("name")
 @click.option("--all", "force", is_flag=True,
               help="Also fail RUNNING trials of other machines (make sure no run is active anywhere first).")
-@_storage_option
+@storage_option
 def study_fail_stale(name: str, force: bool, url: str | None) -> None:
     """Fail the RUNNING trials of NAME whose worker is gone, and re-queue each once.
 
@@ -454,11 +268,11 @@ def study_fail_stale(name: str, force: bool, url: str | None) -> None:
 
 
 @study.command("export")
-@_study_argument
+@study_argument
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True,
               help="csv: one row per trial (lists as JSON text); json: an array of the same rows.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to FILE instead of stdout.")
-@_storage_option
+@storage_option
 def study_export(name: str, fmt: str, out: str | None, url: str | None) -> None:
     """Every trial of NAME as one table: Optuna's trials_dataframe, user attributes flattened, baseline marked."""
     from cnnsearch import exchange
@@ -478,10 +292,10 @@ def study_export(name: str, fmt: str, out: str | None, url: str | None) -> None:
 
 
 @study.command("enqueue")
-@_study_argument
+@study_argument
 @click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
-@_storage_option
-@_json_option
+@storage_option
+@json_option
 def study_enqueue(name: str, assignments: tuple[str, ...], url: str | None, as_json: bool) -> None:
     """Queue a configuration of your own (e.g. conv1_filters=16 dropout_dense=0.3) as NAME's next trial.
 
@@ -492,48 +306,15 @@ def study_enqueue(name: str, assignments: tuple[str, ...], url: str | None, as_j
 
     queued = exchange.enqueue(name, list(assignments), url)
     if as_json:
-        _emit_json(queued)
+        emit_json(queued)
         return
     click.echo(f"queued trial {queued['number']} of {name!r}: "
                + ", ".join(f"{k}={v}" for k, v in queued["params"].items()))
     click.echo(f"next: cnnsearch study run {name} --trials 1   (queued trials run first)")
 
 
-@main.command(help=f"Write the HTML report of study NAME: every trial against the {REFERENCE.test_accuracy:.2%}"
-                   " baseline.")
-@_study_argument
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Output file (default: reports/NAME/index.html, NAME made a safe folder name).")
-@click.option("--data", "data_path", default=None,
-              help="Test images for the model figures (default: the data the study was trained on, then"
-                   " $CNNSEARCH_DATA, then the Keras cache).")
-@click.option("--no-models", is_flag=True, help="Skip the learned-filter figures (tables and study figures only).")
-@_storage_option
-def report(name: str, out: str | None, data_path: str | None, no_models: bool, url: str | None) -> None:
-    _write_report(name, out, url, data_path, models=not no_models)
-
-
-def _write_report(name: str, out: str | None, url: str | None, data_path: str | None, *, models: bool = True) -> None:
-    """Write the report, saying on stderr what it is computing, then its path and the wall time."""
-    import time
-
-    from cnnsearch import report as report_mod
-    from cnnsearch.progress import duration
-
-    start = time.perf_counter()
-    path = report_mod.write(name, out, url, data_path=data_path, models=models,
-                            on_step=lambda text: click.echo(f"report: {text}", err=True))
-    click.echo(f"wrote {path} in {duration(time.perf_counter() - start)} (open it in a browser; it makes no network"
-               " requests)")
-    if models:
-        from cnnsearch import study as study_mod
-
-        for problem in study_mod.weights_problems(name, url):  # the report says it too, in the model section
-            click.echo(f"cnnsearch: warning: {problem}", err=True)
-
-
 @study.command("confirm")
-@_study_argument
+@study_argument
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="Configurations to retrain.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Training seeds per configuration (a verdict needs at least 3).")
@@ -546,8 +327,8 @@ def _write_report(name: str, out: str | None, url: str | None, data_path: str | 
               help="MNIST .npz or IDX folder (default: the data the study was trained on).")
 @click.option("--show", "show_only", is_flag=True,
               help="Read the stored verdict only: train nothing, load no data.")
-@_storage_option
-@_json_option
+@storage_option
+@json_option
 @click.option("--verbose", is_flag=True, help="Per-epoch metrics on stderr.")
 def study_confirm(name: str, top: int, seeds: int, epochs: int | None, train_limit: int | None,
                   data_path: str | None, show_only: bool, url: str | None, as_json: bool, verbose: bool) -> None:
@@ -586,7 +367,7 @@ def study_confirm(name: str, top: int, seeds: int, epochs: int | None, train_lim
         if bar:
             bar[0].close("confirmation")
     if as_json:
-        _emit_json(summary)
+        emit_json(summary)
         return
     if not summary["configs"]:
         click.echo(f"no confirmation runs stored for {name!r}"
@@ -601,24 +382,3 @@ def study_confirm(name: str, top: int, seeds: int, epochs: int | None, train_lim
     click.echo(summary["verdict"])
     if not show_only:
         click.echo(f"next: cnnsearch report {name}   (its answer section now shows this verdict)", err=True)
-
-
-@main.command()
-@_storage_option
-@click.option("--host", default=dashboard_mod.DEFAULT_HOST, show_default=True,
-              help="Address to bind (loopback by default).")
-@click.option("--port", type=click.IntRange(1, 65535), default=dashboard_mod.DEFAULT_PORT, show_default=True,
-              help="TCP port.")
-def dashboard(url: str | None, host: str, port: int) -> None:
-    """Open optuna-dashboard on the study storage (Ctrl-C stops it)."""
-    def ready(address: str) -> None:
-        click.echo(f"optuna-dashboard on {address}; Ctrl-C to stop", err=True)
-
-    try:
-        dashboard_mod.serve(url, host=host, port=port, on_ready=ready)
-    except KeyboardInterrupt:
-        click.echo("dashboard stopped", err=True)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -1,0 +1,212 @@
+"""The ``cnnsearch`` command: the only package that parses arguments, prints and exits.
+
+Each command is a few lines over a public function. Errors the user can fix
+(:class:`~cnnsearch.errors.CnnsearchError`) print one line on stderr and exit
+1 (2 for invalid input); ``--debug`` shows the traceback instead.
+Exit codes: 0 ok, 1 error, 2 usage or invalid input, 128 + signal when a run is interrupted
+(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
+
+This module holds the root group ``main``, the options shared by the commands and the top-level
+commands (``baseline``, ``report``, ``dashboard``); the ``study`` and ``space`` groups are
+:mod:`cnnsearch.cli.study` and :mod:`cnnsearch.cli.space`, registered at the end.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from cnnsearch import dashboard as dashboard_mod  # light: its optuna side is imported when it serves
+from cnnsearch.arch import REFERENCE
+from cnnsearch.errors import CnnsearchError
+from cnnsearch.train import TrainConfig
+
+#: The defaults every training option shows: the reference's settings.
+_TRAIN = TrainConfig()
+
+
+class _Group(click.Group):
+    """Turns CnnsearchError and Ctrl-C into one line and an exit status."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        debug = bool(ctx.params.get("debug"))  # parsed before invoke; read here, never from the environment
+        try:
+            return super().invoke(ctx)
+        except CnnsearchError as exc:
+            if debug:
+                raise
+            click.echo(f"cnnsearch: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except Exception as exc:  # a database error after the storage opened: one line naming file and cause
+            if debug:
+                raise
+            from cnnsearch.storage import storage_error
+
+            explained = storage_error(exc)
+            if explained is None:
+                raise
+            click.echo(f"cnnsearch: error: {explained}", err=True)
+            ctx.exit(explained.exit_code)
+        except KeyboardInterrupt as exc:  # Ctrl-C, and SIGTERM/SIGHUP during a run (cnnsearch.interrupt)
+            if debug:
+                raise
+            click.echo(f"cnnsearch: {getattr(exc, 'reason', 'interrupted')}", err=True)
+            ctx.exit(getattr(exc, "exit_code", 130))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="cnnsearch")
+def main(debug: bool) -> None:
+    """Search a CNN's filters, kernels, pools and dropout by evidence, against the Keras MNIST baseline."""
+    from cnnsearch import _tf
+
+    _tf.show_import_log = debug
+
+
+def emit_json(obj: Any) -> None:
+    """Print ``obj`` on stdout as one indented JSON document (what every ``--json`` prints)."""
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+@main.command(help=f"Train the reference CNN ({REFERENCE.test_accuracy:.2%} in the reference) and draw its figures.")
+@click.option("--data", "data_path", type=str, default=None,
+              help="Keras-layout mnist.npz or a folder of the four IDX files (default: $CNNSEARCH_DATA,"
+                   " then the Keras cache, then download).")
+@click.option("--epochs", type=click.IntRange(min=1), default=_TRAIN.epochs, show_default=True, help="Training epochs.")
+@click.option("--train-limit", type=click.IntRange(min=0), default=_TRAIN.train_limit, show_default=True,
+              help="Train on the first N images after the validation split (0 = all 54,000).")
+@click.option("--seed", type=int, default=_TRAIN.seed, show_default=True,
+              help="Random seed (weights, dropout, shuffling).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="reports/baseline", show_default=True,
+              help="Run folder for the model, metrics.json and figures.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout, nothing else.")
+@click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16"]), default=_TRAIN.precision, show_default=True,
+              help="Keras dtype policy (mixed_bfloat16: faster on AVX512-BF16 CPUs; see README's benchmarks).")
+@click.option("--verbose", is_flag=True, help="Show Keras's own progress bars (they go to stdout: not with --json).")
+def baseline(data_path: str | None, epochs: int, train_limit: int, seed: int, out_dir: str, as_json: bool,
+             precision: str, verbose: bool) -> None:
+    from cnnsearch import baseline as baseline_mod
+    from cnnsearch.progress import Progress
+
+    # One unit of `epochs` epochs: a bar on a terminal, one line per epoch (with its metrics) elsewhere.
+    bar = Progress(1, epochs, verbose=True)
+    bar.start_unit("baseline")
+    try:
+        run = baseline_mod.run(data_path=data_path, epochs=epochs, train_limit=train_limit, seed=seed,
+                               out_dir=out_dir, on_epoch=bar.epoch_end, verbose=1 if verbose else 0,
+                               precision=precision)
+    except BaseException:
+        bar.close(None)  # the error's one line is the last
+        raise
+    bar.close("baseline")
+    m = run.metrics
+    if as_json:
+        emit_json(m)
+        return
+    click.echo(f"baseline: param_count {m['param_count']:,}, {m['epochs']} epochs on {m['train_images']:,} images,"
+               f" {m['seconds']:.0f} s")
+    click.echo(f"test accuracy {m['test_accuracy']:.4f} (reference {REFERENCE.test_accuracy}:"
+               f" {m['difference_from_reference_pp']:+.2f} pp),"
+               f" test loss {m['test_loss']:.4f}")
+    click.echo(f"wrote {run.out_dir}/ (model.keras, metrics.json, figures)")
+
+
+def space_names(incomplete: str) -> list[Any]:
+    """Shell completion: shipped space names."""
+    from cnnsearch import shipped
+
+    return [n for n in shipped.names() if n.startswith(incomplete)]
+
+
+def space_or_file(incomplete: str) -> list[Any]:
+    """Shell completion for --space: shipped names, then the shell's own file completion."""
+    from click.shell_completion import CompletionItem
+
+    return [CompletionItem(n) for n in space_names(incomplete)] + [CompletionItem(incomplete, type="file")]
+
+
+storage_option = click.option("--storage", "url", default=None, metavar="URL",
+                              help="Optuna storage URL (default: $CNNSEARCH_STORAGE, then"
+                                   " sqlite:///studies/cnnsearch.db).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+
+
+def complete_study(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion for a study NAME: the studies in the storage this command line points at.
+
+    Never creates a database (a missing one completes nothing) and never fails: completion must stay silent.
+    """
+    try:
+        import optuna
+
+        from cnnsearch.storage import open_storage
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        names = optuna.study.get_all_study_names(storage=open_storage(ctx.params.get("url")))
+    except Exception:
+        return []
+    return sorted(n for n in names if n.startswith(incomplete))
+
+
+#: The NAME of an existing study (completed from the storage by the shell completion).
+study_argument = click.argument("name", shell_complete=complete_study)
+
+
+@main.command(help=f"Write the HTML report of study NAME: every trial against the {REFERENCE.test_accuracy:.2%}"
+                   " baseline.")
+@study_argument
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Output file (default: reports/NAME/index.html, NAME made a safe folder name).")
+@click.option("--data", "data_path", default=None,
+              help="Test images for the model figures (default: the data the study was trained on, then"
+                   " $CNNSEARCH_DATA, then the Keras cache).")
+@click.option("--no-models", is_flag=True, help="Skip the learned-filter figures (tables and study figures only).")
+@storage_option
+def report(name: str, out: str | None, data_path: str | None, no_models: bool, url: str | None) -> None:
+    write_report(name, out, url, data_path, models=not no_models)
+
+
+def write_report(name: str, out: str | None, url: str | None, data_path: str | None, *, models: bool = True) -> None:
+    """Write the report, saying on stderr what it is computing, then its path and the wall time."""
+    import time
+
+    from cnnsearch import report as report_mod
+    from cnnsearch.progress import duration
+
+    start = time.perf_counter()
+    path = report_mod.write(name, out, url, data_path=data_path, models=models,
+                            on_step=lambda text: click.echo(f"report: {text}", err=True))
+    click.echo(f"wrote {path} in {duration(time.perf_counter() - start)} (open it in a browser; it makes no network"
+               " requests)")
+    if models:
+        from cnnsearch import study as study_mod
+
+        for problem in study_mod.weights_problems(name, url):  # the report says it too, in the model section
+            click.echo(f"cnnsearch: warning: {problem}", err=True)
+
+
+@main.command()
+@storage_option
+@click.option("--host", default=dashboard_mod.DEFAULT_HOST, show_default=True,
+              help="Address to bind (loopback by default).")
+@click.option("--port", type=click.IntRange(1, 65535), default=dashboard_mod.DEFAULT_PORT, show_default=True,
+              help="TCP port.")
+def dashboard(url: str | None, host: str, port: int) -> None:
+    """Open optuna-dashboard on the study storage (Ctrl-C stops it)."""
+    def ready(address: str) -> None:
+        click.echo(f"optuna-dashboard on {address}; Ctrl-C to stop", err=True)
+
+    try:
+        dashboard_mod.serve(url, host=host, port=port, on_ready=ready)
+    except KeyboardInterrupt:
+        click.echo("dashboard stopped", err=True)
+
+
+# The command groups, each in its own module (they import the shared options above).
+from cnnsearch.cli import space as _space_cli, study as _study_cli  # noqa: E402
+
+main.add_command(_space_cli.space)
+main.add_command(_study_cli.study)
