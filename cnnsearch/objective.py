@@ -97,7 +97,7 @@ class Objective:
         config = replace(cfg, seed=cfg.seed + trial.number, **overrides)
         if is_baseline:
             # What the baseline's result depends on, so a later study can reuse it instead of training it again.
-            trial.set_user_attr("training", config.to_dict())
+            set_trial_data(trial, "training", config.to_dict())
             trial.set_user_attr("data_sha256", self.data_sha256)
             donor = find_reusable_baseline(self.handle, spec.to_dict(), config.to_dict(), self.data_sha256)
             if donor is not None:
@@ -279,7 +279,7 @@ def find_reusable_baseline(handle: Handle, spec: dict[str, Any], training: dict[
         for t in storage.get_all_trials(other._study_id, deepcopy=False, states=(TrialState.COMPLETE,)):
             ua = t.user_attrs
             if (t.number == kept.get("trial") and ua.get("baseline")
-                    and (norm(trial_attr(t, "spec")), norm(ua.get("training")), ua.get("data_sha256")) == want
+                    and (norm(trial_attr(t, "spec")), norm(trial_attr(t, "training")), ua.get("data_sha256")) == want
                     and len(t.values or []) == len(handle.study.directions)):
                 return other.study_name, t, kept["artifact_id"]
     return None

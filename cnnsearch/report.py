@@ -387,8 +387,7 @@ def build(name: str, url: str | None = None, *, data_path: str | None = None, mo
         on_step: Hears what is being computed (one short line per step), for progress.
     """
     step = on_step or (lambda _text: None)
-    step(f"reading study {name!r} and computing parameter importance")
-    d, h = compute(name, url)
+    d, h = compute(name, url, on_loaded=lambda: step(f"read study {name!r}; computing parameter importance"))
     running = d.counts.get("RUNNING", 0)
     trials_body = (_p("Only the baseline has run so far." if len(d.table) == 1 else "")
                    + (_p("Every finished trial failed: see the reasons below.", "missing")

@@ -8,7 +8,7 @@ confusion matrix, confident mistakes) with NumPy. :mod:`cnnsearch.report` render
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -73,9 +73,17 @@ class Models:
     note: str = ""
 
 
-def compute(name: str, url: str | None = None) -> tuple[ReportData, study_mod.Handle]:
-    """Gather the study's numbers (no drawing, no TensorFlow)."""
+def compute(name: str, url: str | None = None, *, on_loaded: Callable[[], None] | None = None
+            ) -> tuple[ReportData, study_mod.Handle]:
+    """Gather the study's numbers (no drawing, no TensorFlow).
+
+    ``on_loaded`` is called once the study has opened, before the slow part (importance):
+    progress says what is being computed only when there is something to compute, so a bad
+    study name or storage stays one error line.
+    """
     h = study_mod.load(name, url)
+    if on_loaded is not None:
+        on_loaded()
     records = [records_mod.trial_record(t) for t in h.study.get_trials(deepcopy=False)]
     # A trained baseline: in a size-limited study an unbuildable one ends infeasible, untrained, without accuracy.
     base = next((r for r in records if r["baseline"] and r["state"] == "COMPLETE" and r["val_accuracy"] is not None),

@@ -38,7 +38,7 @@ SYSTEM_PREFIX = "cnnsearch:"
 #: Study system attribute holding the settings fixed at create (the space file's text among them).
 SETTINGS_ATTR = SYSTEM_PREFIX + "settings"
 #: Trial data stored as system attributes (long lists and dictionaries); read them with trial_attr().
-TRIAL_DATA = ("history", "epoch_seconds", "spec", "versions", "fail_reason")
+TRIAL_DATA = ("history", "epoch_seconds", "spec", "training", "versions", "fail_reason")
 #: Longest user-attribute text written for the dashboard (a longer fail reason is cut there, kept whole as data).
 SHORT_ATTR = 90
 #: The baseline trial's readable marker (user attribute "role"); "baseline" stays the boolean code reads.

@@ -43,7 +43,7 @@ def test_second_study_reuses_the_baseline_and_others_train_their_own(
     assert err.splitlines()[0] == f"training on CPU {' '.join(model.split())}, {cores} thread{'s' * (cores != 1)}"
     first = _baseline("first", url)
     assert "reused_from" not in first.user_attrs and first.user_attrs["data_sha256"]
-    assert first.user_attrs["training"]["epochs"] == 2
+    assert study_mod.trial_attr(first, "training")["epochs"] == 2
 
     # Same spec, training settings, seed and data: no training at all (fit would raise).
     import cnnsearch.train as train_mod

@@ -101,11 +101,6 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
         if created and not quiet:
             click.echo(f"created study {name!r} from {space_path} in {study_mod.mask_url(h.url)}:"
                        f" {len(h.space.searched)} searched dimensions", err=True)
-    if not quiet and workers == 1:  # first line: which device trains (issue 12), before any data are read
-        from cnnsearch.train import device_line
-
-        # Workers print their own: TensorFlow's threads in this parent would take the Ctrl-C it must pass on.
-        click.echo(f"training on {device_line()}", err=True)
     if workers > 1:
         codes = runner.run_workers(name, trials=trials, workers=workers, timeout=timeout, data_path=data_path,
                                    url=url, quiet=quiet, debug=bool(ctx.find_root().params.get("debug")), seed=seed)
@@ -116,6 +111,12 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
         bar: list[Progress] = []
 
         def plan(total: int, epochs: int, prior: float | None) -> None:
+            # First line of the run: which device trains (issue 12). Here, once the study and its data
+            # have opened, so bad input stays one error line. (Workers print their own: TensorFlow's
+            # threads in a --workers parent would take the Ctrl-C it must pass on.)
+            from cnnsearch.train import device_line
+
+            click.echo(f"training on {device_line()}", err=True)
             bar.append(Progress(total, epochs, verbose=verbose, epoch_prior_s=prior))
 
         def begin(number: int, is_baseline: bool) -> None:
