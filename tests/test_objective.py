@@ -14,20 +14,11 @@ from cnnsearch.errors import StorageError
 from cnnsearch.objective import model_file
 from cnnsearch.cli import main
 from conftest import TINY_SPACE, SmallFs
+from test_storage import one_error_line  # one helper for "one error line, exit 1" (shared with the storage tests)
 
 
 def cli(*args: str) -> Result:
     return CliRunner().invoke(main, list(args))
-
-
-def one_error_line(r: Result, *needles: str) -> str:
-    assert r.exit_code == 1, r.output
-    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("cnnsearch: error:"), r.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture
