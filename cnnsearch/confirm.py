@@ -171,12 +171,22 @@ def run(
             _store(h.study, f"{PREFIX}{fid.key}:{c.key}:seed{seed}", record)
             if on_run is not None:
                 on_run(record)
-    return summarize(stored(h.study), fid, keys=[c.key for c in cands])
+    return summarize(stored(h.study), fid, keys=[c.key for c in cands], search=search_scores(h))
 
 
 def show(name: str, url: str | None = None, fidelity: Fidelity | None = None) -> dict[str, Any]:
     """:func:`summarize` of what study ``name`` has stored: reads only, never trains or loads data."""
-    return summarize(stored(study_mod.load(name, url).study), fidelity)
+    h = study_mod.load(name, url)
+    return summarize(stored(h.study), fidelity, search=search_scores(h))
+
+
+def search_scores(h: study_mod.Handle) -> tuple[Fidelity, dict[int, float]]:
+    """The search's fidelity and each completed trial's validation accuracy at it, for the rank check."""
+    import optuna
+
+    done = h.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    val = {t.number: float(t.user_attrs["val_accuracy"]) for t in done if t.user_attrs.get("val_accuracy") is not None}
+    return Fidelity(h.training.epochs, h.training.train_limit), val
 
 
 def _plan(h: study_mod.Handle, cands: list[Candidate], done: set[tuple[Fidelity, str, int]], splits: data_mod.Splits,
@@ -236,7 +246,8 @@ def fidelities(attrs: dict[str, Any]) -> dict[Fidelity, int]:
 
 
 def summarize(attrs: dict[str, Any], fidelity: Fidelity | None = None, labels: np.ndarray | None = None,
-              keys: list[str] | None = None) -> dict[str, Any]:
+              keys: list[str] | None = None, search: tuple[Fidelity, dict[int, float]] | None = None
+              ) -> dict[str, Any]:
     """Per-configuration statistics and verdicts against the baseline, from the stored runs.
 
     Args:
@@ -244,10 +255,12 @@ def summarize(attrs: dict[str, Any], fidelity: Fidelity | None = None, labels: n
         fidelity: Which runs to judge; default: the fidelity with the most runs.
         labels: Test labels for McNemar; default: the copy :func:`run` stored (``confirm_labels``).
         keys: Only these configurations (the K candidates of one confirmation); default: all stored.
+        search: :func:`search_scores`, for the fidelity check (``rank_check``); None leaves it out.
 
     Returns a JSON-ready dict: ``fidelity``, ``fidelities`` (all stored), ``reference`` (99.15% and
     whether it is comparable here), ``configs`` (the baseline first, then each candidate with its
-    ``verdict``), ``verdicts`` ({config: word}) and ``verdict`` (the plain sentence, None without runs).
+    ``verdict``), ``verdicts`` ({config: word}), ``verdict`` (the plain sentence, None without runs) and
+    ``rank_check`` (Spearman between search validation and confirmed test accuracy; None without ``search``).
     """
     stored_fids = fidelities(attrs)
     if fidelity is None and stored_fids:
@@ -261,7 +274,7 @@ def summarize(attrs: dict[str, Any], fidelity: Fidelity | None = None, labels: n
         "alpha": verdict_mod.ALPHA, "min_seeds": verdict_mod.MIN_SEEDS,
         "reference": {"test_accuracy": REFERENCE_ACCURACY, "fidelity": REFERENCE_FIDELITY.to_dict(),
                       "comparable": bool(fidelity and fidelity.at_reference)},
-        "configs": [], "verdicts": {}, "verdict": None,
+        "configs": [], "verdicts": {}, "verdict": None, "rank_check": None,
     }
     if not rs:
         return out
@@ -288,10 +301,21 @@ def summarize(attrs: dict[str, Any], fidelity: Fidelity | None = None, labels: n
     else:
         for r in rows:
             r["vs_reference"] = None
+    out["rank_check"] = None if search is None else _rank_check(rows, *search)
     out["configs"] = _no_nan(rows)
     out["verdicts"] = {r["config"]: r["verdict"] for r in cands}
     out["verdict"] = sentence(out)
     return out
+
+
+def _rank_check(rows: list[dict[str, Any]], search_fid: Fidelity, val: dict[int, float]) -> dict[str, Any]:
+    # The search rests on its cheap fidelity ranking as the full one does: the confirmed configurations test it.
+    pairs = [(r["config"], val[r["trial"]], r["mean_test_accuracy"]) for r in rows if r["trial"] in val]
+    for r in rows:
+        r["search_val_accuracy"] = val.get(r["trial"])
+    check = verdict_mod.rank_agreement([p[1] for p in pairs], [p[2] for p in pairs])
+    out = {"search_fidelity": search_fid.to_dict(), "n": check.n, "spearman": check.rho, "p": check.p}
+    return _no_nan({**out, "sentence": rank_sentence(out)})
 
 
 def _no_nan(obj: Any) -> Any:
@@ -391,6 +415,26 @@ def reference_sentence(summary: dict[str, Any]) -> str:
         seeds = f"{r['seeds']} seed{'s' * (r['seeds'] != 1)}"
         parts.append(f"{r['config']} {v['mean']:.4f} over {seeds}{interval}: {v['verdict']}")
     return f"Against the reference's {ref['test_accuracy']:.2%} (test accuracy): " + "; ".join(parts) + "."
+
+
+def rank_sentence(check: dict[str, Any]) -> str:
+    """The fidelity check in words: how well the search's ranking held at the confirmation's fidelity."""
+    n, rho, search = check["n"], check["spearman"], Fidelity(**check["search_fidelity"])
+    head = (f"Fidelity check: the search's validation accuracy ({search.describe()}) against the confirmed mean"
+            f" test accuracy of the same {n} configurations")
+    if rho is None or (isinstance(rho, float) and math.isnan(rho)):
+        return head + ": not computable (it needs at least 3 configurations with distinct scores)."
+    s = f"{head}: Spearman's rho = {rho:+.2f} (p = {check['p']:.2g})."
+    if rho < 0.5:
+        s += (" Weak: the cheap fidelity did not rank these configurations as the confirmation did, so the"
+              " search may have picked the wrong ones; search at a higher fidelity (more epochs or images).")
+    elif rho < 0.8:
+        s += " Moderate: the search's order held only in part."
+    else:
+        s += " Strong: the search's order held."
+    if n < 6:
+        s += f" With {n} configurations this is a sanity check, not a measurement."
+    return s
 
 
 def sentence(summary: dict[str, Any]) -> str:

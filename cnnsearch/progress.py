@@ -49,14 +49,17 @@ class Progress:
         verbose: Also show each epoch's metrics.
         epoch_prior_s: Seconds an epoch is expected to take before one is measured (None: no ETA yet).
         epoch_lines: Off a terminal, print one line per epoch (False: unit lines only, e.g. for workers).
+        deadline_s: No unit starts after this many seconds (``--timeout``): the ETA never goes past it
+            by more than the current unit's rest.
     """
 
     def __init__(self, total: int, epochs: int, *, stream: IO[str] | None = None, tty: bool | None = None,
-                 verbose: bool = False, epoch_prior_s: float | None = None, epoch_lines: bool = True) -> None:
+                 verbose: bool = False, epoch_prior_s: float | None = None, epoch_lines: bool = True,
+                 deadline_s: float | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(tty if tty is not None else getattr(self.stream, "isatty", lambda: False)())
         self.total, self.epochs, self.verbose = max(total, 0), max(epochs, 1), verbose
-        self.epoch_prior_s, self.epoch_lines = epoch_prior_s, epoch_lines
+        self.epoch_prior_s, self.epoch_lines, self.deadline_s = epoch_prior_s, epoch_lines, deadline_s
         self.start = time.perf_counter()
         self.k = 0  # units started
         self.label = ""
@@ -150,7 +153,13 @@ class Progress:
     def eta(self) -> float:
         """Seconds left at the measured speed (nan when nothing is measured yet)."""
         per = self.epoch_seconds()
-        return float("nan") if per is None else per * self.remaining_epochs()
+        if per is None:
+            return float("nan")
+        left = per * self.remaining_epochs()
+        if self.deadline_s is None:
+            return left
+        current = per * ((self.epochs - self.epoch_done) if self.k else 0)
+        return min(left, max(self.deadline_s - self.elapsed(), 0.0) + current)
 
     def _refresh(self) -> None:
         if self._bar is None:

@@ -147,7 +147,9 @@ def answer_section(d: ReportData) -> Section:
                                        f"{extra}{more})"))
         items.append(f"<div class='statement'><b>2. Confirmation</b> ({html.escape(fid.describe())}, paired by"
                      f" training seed): " + "; ".join(parts) + ". "
-                     + html.escape(confirm_mod.reference_sentence(c)) + " <a href='#confirm'>details</a></div>")
+                     + html.escape(confirm_mod.reference_sentence(c))
+                     + ("" if not c.get("rank_check") else " " + html.escape(c["rank_check"]["sentence"]))
+                     + " <a href='#confirm'>details</a></div>")
     imp = d.importance
     text = importance_mod.sentence(imp) if imp is not None else "Importance was not computed."
     items.append(f"<div class='statement'><b>3. Which choices mattered</b>: {html.escape(text)}"
@@ -307,6 +309,7 @@ def confirm_section(d: ReportData) -> Section:
         ref = r.get("vs_reference")
         row = {
             "configuration": r["config"], "trial": r["trial"], "parameters": f"{r['param_count']:,}",
+            "search val": "" if r.get("search_val_accuracy") is None else f"{r['search_val_accuracy']:.4f}",
             "test accuracy per seed": ", ".join(f"{a:.4f}" for a in r["test_accuracies"]),
             "mean ± sd": f"{r['mean_test_accuracy']:.4f}" + ("" if r["sd_test_accuracy"] is None
                                                              else f" ± {r['sd_test_accuracy']:.4f}"),
@@ -322,7 +325,8 @@ def confirm_section(d: ReportData) -> Section:
         rows.append(row)
     fid = confirm_mod.Fidelity(**c["fidelity"])
     others = [f for f in c["fidelities"] if f["epochs"] != fid.epochs or f["train_limit"] != fid.train_limit]
-    body = (_p(c["verdict"], "answer") + "<div class='scroll'>"
+    body = (_p(c["verdict"], "answer") + (_p(c["rank_check"]["sentence"], "answer") if c.get("rank_check") else "")
+            + "<div class='scroll'>"
             + pd.DataFrame(rows).to_html(index=False, border=0, classes="trials") + "</div>"
             + _p(f"Retrained at {fid.describe()} with the seeds paired (seed s of a candidate against seed s of the"
                  " baseline). The verdict rests on the per-seed differences: a 95% t-interval over seeds and its"

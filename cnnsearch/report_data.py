@@ -95,7 +95,7 @@ def compute(name: str, url: str | None = None, *, on_loaded: Callable[[], None] 
                       histories={r["number"]: r["history"]["val_accuracy"] for r in records
                                  if r["history"] and r["history"].get("val_accuracy")}, study=h.study)
     data.importance = importance_mod.compute(h.study)
-    data.confirm = confirm_mod.summarize(confirm_mod.stored(h.study))
+    data.confirm = confirm_mod.summarize(confirm_mod.stored(h.study), search=confirm_mod.search_scores(h))
     return data, h
 
 

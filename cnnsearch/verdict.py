@@ -137,3 +137,23 @@ def mcnemar(base_correct: np.ndarray, cand_correct: np.ndarray) -> tuple[int, in
     b = int(np.sum(base_correct & ~cand_correct))
     c = int(np.sum(~base_correct & cand_correct))
     return b, c, 1.0 if b + c == 0 else float(binomtest(c, b + c, 0.5).pvalue)
+
+
+@dataclass(frozen=True)
+class RankCheck:
+    """Do two fidelities rank the same configurations alike? Spearman's rho over ``n`` configurations."""
+
+    n: int
+    rho: float  # nan with fewer than 3 configurations or a constant side
+    p: float  # two-sided p of rho = 0; with n = 4 it cannot go below 0.08
+
+
+def rank_agreement(search: Sequence[float], confirmed: Sequence[float]) -> RankCheck:
+    """Spearman's rank correlation between search-fidelity scores and confirmed scores of the same configurations."""
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(search, dtype=float), np.asarray(confirmed, dtype=float)
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return RankCheck(len(a), math.nan, math.nan)
+    res = spearmanr(a, b)
+    return RankCheck(len(a), float(res.statistic), float(res.pvalue))

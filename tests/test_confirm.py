@@ -90,7 +90,8 @@ def test_confirm_runs_resumes_and_shows_without_training(tmp_path: Path, tiny_sp
     cand = next(c for c in doc["configs"] if c["config"] == "trial1")
     assert cand["verdict"] in ("better", "worse", "inconclusive") and len(cand["test_accuracies"]) == 3
     assert {"trial", "param_count", "mean_test_accuracy", "sd_test_accuracy", "diff_ci95", "p_holm",
-            "mcnemar_p_by_seed", "vs_reference"} <= set(cand)
+            "mcnemar_p_by_seed", "vs_reference", "search_val_accuracy"} <= set(cand)
+    assert doc["rank_check"]["n"] == 2 and "not computable" in doc["rank_check"]["sentence"]
     # --show reads the same verdict without training and without the data.
     monkeypatch.setenv("CNNSEARCH_DATA", str(tmp_path / "missing.npz"))
     shown = CliRunner().invoke(main, ["study", "confirm", "c", "--show", "--json"])
@@ -102,7 +103,7 @@ def test_confirm_runs_resumes_and_shows_without_training(tmp_path: Path, tiny_sp
 
     text = report_mod.build("c", models=False)
     answer = text.split("<section id='answer'>")[1].split("</section>")[0]
-    assert cand["verdict"] in answer and "McNemar" in text
+    assert cand["verdict"] in answer and "McNemar" in text and "Fidelity check" in answer
 
 
 def test_runs_stored_by_the_first_release_are_read_and_not_rerun(tmp_path: Path, tiny_space: Path, tiny_npz: Path,

@@ -71,6 +71,19 @@ def test_eta_from_measured_epochs() -> None:
     assert p.k == 1 and p.remaining_epochs() == 8
 
 
+def test_eta_stops_at_the_timeout() -> None:
+    # 1,000 trials of 6 epochs at 10 s would be 16 h; --timeout 600 starts no trial after 10 minutes,
+    # so the ETA is at most the time left to the deadline plus the current trial's rest.
+    p = Progress(1000, 6, stream=io.StringIO(), epoch_prior_s=10.0, deadline_s=600.0)
+    p.start_unit("trial 0")
+    p.epoch_times, p.epoch_done = [10.0], 2
+    left = p.eta()
+    assert 600.0 - p.elapsed() + 40.0 - 1.0 <= left <= 600.0 + 40.0
+    assert Progress(1000, 6, stream=io.StringIO(), epoch_prior_s=10.0).eta() == 60_000.0  # no deadline: all
+    short = Progress(2, 6, stream=io.StringIO(), epoch_prior_s=10.0, deadline_s=3600.0)
+    assert short.eta() == 120.0  # the trials end first
+
+
 def test_duration_and_metrics() -> None:
     assert duration(41.4) == "41 s" and duration(349) == "5 min 49 s" and duration(8700) == "2 h 25 min"
     assert duration(float("nan")) == "?"

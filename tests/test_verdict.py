@@ -143,3 +143,27 @@ def test_a_candidate_without_baseline_runs_is_not_called_unretrained() -> None:
     assert "the baseline has no run at this fidelity" in s["verdict"]
     one = confirm.summarize(_attrs({"baseline": [0.97], "trial2": [0.98]}))["verdict"]
     assert "over 1 paired seed)" in one and "baseline 0.9700 over 1 seed:" in one
+
+
+def test_rank_agreement_is_spearman() -> None:
+    from scipy.stats import spearmanr
+
+    search, confirmed = [0.97, 0.985, 0.98, 0.99, 0.975], [0.991, 0.990, 0.993, 0.994, 0.989]
+    check = verdict.rank_agreement(search, confirmed)
+    assert check.n == 5 and check.rho == pytest.approx(spearmanr(search, confirmed).statistic)
+    assert np.isnan(verdict.rank_agreement([0.9, 0.95], [0.9, 0.95]).rho)  # 2 points: no correlation
+    assert np.isnan(verdict.rank_agreement([0.9, 0.9, 0.9], [0.9, 0.95, 0.97]).rho)  # constant side
+
+
+@pytest.mark.parametrize("val, word", [({0: 0.97, 2: 0.98, 5: 0.99}, "Strong"), ({0: 0.99, 2: 0.98, 5: 0.97}, "Weak")])
+def test_summary_checks_the_search_fidelity_on_the_confirmed_configurations(val: dict, word: str) -> None:  # type: ignore[type-arg]
+    accs = {"baseline": [0.990, 0.991, 0.992], "trial2": [0.991, 0.992, 0.993], "trial5": [0.993, 0.994, 0.995]}
+    search = (confirm.Fidelity(6, 18000), {**val, 9: 0.5})  # trial 9 was not confirmed: left out
+    s = confirm.summarize(_attrs(accs), search=search)
+    check = s["rank_check"]
+    assert check["n"] == 3 and check["search_fidelity"] == {"epochs": 6, "train_limit": 18000}
+    assert check["spearman"] == pytest.approx(1.0 if word == "Strong" else -1.0)
+    assert word in check["sentence"] and "6 epochs on 18,000 training images" in check["sentence"]
+    assert "sanity check" in check["sentence"]  # 3 configurations
+    assert _rows(s)["trial5"]["search_val_accuracy"] == val[5]
+    assert confirm.summarize(_attrs(accs))["rank_check"] is None

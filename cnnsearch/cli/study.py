@@ -117,7 +117,7 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
             from cnnsearch.train import device_line
 
             click.echo(f"training on {device_line()}", err=True)
-            bar.append(Progress(total, epochs, verbose=verbose, epoch_prior_s=prior))
+            bar.append(Progress(total, epochs, verbose=verbose, epoch_prior_s=prior, deadline_s=timeout))
 
         def begin(number: int, is_baseline: bool) -> None:
             bar[0].start_unit(f"trial {number}{' (baseline)' if is_baseline else ''}")
