@@ -291,8 +291,10 @@ def make_pruner(sp: space_mod.Space, epochs: int) -> optuna.pruners.BasePruner:
     """The study's pruner; steps are epochs (0-based)."""
     kind = sp.study["pruner"]
     if kind == "median":
-        # 5 finished trials before pruning anyone; never judge a trial on its first epoch alone.
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        # Never judge a trial on its first epoch alone, nor against fewer than 5 trained trials at that
+        # epoch: n_min_trials, not n_startup_trials alone, because a size-limited study's infeasible
+        # draws are COMPLETE to Optuna (untrained) and would otherwise leave the baseline as the median.
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1, n_min_trials=5)
     if kind == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
     if kind == "halving":

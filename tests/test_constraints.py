@@ -107,6 +107,40 @@ def test_tpe_sees_infeasible_trials() -> None:
     assert study.trials[0].constraints == {"params": 0.5}
 
 
+def test_infeasible_draws_do_not_make_the_baseline_the_pruning_bar(tmp_path: Path) -> None:
+    """Untrained infeasible trials are COMPLETE to Optuna: the median pruner must wait for 5 *trained* trials.
+
+    Found in the first small.toml search: after 6 infeasible draws and the baseline, the median of one
+    curve (the 1.2M-parameter baseline's) pruned every small model behind it at epoch 2.
+    """
+    f = tmp_path / "m.toml"
+    f.write_text("[study]\npruner = 'median'\nmax_params = 20000\n[training]\nepochs = 6\n[space]\n"
+                 "conv1_filters = [4, 32]\n")
+    study = optuna.create_study(direction="maximize", pruner=study_mod.make_pruner(space_mod.load(f), 6))
+    for _ in range(6):  # infeasible: no intermediate values
+        t = study.ask()
+        t.set_constraint("params", 1.0)
+        study.tell(t, 0.0)
+    base = study.ask()
+    for step in range(6):
+        base.report(0.98 + step * 0.001, step)
+    study.tell(base, 0.985)
+    t = study.ask()
+    t.report(0.90, 0)
+    t.report(0.95, 1)
+    assert not t.should_prune()  # one trained curve is no median
+    study.tell(t, 0.95)
+    for _ in range(3):  # 5 trained trials at epoch 1: now it judges
+        u = study.ask()
+        u.report(0.97, 0)
+        u.report(0.97, 1)
+        study.tell(u, 0.97)
+    late = study.ask()
+    late.report(0.90, 0)
+    late.report(0.91, 1)
+    assert late.should_prune()
+
+
 def test_new_dimensions_train_in_a_study(tmp_path: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch-norm, GAP, shifted, Adam-trained point trains as a trial, with Adam at its own learning rate."""
     monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
