@@ -88,7 +88,12 @@ class Candidate:
 
 
 def candidates(handle: study_mod.Handle, top: int) -> list[Candidate]:
-    """The baseline and the ``top`` best distinct configurations by validation accuracy."""
+    """The baseline and the ``top`` best distinct configurations by validation accuracy.
+
+    Distinct: differing in at least one discrete choice. Trials that differ only in a continuous
+    value (a log-range learning rate) are one configuration, represented by its best trial, so
+    the confirmation budget is not spent on three learning rates of one architecture.
+    """
     import optuna
 
     done = [t for t in handle.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -98,9 +103,14 @@ def candidates(handle: study_mod.Handle, top: int) -> list[Candidate]:
     base_params = points.baseline_params(handle.space)
     spec, overrides = points.suggest(optuna.trial.FixedTrial(base_params), handle.space)
     out.append(Candidate("baseline", base.number if base else 0, base_params, spec, overrides))
-    seen = {tuple(sorted(base_params.items()))}
+    def discrete(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+        dims = handle.space.dims
+        return tuple(sorted((k, v) for k, v in params.items()
+                            if not (k in dims and dims[k].kind == "float" and not dims[k].step)))
+
+    seen = {discrete(base_params)}
     for t in sorted(done, key=lambda t: (-t.user_attrs["val_accuracy"], t.number)):
-        key = tuple(sorted(t.params.items()))
+        key = discrete(t.params)
         if key in seen:
             continue
         seen.add(key)

@@ -3,7 +3,7 @@
 ``conv 32k3 > 64k3 | pool 2 | drop .25/.50 | dense 128`` is the reference model:
 filters and kernel side of each conv layer, the pooling, both dropout rates and
 the hidden dense layer; a stride, padding, batch norm (``bn``), global average
-pooling head (``gap``), augmentation, learning rate or batch size appears only
+pooling head (``gap``), augmentation, optimizer, learning rate or batch size appears only
 when it is not the reference's. Reads plain dicts (a trial's stored
 ``spec`` and ``params``), so old studies and new ArchSpec fields render too.
 Imports nothing from cnnsearch.
@@ -66,8 +66,11 @@ def choices(spec: Mapping[str, Any] | None, params: Mapping[str, Any] | None = N
     extra = [f"{k} {v}" for k, v in spec.items() if k not in _KNOWN]
     if float(spec.get("augment", 0) or 0):
         extra.insert(0, f"augment {rate(spec['augment'])}")
-    if "learning_rate" in params:
-        extra.append(f"lr {float(params['learning_rate']):.3g}")
+    if "optimizer" in params:  # a searched optimizer; its learning rate is <name>_learning_rate
+        extra.append(str(params["optimizer"]))
+    lr = params.get("learning_rate", params.get(f"{params.get('optimizer')}_learning_rate"))
+    if lr is not None:
+        extra.append(f"lr {float(lr):.3g}")
     if "batch_size" in params:
         extra.append(f"batch {params['batch_size']}")
     if extra:

@@ -128,6 +128,29 @@ def test_runs_stored_by_the_first_release_are_read_and_not_rerun(tmp_path: Path,
     assert "inconclusive" in r.stdout and "at least 3 seeds" in r.stdout
 
 
+def test_candidates_differing_only_in_a_continuous_value_are_one_configuration(tmp_path: Path) -> None:
+    space = tmp_path / "lr.toml"
+    space.write_text("[training]\nepochs = 1\n[space]\nconv1_filters = [8, 16, 32]\n"
+                     "learning_rate = { low = 0.1, high = 2.0, log = true }\n")
+    study_mod.create("lr", space, f"sqlite:///{tmp_path / 'lr.db'}")
+    h = study_mod.load("lr", f"sqlite:///{tmp_path / 'lr.db'}")
+    from cnnsearch import points
+
+    # trial 0 is the baseline the study queued at create; then four searched points
+    for filters, lr, val in [(None, None, 0.97), (16, 1.10, 0.990), (16, 1.15, 0.989), (8, 0.5, 0.985),
+                             (16, 0.3, 0.980)]:
+        if filters is not None:
+            h.study.enqueue_trial({"conv1_filters": filters, "learning_rate": lr})
+        t = h.study.ask()
+        points.suggest(t, h.space)
+        t.set_user_attr("val_accuracy", val)
+        h.study.tell(t, val)
+    cands = confirm.candidates(h, 3)
+    # the baseline, then conv1 16 at its best learning rate, then conv1 8: 16 filters at lr 1.15 and 0.3
+    # differ from the best only in the continuous learning rate
+    assert [c.key for c in cands] == ["baseline", "trial1", "trial3"]
+
+
 def test_confirm_needs_a_completed_search(tmp_path: Path, tiny_space: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CNNSEARCH_STORAGE", f"sqlite:///{tmp_path / 'e.db'}")
     study_mod.create("e", tiny_space)

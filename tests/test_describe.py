@@ -22,6 +22,13 @@ def test_new_layer_choices_show_only_when_used() -> None:
     assert choices(spec) == "conv 32k3 > 64k3 bn | pool 2 | gap | drop .25/.50 | dense 128 | augment .10"
 
 
+def test_a_searched_optimizer_shows_with_its_learning_rate() -> None:
+    params = {"optimizer": "adam", "adam_learning_rate": 0.0024719, "conv1_filters": 24}
+    assert choices(ArchSpec().to_dict(), params).endswith("| dense 128 | adam lr 0.00247")
+    assert choices(ArchSpec().to_dict(), {"optimizer": "adadelta", "adadelta_learning_rate": 1.5}).endswith(
+        "| adadelta lr 1.5")
+
+
 def test_no_spec_and_unknown_fields() -> None:
     assert choices(None, {"conv1_kernel": 13}) == "conv1_kernel 13"
     assert choices(None) == "-"
