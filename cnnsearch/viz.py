@@ -245,14 +245,22 @@ def draw_importance(names: Sequence[str], resamples: Sequence[Sequence[float]],
 def draw_slice(study: Any, name: str, baseline_x: Any, baseline_val: float | None) -> Any:
     """Optuna's own slice plot of one parameter (categorical choices on a categorical axis), with the
     in-study baseline drawn on top: its value as a star, its validation accuracy as a line."""
+    import optuna
     from optuna.visualization.matplotlib import plot_slice
 
     plt = _plt()
+    # Untrained (infeasible) trials have no validation accuracy: leaving them out is intended, so
+    # Optuna's "omitted in visualization" line (one per trial and parameter) is not shown.
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     # plot_slice switches the global style to ggplot; keep that inside this figure.
-    with plt.rc_context(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # plot_slice is "experimental" in Optuna's matplotlib backend
-        ax = plot_slice(study, params=[name], target=lambda t: t.user_attrs.get("val_accuracy", float("nan")),
-                        target_name="validation accuracy")
+    try:
+        with plt.rc_context(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # plot_slice is "experimental" in Optuna's matplotlib backend
+            ax = plot_slice(study, params=[name], target=lambda t: t.user_attrs.get("val_accuracy", float("nan")),
+                            target_name="validation accuracy")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     ax = np.atleast_1d(ax).ravel()[0]
     fig = ax.figure
     fig.set_size_inches(4.2, 3.2)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import optuna
+import pytest
 from matplotlib.colors import to_hex
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import create_trial
@@ -98,3 +101,23 @@ def test_slice_marks_a_trial_below_its_view() -> None:
     ax = viz.draw_slice(study, "dropout", 0.2, 0.985).axes[0]
     assert ax.get_ylim()[0] > 0.2
     assert any(c.get_label() == "1 below the view" for c in ax.collections)
+
+
+def test_slice_leaves_untrained_trials_out_without_a_log_line_each(caplog: pytest.LogCaptureFixture) -> None:
+    # A size-limited study's infeasible draws are COMPLETE with no val_accuracy: a real 252-trial
+    # study printed 120 "omitted in visualization" lines (8 such trials x 15 parameters) per report.
+    dists = {"dropout": FloatDistribution(0.0, 0.5)}
+    study = optuna.create_study(direction="maximize")
+    for i in range(4):
+        attrs = {"val_accuracy": 0.98 + 0.001 * i} if i % 2 else {"infeasible": "over the size limit"}
+        study.add_trial(create_trial(params={"dropout": 0.1 * i}, distributions=dists, value=0.5,
+                                     user_attrs=attrs))
+    optuna.logging.enable_propagation()
+    try:
+        with caplog.at_level(logging.WARNING):
+            fig = viz.draw_slice(study, "dropout", 0.2, 0.985)
+    finally:
+        optuna.logging.disable_propagation()
+    assert not [r for r in caplog.records if "omitted" in r.getMessage()]
+    assert len(fig.axes[0].collections[0].get_offsets()) == 2  # only the trained trials are drawn
+    assert optuna.logging.get_verbosity() == optuna.logging.INFO  # restored
