@@ -324,7 +324,9 @@ def _rank_check(rows: list[dict[str, Any]], search_fid: Fidelity, val: dict[int,
     for r in rows:
         r["search_val_accuracy"] = val.get(r["trial"])
     check = verdict_mod.rank_agreement([p[1] for p in pairs], [p[2] for p in pairs])
-    out = {"search_fidelity": search_fid.to_dict(), "n": check.n, "spearman": check.rho, "p": check.p}
+    cand = [v for c, v, _ in pairs if c != "baseline"]
+    out = {"search_fidelity": search_fid.to_dict(), "n": check.n, "spearman": check.rho, "p": check.p,
+           "candidate_search_span": max(cand) - min(cand) if len(cand) > 1 else None}
     return _no_nan({**out, "sentence": rank_sentence(out)})
 
 
@@ -442,6 +444,9 @@ def rank_sentence(check: dict[str, Any]) -> str:
         s += " Moderate: the search's order held only in part."
     else:
         s += " Strong: the search's order held."
+    span = check.get("candidate_search_span")
+    if span is not None:
+        s += f" The candidates' search validation accuracies lie within {100 * span:.2f} pp of each other."
     if n < 6:
         s += f" With {n} configurations this is a sanity check, not a measurement."
     return s

@@ -165,5 +165,6 @@ def test_summary_checks_the_search_fidelity_on_the_confirmed_configurations(val:
     assert check["spearman"] == pytest.approx(1.0 if word == "Strong" else -1.0)
     assert word in check["sentence"] and "6 epochs on 18,000 training images" in check["sentence"]
     assert "sanity check" in check["sentence"]  # 3 configurations
+    assert check["candidate_search_span"] == pytest.approx(0.01) and "within 1.00 pp" in check["sentence"]
     assert _rows(s)["trial5"]["search_val_accuracy"] == val[5]
     assert confirm.summarize(_attrs(accs))["rank_check"] is None
