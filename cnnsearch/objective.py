@@ -134,6 +134,11 @@ class Objective:
             raise
         except Exception as exc:  # a crash inside TensorFlow fails this trial, not the search
             self._record_partial(trial, history, start)
+            signum = interrupt.received()
+            if signum is not None:
+                # The signal's exception, raised inside C code, can surface as another error (seen:
+                # "SystemError: Objects/listobject.c:338: bad argument to internal function"): it is the interrupt.
+                raise Interrupted(signum) from exc
             failure = TrialFailed(f"{type(exc).__name__}: {first_line(exc)}")
             _record_failure(trial, failure)
             raise failure from exc

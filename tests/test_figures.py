@@ -112,6 +112,7 @@ def test_slice_leaves_untrained_trials_out_without_a_log_line_each(caplog: pytes
         attrs = {"val_accuracy": 0.98 + 0.001 * i} if i % 2 else {"infeasible": "over the size limit"}
         study.add_trial(create_trial(params={"dropout": 0.1 * i}, distributions=dists, value=0.5,
                                      user_attrs=attrs))
+    before = optuna.logging.get_verbosity()
     optuna.logging.enable_propagation()
     try:
         with caplog.at_level(logging.WARNING):
@@ -120,4 +121,4 @@ def test_slice_leaves_untrained_trials_out_without_a_log_line_each(caplog: pytes
         optuna.logging.disable_propagation()
     assert not [r for r in caplog.records if "omitted" in r.getMessage()]
     assert len(fig.axes[0].collections[0].get_offsets()) == 2  # only the trained trials are drawn
-    assert optuna.logging.get_verbosity() == optuna.logging.INFO  # restored
+    assert optuna.logging.get_verbosity() == before  # restored

@@ -95,3 +95,24 @@ def test_corrupt_kept_weights(env: str, tiny_space: Path, tmp_path: Path, tiny_n
     kept.write_bytes(bytes(flipped))
     with pytest.raises(StorageError, match="checksum does not match"):
         model_file(study_mod.load("rot"), "best")
+
+
+def test_an_error_raised_by_the_signal_inside_c_code_is_the_interrupt(env: str, buildable_space: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signal handler's exception can surface from C code as another error (seen in CI under load:
+    "SystemError: Objects/listobject.c:338: bad argument to internal function"): still an interrupted trial."""
+    from cnnsearch import interrupt, train
+
+    monkeypatch.setattr(interrupt, "_received", [])
+
+    def fit(*args: object, **kwargs: object) -> None:
+        interrupt._received.append(15)  # SIGTERM arrived ...
+        raise SystemError("Objects/listobject.c:338: bad argument to internal function")  # ... and surfaced so
+
+    monkeypatch.setattr(train, "fit", fit)
+    assert cli("study", "create", "sig", "--space", str(buildable_space)).exit_code == 0
+    r = cli("study", "run", "sig", "--trials", "1", "--no-report")
+    assert r.exit_code == 143, r.output
+    t = study_mod.load("sig").study.get_trials()[0]
+    assert t.state == TrialState.FAIL and t.user_attrs["fail_reason"] == "interrupted (SIGTERM)"
+    assert "SystemError" not in r.output and "Traceback" not in r.output
