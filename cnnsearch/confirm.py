@@ -96,8 +96,7 @@ def candidates(handle: study_mod.Handle, top: int) -> list[Candidate]:
     """
     import optuna
 
-    done = [t for t in handle.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if t.user_attrs.get("val_accuracy") is not None]
+    done = _scored(handle)
     base = next((t for t in done if t.user_attrs.get("baseline")), None)
     out: list[Candidate] = []
     base_params = points.baseline_params(handle.space)
@@ -105,8 +104,7 @@ def candidates(handle: study_mod.Handle, top: int) -> list[Candidate]:
     out.append(Candidate("baseline", base.number if base else 0, base_params, spec, overrides))
     def discrete(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
         dims = handle.space.dims
-        return tuple(sorted((k, v) for k, v in params.items()
-                            if not (k in dims and dims[k].kind == "float" and not dims[k].step)))
+        return tuple(sorted((k, v) for k, v in params.items() if not (k in dims and dims[k].continuous)))
 
     seen = {discrete(base_params)}
     for t in sorted(done, key=lambda t: (-t.user_attrs["val_accuracy"], t.number)):
@@ -192,11 +190,16 @@ def show(name: str, url: str | None = None, fidelity: Fidelity | None = None) ->
 
 def search_scores(h: study_mod.Handle) -> tuple[Fidelity, dict[int, float]]:
     """The search's fidelity and each completed trial's validation accuracy at it, for the rank check."""
+    val = {t.number: float(t.user_attrs["val_accuracy"]) for t in _scored(h)}
+    return Fidelity(h.training.epochs, h.training.train_limit), val
+
+
+def _scored(h: study_mod.Handle) -> list[Any]:
+    """The study's completed trials that have a validation accuracy (trained, not infeasible draws)."""
     import optuna
 
-    done = h.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    val = {t.number: float(t.user_attrs["val_accuracy"]) for t in done if t.user_attrs.get("val_accuracy") is not None}
-    return Fidelity(h.training.epochs, h.training.train_limit), val
+    return [t for t in h.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.user_attrs.get("val_accuracy") is not None]
 
 
 def _plan(h: study_mod.Handle, cands: list[Candidate], done: set[tuple[Fidelity, str, int]], splits: data_mod.Splits,
@@ -434,7 +437,7 @@ def rank_sentence(check: dict[str, Any]) -> str:
     n, rho, search = check["n"], check["spearman"], Fidelity(**check["search_fidelity"])
     head = (f"Fidelity check: the search's validation accuracy ({search.describe()}) against the confirmed mean"
             f" test accuracy of the same {n} configurations")
-    if rho is None or (isinstance(rho, float) and math.isnan(rho)):
+    if rho is None or math.isnan(rho):
         return head + ": not computable (it needs at least 3 configurations with distinct scores)."
     s = f"{head}: Spearman's rho = {rho:+.2f} (p = {check['p']:.2g})."
     if rho < 0.5:

@@ -83,6 +83,11 @@ class Dimension:
     step: float | None = None
     log: bool = False
 
+    @property
+    def continuous(self) -> bool:
+        """A float range without a step: two draws almost never repeat a value."""
+        return self.kind == "float" and not self.step
+
     def contains(self, v: Any) -> bool:
         """Is ``v`` a point of this dimension?"""
         if self.kind == "fixed":
