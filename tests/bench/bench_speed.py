@@ -24,9 +24,11 @@ the figures. The smoke sizes (seconds of budget, a few hundred images) only show
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime as dt
 import json
 import os
+import queue
 import re
 import statistics
 import subprocess
@@ -77,11 +79,15 @@ def space_text(base: str, *, training: dict[str, Any] | None = None, study: dict
     return text
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> tuple[float, str]:
-    """Run ``cnnsearch ARGS`` in a fresh process; returns (wall seconds, stderr)."""
+def cli(*args: str, env: dict[str, str] | None = None, core: int | None = None) -> tuple[float, str]:
+    """Run ``cnnsearch ARGS`` in a fresh process; returns (wall seconds, stderr).
+
+    ``core``: pin the process to that one CPU (TensorFlow then sizes its thread pools to it).
+    """
     t = time.time()
+    pin = (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
     p = subprocess.run([sys.executable, "-m", "cnnsearch.cli", *args], capture_output=True, text=True,
-                       env={**os.environ, **(env or {})})
+                       env={**os.environ, **(env or {})}, preexec_fn=pin)
     if p.returncode != 0:
         raise SystemExit(f"cnnsearch {' '.join(args)} failed ({p.returncode}):\n{p.stderr}")
     return time.time() - t, p.stderr
@@ -182,8 +188,9 @@ def bench_workers(a: argparse.Namespace) -> dict[str, Any]:
             url = f"sqlite:///{tmp / (tag + '.db')}"
             env = {"CNNSEARCH_STORAGE": url, "CNNSEARCH_DATA": a.data}
             cli("study", "create", "w", "--space", str(space), env=env)
+            # --seed: the variants of one repetition draw from the same sampler seed.
             seconds, err = cli("study", "run", "w", "--trials", "100000", "--timeout", str(a.minutes * 60),
-                               "--workers", workers, "--quiet", env=env)
+                               "--workers", workers, "--seed", str(rep), "--quiet", env=env)
             n = len(_finished(url, "w"))
             rates[v].append(n / seconds * 3600)
             log(f"workers rep {rep + 1}: --workers {workers}{f' spe={spe}' if spe else ''}: {n} trials"
@@ -200,7 +207,7 @@ def bench_workers(a: argparse.Namespace) -> dict[str, Any]:
 
 # strategies ---------------------------------------------------------------------------------------------
 
-def run_strategy(label: str, seed: int, a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+def run_strategy(label: str, seed: int, a: argparse.Namespace, tmp: Path, core: int | None = None) -> dict[str, Any]:
     sampler, pruner = STRATEGIES[label]
     training = {"train_limit": a.train_limit} if a.train_limit else {}
     if a.epochs:
@@ -214,7 +221,8 @@ def run_strategy(label: str, seed: int, a: argparse.Namespace, tmp: Path) -> dic
     cli("study", "create", "s", "--space", str(space), env=env)
     t0 = time.time()
     # --seed: `study run` otherwise seeds its sampler at random; the seeds make the runs reproducible.
-    cli("study", "run", "s", "--trials", "100000", "--timeout", str(budget), "--seed", str(seed), "--quiet", env=env)
+    cli("study", "run", "s", "--trials", "100000", "--timeout", str(budget), "--seed", str(seed), "--quiet", env=env,
+        core=core)
     from optuna.trial import TrialState
 
     from cnnsearch import study as study_mod
@@ -244,17 +252,35 @@ def bench_strategies(a: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-strategies-"))
     labels = [s.strip() for s in a.strategies.split(";")] if a.strategies else list(STRATEGIES)
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in labels}
-    for seed in range(a.seeds):
-        order = labels[seed % len(labels):] + labels[:seed % len(labels)]  # alternate who goes first
-        for label in order:
-            r = run_strategy(label, seed, a, tmp)
-            runs[label].append(r)
-            log(f"strategies seed {seed} {label:<19} {r['trials']:3d} trials ({r['pruned']} pruned), baseline val"
-                f" {r['baseline_val']:.4f} at {r['baseline_seconds']:.0f} s, reached by a searched trial after"
-                f" {_seconds(r['seconds_to_baseline'])};"
-                f" best val at 1/4, 1/2, 1 of {a.minutes:g} min: "
-                + ", ".join("-" if v is None else f"{v:.4f}" for v in r["best_at"].values()))
-    log(f"strategies: {a.seeds} seeds, {a.minutes:g} min each (mean ± sd [min-max]):")
+    # Alternate who goes first (and, with --parallel, who shares the machine with whom) from seed to seed.
+    jobs = [(label, seed) for seed in range(a.seeds)
+            for label in labels[seed % len(labels):] + labels[:seed % len(labels)]]
+    cores: queue.Queue[int | None] = queue.Queue()
+    for c in (sorted(os.sched_getaffinity(0))[:a.parallel] if a.parallel > 1 else [None]):
+        cores.put(c)
+
+    def one(job: tuple[str, int]) -> None:
+        label, seed = job
+        core = cores.get()
+        try:
+            r = run_strategy(label, seed, a, tmp, core)
+        finally:
+            cores.put(core)
+        r["seed"] = seed
+        runs[label].append(r)
+        log(f"strategies seed {seed} {label:<19} {r['trials']:3d} trials ({r['pruned']} pruned), baseline val"
+            f" {r['baseline_val']:.4f} at {r['baseline_seconds']:.0f} s, reached by a searched trial after"
+            f" {_seconds(r['seconds_to_baseline'])};"
+            f" best val at 1/4, 1/2, 1 of {a.minutes:g} min: "
+            + ", ".join("-" if v is None else f"{v:.4f}" for v in r["best_at"].values())
+            + ("" if core is None else f" (core {core})"))
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, a.parallel)) as pool:
+        for f in [pool.submit(one, job) for job in jobs]:
+            f.result()  # a failed run stops the benchmark with its error
+    log(f"strategies: {a.seeds} seeds, {a.minutes:g} min each"
+        f"{f', {a.parallel} runs at a time, each pinned to one core (1 thread)' if a.parallel > 1 else ''}"
+        f" (mean ± sd [min-max]):")
     for label in labels:
         rs = runs[label]
         reached = [r["seconds_to_baseline"] for r in rs if r["seconds_to_baseline"] is not None]
@@ -290,6 +316,8 @@ def main() -> None:
         if name == "strategies":
             s.add_argument("--seeds", type=int, default=3, help="study seeds per strategy")
             s.add_argument("--strategies", default="", help=f"';'-separated subset of {'; '.join(STRATEGIES)}")
+            s.add_argument("--parallel", type=int, default=1,
+                           help="runs at a time, each pinned to its own core (1 = one run with every core)")
     a = p.parse_args()
     if a.which == "spe-child":
         spe_child(int(a.threads), a.data, a.train_limit, a.epochs, a.reps, [int(v) for v in a.values.split(",")])
