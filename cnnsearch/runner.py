@@ -25,14 +25,41 @@ from cnnsearch.objective import Objective, process_start
 from cnnsearch.storage import STORAGE_ENV, experimental_ok, storage_error
 from cnnsearch.study import (WORKER_ENV, Handle, baseline_trial, ensure_baseline_queued, load, param_count,
                              settings_of, trial_attr, write_note)
+from cnnsearch.train import available_cores
 
 #: Seconds a worker gets to record its interrupted trial after the signal is passed on, before it is killed.
 WORKER_STOP_S = 60
 
 
-#: What ``--workers auto`` means: one process with every core's threads, until tests/bench/bench_speed.py
-#: workers has compared 1 and 2 processes on an idle machine (issue 12).
-AUTO_WORKERS = 1
+#: Worker processes that ``--workers auto`` (``study run``'s default) starts on a CPU with >= 2 cores:
+#: tests/bench/bench_speed.py workers (issue 12), 2026-11-29 on an idle 2-core AMD EPYC at seed.toml's
+#: fidelity, median of 3 alternating 4-minute runs: two one-thread processes finished 195 trials an hour,
+#: one two-thread process 81 (2.4x; 1.9-3.0x rep by rep). Small models are dominated by per-step overhead,
+#: which one thread per process pays without waiting for the other core. More than 2 was not measured.
+AUTO_WORKERS = 2
+
+
+def _nvidia_gpu_visible() -> bool:
+    # Without importing TensorFlow (seconds): an NVIDIA device node that CUDA_VISIBLE_DEVICES does not hide.
+    import glob
+
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return bool(glob.glob("/dev/nvidia[0-9]*"))
+
+
+def auto_workers(trials: int, cores: int | None = None, gpu: bool | None = None) -> int:
+    """What ``--workers auto`` means for a run of ``trials`` new trials on this machine.
+
+    :data:`AUTO_WORKERS` processes, by measurement, except where more than one cannot pay: fewer than
+    2 trials to run, fewer than 2 cores, or an NVIDIA GPU (each TensorFlow process would claim the
+    whole GPU's memory, its default).
+    """
+    cores = available_cores() if cores is None else cores
+    gpu = _nvidia_gpu_visible() if gpu is None else gpu
+    if trials < 2 or cores < 2 or gpu:
+        return 1
+    return min(AUTO_WORKERS, cores)
 
 #: Infeasible draws in a row that stop a run (the sampler is not finding the feasible region).
 MAX_INFEASIBLE_IN_A_ROW = 200
@@ -123,6 +150,19 @@ def run(
     return handle
 
 
+def _study_splits(handle: Handle, data_path: str | None) -> data_mod.Splits:
+    """The study's data, split at its fidelity; a DataError if missing, changed or too small for the reference."""
+    ds = provenance.load(handle.study, data_path)
+    splits = data_mod.split(ds, train_limit=handle.training.train_limit)
+    try:
+        summarize(points.spec_from_values(points.baseline_params(handle.space), handle.space), splits.input_shape,
+                  splits.n_classes)
+    except ArchitectureError as exc:
+        raise DataError(f"{ds.source}: images of {splits.input_shape} are too small for the reference"
+                        f" model: {exc}") from exc
+    return splits
+
+
 def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None, url: str | None,
          on_trial: Callable[[TrialLine], None] | None, verbose: int, worker: bool, seed: int | None,
          on_plan: Callable[[int, int, float | None], None] | None = None,
@@ -130,13 +170,7 @@ def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None
          on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Handle:
     handle = load(name, url, heartbeat=True, seed=seed)
     study, sp, cfg = handle.study, handle.space, handle.training
-    ds = provenance.load(study, data_path)
-    splits = data_mod.split(ds, train_limit=cfg.train_limit)
-    try:
-        summarize(points.spec_from_values(points.baseline_params(sp), sp), splits.input_shape, splits.n_classes)
-    except ArchitectureError as exc:
-        raise DataError(f"{ds.source}: images of {splits.input_shape} are too small for the reference"
-                        f" model: {exc}") from exc
+    splits = _study_splits(handle, data_path)
     # A worker that died without a word leaves its trial RUNNING: fail it now (and re-queue it once,
     # through the heartbeat callback) rather than at the next trial start, which --trials 0 never reaches.
     with experimental_ok():
@@ -233,9 +267,12 @@ def run_workers(
     if workers < 1:
         raise ConfigError(f"--workers: expected >= 1; received {workers}")
     h = load(name, url)
+    # Bad data is one error line from here, not one from each worker; a first run also records the
+    # study's data here, once, before the workers start.
+    _study_splits(h, data_path)
     total = trials + (1 if ensure_baseline_queued(h.study, h.space) else 0)
     shares = [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
-    threads = max(1, (cores or os.cpu_count() or 1) // workers)
+    threads = max(1, (cores or available_cores()) // workers)
     # The storage URL goes by environment, not argv: a PostgreSQL password would show in `ps`.
     base_cmd = [sys.executable, "-m", "cnnsearch.runner", name, "--threads", str(threads)]
     if timeout is not None:
@@ -423,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["AUTO_WORKERS", "TrialLine", "fail_stale", "fail_stale_trials", "main", "run", "run_workers"]
+__all__ = ["AUTO_WORKERS", "TrialLine", "auto_workers", "fail_stale", "fail_stale_trials", "main", "run",
+           "run_workers"]
 
 
 if __name__ == "__main__":

@@ -156,7 +156,7 @@ def device_line(threads: int | None = None) -> str:
             names.append(str(details.get("device_name") or gpu.name))
         return f"GPU {', '.join(names)}"
     if not threads:
-        threads = tf.config.threading.get_intra_op_parallelism_threads() or _available_cores()
+        threads = tf.config.threading.get_intra_op_parallelism_threads() or available_cores()
     return f"CPU {cpu_model()}, {threads} thread{'s' if threads != 1 else ''}"
 
 
@@ -174,7 +174,8 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def _available_cores() -> int:
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask: containers, taskset), else the count."""
     try:
         return len(os.sched_getaffinity(0))  # the cores this process may run on (containers, taskset)
     except AttributeError:  # not on Linux

@@ -11,6 +11,11 @@ from typing import Iterator
 import numpy as np
 import pytest
 
+# `study run` defaults to --workers auto (2 processes on >= 2 cores). The suite checks the one-process
+# run (its lines, progress, signals) unless a test passes --workers; the default itself has its own tests
+# (test_reuse.py), which remove this variable.
+os.environ["CNNSEARCH_WORKERS"] = "1"
+
 #: Tiny data: 12x12 images of 3 classes, a bright bar whose position is the class.
 TINY_SIDE = 12
 TINY_CLASSES = 3

@@ -109,19 +109,79 @@ def test_each_worker_names_its_device_first(tmp_path: Path, tiny_space: Path, ti
     assert q.returncode == 0 and "training on" not in q.stderr, q.stderr
 
 
-def test_workers_auto_and_bad_values(tmp_path: Path, tiny_space: Path, tiny_npz: Path,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """--workers auto is accepted (= runner.AUTO_WORKERS, one process until measured); 0 and words are usage errors."""
+def test_auto_workers_rule() -> None:
+    """auto = the measured 2 processes on >= 2 cores; 1 where more cannot pay (1 trial, 1 core, a GPU)."""
     from cnnsearch import runner
 
+    assert runner.AUTO_WORKERS == 2
+    assert runner.auto_workers(10, cores=2, gpu=False) == 2
+    assert runner.auto_workers(10, cores=16, gpu=False) == 2
+    assert runner.auto_workers(1, cores=2, gpu=False) == 1
+    assert runner.auto_workers(0, cores=2, gpu=False) == 1
+    assert runner.auto_workers(10, cores=1, gpu=False) == 1
+    assert runner.auto_workers(10, cores=2, gpu=True) == 1
+
+
+def test_workers_auto_and_bad_values(tmp_path: Path, tiny_space: Path, tiny_npz: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """No --workers means auto (= runner.auto_workers: here 1 for a single trial, else as the machine allows);
+    CNNSEARCH_WORKERS sets it too; 0 and words are usage errors, from the option and from the variable."""
+    import subprocess
+    import sys
+
+    from cnnsearch import runner
+
+    monkeypatch.delenv("CNNSEARCH_WORKERS", raising=False)
     monkeypatch.setenv("CNNSEARCH_STORAGE", f"sqlite:///{tmp_path / 'w.db'}")
     monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
     assert CliRunner().invoke(main, ["study", "create", "w", "--space", str(tiny_space)]).exit_code == 0
     h = study_mod.load("w")
     h.study.tell(h.study.ask(), 0.5)
-    r = CliRunner().invoke(main, ["study", "run", "w", "--trials", "0", "--workers", "auto", "--no-report"])
+    # One trial to run: auto is one process, which prints the device first.
+    r = CliRunner().invoke(main, ["study", "run", "w", "--trials", "1", "--no-report"])
     assert r.exit_code == 0, r.output
-    assert runner.AUTO_WORKERS == 1 and r.stderr.splitlines()[0].startswith("training on CPU ")
+    assert r.stderr.splitlines()[0].startswith("training on CPU "), r.stderr
+    # Two trials: as many processes as auto_workers says for this machine (2 on the 2-core CI machine).
+    # A real process: the workers write to the stderr they inherit, which CliRunner does not capture.
+    expected = runner.auto_workers(2)
+    before = len(study_mod.load("w").study.trials)
+    env = {k: v for k, v in os.environ.items() if k != "CNNSEARCH_WORKERS"}
+    q = subprocess.run([sys.executable, "-m", "cnnsearch.cli", "study", "run", "w", "--trials", "2", "--no-report"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert q.returncode == 0, q.stderr
+    lines = q.stderr.splitlines()
+    worker_pids = {line.split()[1] for line in lines if line.startswith("worker ")}
+    if expected > 1:
+        assert lines[0].startswith(f"--workers auto: {expected} worker processes"), q.stderr
+        assert len(worker_pids) == expected, q.stderr
+    else:
+        assert lines[0].startswith("training on CPU ") and not worker_pids, q.stderr
+    assert len(study_mod.load("w").study.trials) == before + 2, q.stderr  # exactly --trials, in any case
+    monkeypatch.setenv("CNNSEARCH_WORKERS", "1")
+    r = CliRunner().invoke(main, ["study", "run", "w", "--trials", "0", "--no-report"])
+    assert r.exit_code == 0 and r.stderr.splitlines()[0].startswith("training on CPU "), r.output
     for bad in ("0", "two"):
         r = CliRunner().invoke(main, ["study", "run", "w", "--trials", "0", "--workers", bad])
         assert r.exit_code == 2 and "expected a whole number >= 1 or 'auto'" in r.stderr, r.output
+        monkeypatch.setenv("CNNSEARCH_WORKERS", bad)
+        r = CliRunner().invoke(main, ["study", "run", "w", "--trials", "0"])
+        assert r.exit_code == 2 and "expected a whole number >= 1 or 'auto'" in r.stderr, r.output
+
+
+def test_bad_data_with_workers_is_one_line(tmp_path: Path, tiny_space: Path, tiny_npz: Path) -> None:
+    """With several workers, missing data is one error line from the parent (no worker starts), exit 1."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    study_mod.create("b", tiny_space, url)
+    env = {**os.environ, "CNNSEARCH_STORAGE": url}
+    missing = tmp_path / "nowhere.npz"
+    q = subprocess.run([sys.executable, "-m", "cnnsearch.cli", "study", "run", "b", "--trials", "4", "--workers", "2",
+                        "--data", str(missing), "--no-report"], capture_output=True, text=True, env=env, timeout=600)
+    lines = [line for line in q.stderr.splitlines() if line.strip()]
+    assert q.returncode == 1 and len(lines) == 1, q.stderr
+    assert lines[0].startswith("cnnsearch: error:") and str(missing) in lines[0], q.stderr
+    assert "Traceback" not in q.stderr and not any(line.startswith("worker ") for line in lines)
+    # Nothing stored was touched: the queued baseline is still the only trial, still waiting.
+    assert [t.state for t in study_mod.load("b", url).study.trials] == [TrialState.WAITING]

@@ -2,7 +2,7 @@
 
     python tests/bench/bench_speed.py spe        [--reps 3] [--train-limit 6000] [--epochs 2]
     python tests/bench/bench_speed.py workers    [--reps 3] [--minutes 5]
-    python tests/bench/bench_speed.py strategies [--seeds 3] [--minutes 15]
+    python tests/bench/bench_speed.py strategies [--seeds 3] [--minutes 15] [--parallel 2]
 
 spe:        Keras steps_per_execution 1 vs 8 vs 32, for the reference model and a small (8/16 filters) one,
             at 1 and 2 TensorFlow threads: seconds per training epoch (fit, incl. validation) and seconds to
@@ -15,7 +15,9 @@ strategies: TPE+median, TPE+hyperband (min_resource 1 epoch), TPE+successive hal
             pruning on seed.toml's space and fidelity, one `study run --timeout BUDGET` per strategy and seed
             (fresh storage each: every run trains its baseline), alternating strategies within each seed:
             time to the first searched trial reaching the in-study baseline's val accuracy, and best val
-            accuracy at 1/4, 1/2 and 1 of the budget (mean, spread).
+            accuracy at 1/4, 1/2 and 1 of the budget (mean, spread). --parallel 2 runs two at a time,
+            each pinned to its own core (one TensorFlow thread): half the wall time, and every run
+            gets what one `--workers 2` process gets.
 
 These print figures; they are not tests. Run them on an otherwise idle machine. ``--json FILE`` also writes
 the figures. The smoke sizes (seconds of budget, a few hundred images) only show that they run.
@@ -253,7 +255,7 @@ def bench_strategies(a: argparse.Namespace) -> dict[str, Any]:
     labels = [s.strip() for s in a.strategies.split(";")] if a.strategies else list(STRATEGIES)
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in labels}
     # Alternate who goes first (and, with --parallel, who shares the machine with whom) from seed to seed.
-    jobs = [(label, seed) for seed in range(a.seeds)
+    jobs = [(label, seed) for seed in range(a.first_seed, a.first_seed + a.seeds)
             for label in labels[seed % len(labels):] + labels[:seed % len(labels)]]
     cores: queue.Queue[int | None] = queue.Queue()
     for c in (sorted(os.sched_getaffinity(0))[:a.parallel] if a.parallel > 1 else [None]):
@@ -315,6 +317,8 @@ def main() -> None:
             s.add_argument("--variants", default="1,2", help="--workers values, optionally :steps_per_execution")
         if name == "strategies":
             s.add_argument("--seeds", type=int, default=3, help="study seeds per strategy")
+            s.add_argument("--first-seed", type=int, default=0,
+                           help="first study seed (to add seeds to an earlier run's figures)")
             s.add_argument("--strategies", default="", help=f"';'-separated subset of {'; '.join(STRATEGIES)}")
             s.add_argument("--parallel", type=int, default=1,
                            help="runs at a time, each pinned to its own core (1 = one run with every core)")
