@@ -43,7 +43,7 @@ def _nvidia_gpu_visible() -> bool:
     # Without importing TensorFlow (seconds): an NVIDIA device node that CUDA_VISIBLE_DEVICES does not hide.
     import glob
 
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
         return False
     return bool(glob.glob("/dev/nvidia[0-9]*"))
 

@@ -177,7 +177,7 @@ def cpu_model() -> str:
 def available_cores() -> int:
     """The CPU cores this process may run on (its affinity mask: containers, taskset), else the count."""
     try:
-        return len(os.sched_getaffinity(0))  # the cores this process may run on (containers, taskset)
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
 
