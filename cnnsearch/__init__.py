@@ -1,8 +1,8 @@
 """cnnsearch: choose a CNN's filters, kernels, pools and dropout by evidence, not instinct."""
 
-from cnnsearch.arch import ArchSpec, build_model, summarize
-from cnnsearch.data import Dataset, Splits, load, split
-from cnnsearch.errors import (
+from cnnsearch.model.arch import ArchSpec, build_model, summarize
+from cnnsearch.ground.data import Dataset, Splits, load, split
+from cnnsearch.ground.errors import (
     ArchitectureError,
     CnnsearchError,
     ConfigError,
@@ -10,10 +10,10 @@ from cnnsearch.errors import (
     StorageError,
     TrialFailed,
 )
-from cnnsearch.train import TrainConfig, TrainResult, fit
+from cnnsearch.model.train import TrainConfig, TrainResult, fit
+from cnnsearch.ground.version import __version__
 
 __all__ = [
     "ArchSpec", "ArchitectureError", "CnnsearchError", "ConfigError", "DataError", "Dataset", "Splits",
     "StorageError", "TrainConfig", "TrainResult", "TrialFailed", "build_model", "fit", "load", "split", "summarize",
 ]
-__version__ = "0.1.0"

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from cnnsearch.arch import ArchSpec, build_model, conv_output, summarize
-from cnnsearch.errors import ArchitectureError
+from cnnsearch.model.arch import ArchSpec, build_model, conv_output, summarize
+from cnnsearch.ground.errors import ArchitectureError
 
 
 def test_seed_spec_matches_the_reference() -> None:
@@ -64,7 +64,7 @@ def test_keras_agrees_with_arithmetic(spec: ArchSpec, input_shape: tuple[int, in
 
 
 def test_build_model_rejects_without_importing_keras(monkeypatch: pytest.MonkeyPatch) -> None:
-    import cnnsearch._tf as tfmod
+    import cnnsearch.ground._tf as tfmod
 
     def boom() -> None:
         raise AssertionError("Keras was touched for an invalid spec")
@@ -75,7 +75,7 @@ def test_build_model_rejects_without_importing_keras(monkeypatch: pytest.MonkeyP
 
 
 def test_reference_figures_have_one_owner() -> None:
-    from cnnsearch.arch import REFERENCE
+    from cnnsearch.model.arch import REFERENCE
 
     assert summarize(ArchSpec(), (28, 28, 1), 10).params == REFERENCE.params
     assert (REFERENCE.test_accuracy, REFERENCE.test_loss, REFERENCE.epochs) == (0.9915, 0.0284, 20)
@@ -84,8 +84,8 @@ def test_reference_figures_have_one_owner() -> None:
 
 
 def test_from_dict_checks_share_one_message() -> None:
-    from cnnsearch.errors import ConfigError
-    from cnnsearch.train import TrainConfig
+    from cnnsearch.ground.errors import ConfigError
+    from cnnsearch.model.train import TrainConfig
 
     with pytest.raises(ArchitectureError, match=r"unknown ArchSpec field\(s\) colour; known: augment, batch_norm, conv_filters"):
         ArchSpec.from_dict({"colour": 1})

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cnnsearch.arch import REFERENCE
+from cnnsearch.model.arch import REFERENCE
 from cnnsearch.cli import main
-from cnnsearch.errors import StorageError
-from cnnsearch.train import TrainConfig
+from cnnsearch.ground.errors import StorageError
+from cnnsearch.model.train import TrainConfig
 
 
 def test_help_lists_commands() -> None:
@@ -51,7 +51,7 @@ def test_missing_data_is_one_line_exit_1(tmp_path: Path) -> None:
 
 
 def test_no_hidden_worker_options() -> None:
-    # Workers have their own entry point (python -m cnnsearch.runner): the CLI has no internal flags.
+    # Workers have their own entry point (python -m cnnsearch.search.runner): the CLI has no internal flags.
     for flag in ("--worker", "--threads"):
         r = CliRunner().invoke(main, ["study", "run", "x", flag])
         assert r.exit_code == 2 and "No such option" in r.output
@@ -70,7 +70,7 @@ def test_debug_is_not_an_environment_variable(tmp_path: Path, monkeypatch: pytes
 
 
 def test_runner_entry_point_has_its_own_arguments() -> None:
-    r = subprocess.run([sys.executable, "-m", "cnnsearch.runner", "--help"], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "cnnsearch.search.runner", "--help"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and "--trials" in r.stdout and "--threads" in r.stdout
 
@@ -111,7 +111,7 @@ def test_delete_with_stdin_closed_is_a_no(tmp_path: Path, tiny_space: Path) -> N
     import subprocess
     import sys
 
-    from cnnsearch import study as study_mod
+    from cnnsearch.search import study as study_mod
 
     url = f"sqlite:///{tmp_path / 'd.db'}"
     study_mod.create("keepme", tiny_space, url)

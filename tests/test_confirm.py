@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cnnsearch import confirm
-from cnnsearch import runner
-from cnnsearch import study as study_mod
+from cnnsearch.evidence import confirm
+from cnnsearch.search import runner
+from cnnsearch.search import study as study_mod
 from cnnsearch.cli import main
 
 
@@ -99,7 +99,7 @@ def test_confirm_runs_resumes_and_shows_without_training(tmp_path: Path, tiny_sp
     assert json.loads(shown.stdout)["verdicts"] == doc["verdicts"]
     other = CliRunner().invoke(main, ["study", "confirm", "c", "--show", "--epochs", "20"])
     assert other.exit_code == 0 and "no confirmation runs stored for 'c' at 20 epochs" in other.stdout
-    from cnnsearch import report as report_mod
+    from cnnsearch.report import page as report_mod
 
     text = report_mod.build("c", models=False)
     answer = text.split("<section id='answer'>")[1].split("</section>")[0]
@@ -134,7 +134,7 @@ def test_candidates_differing_only_in_a_continuous_value_are_one_configuration(t
                      "learning_rate = { low = 0.1, high = 2.0, log = true }\n")
     study_mod.create("lr", space, f"sqlite:///{tmp_path / 'lr.db'}")
     h = study_mod.load("lr", f"sqlite:///{tmp_path / 'lr.db'}")
-    from cnnsearch import points
+    from cnnsearch.search import points
 
     # trial 0 is the baseline the study queued at create; then four searched points
     for filters, lr, val in [(None, None, 0.97), (16, 1.10, 0.990), (16, 1.15, 0.989), (8, 0.5, 0.985),

@@ -10,10 +10,12 @@ import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
-from cnnsearch import limits, points, runner
-from cnnsearch import space as space_mod
-from cnnsearch import study as study_mod
-from cnnsearch.arch import ArchSpec, summarize
+from cnnsearch.search import limits
+from cnnsearch.search import points
+from cnnsearch.search import runner
+from cnnsearch.search import space as space_mod
+from cnnsearch.search import study as study_mod
+from cnnsearch.model.arch import ArchSpec, summarize
 from cnnsearch.cli import main
 
 # On 12x12 images: the reference has 132,099 params; conv 4/8 filters with a 16-unit head about 2,500.

@@ -15,8 +15,9 @@ from typing import Callable, Iterator
 import pytest
 from click.testing import CliRunner
 
-from cnnsearch import records, runner
-from cnnsearch import study as study_mod
+from cnnsearch.search import browse as records
+from cnnsearch.search import runner
+from cnnsearch.search import study as study_mod
 from cnnsearch.cli import main
 
 

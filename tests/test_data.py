@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
-from cnnsearch import data
+from cnnsearch.ground import data
 from cnnsearch.cli import main
-from cnnsearch.errors import DataError
+from cnnsearch.ground.errors import DataError
 from conftest import make_tiny, write_idx
 
 
@@ -238,7 +238,7 @@ def test_baseline_on_5x5_images_names_the_file(tmp_path: Path) -> None:
 
 
 def test_train_limit_beyond_the_data_is_refused(tiny_npz: Path) -> None:
-    from cnnsearch.errors import ConfigError
+    from cnnsearch.ground.errors import ConfigError
 
     ds = data.load(tiny_npz)
     assert len(data.split(ds, train_limit=216).x_train) == 216  # exactly all of them is fine

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cnnsearch.arch import ArchSpec
-from cnnsearch.describe import choices, rate
+from cnnsearch.model.arch import ArchSpec
+from cnnsearch.ground.describe import choices, rate
 
 
 def test_reference_renders_as_in_the_readme() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cnnsearch.estimate import epoch_seconds, speed, work
+from cnnsearch.evidence.estimate import epoch_seconds, speed, work
 
 
 def test_speed_scales_by_images_and_flops() -> None:
@@ -20,7 +20,7 @@ def test_speed_scales_by_images_and_flops() -> None:
 
 
 def test_confirm_plan_text() -> None:
-    from cnnsearch.estimate import plan
+    from cnnsearch.evidence.estimate import plan
 
     trials = [{"epoch_seconds": [4.0, 4.0], "flops": 1000}]
     p = plan(trials, 12_000, 6_000, [1000] * 12, configs=4, seeds=3, epochs=20, train_images=54_000)

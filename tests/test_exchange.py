@@ -13,10 +13,11 @@ import pytest
 from click.testing import CliRunner
 from conftest import TINY_SPACE, make_tiny
 
-from cnnsearch import exchange, runner
-from cnnsearch import study as study_mod
+from cnnsearch.search import exchange
+from cnnsearch.search import runner
+from cnnsearch.search import study as study_mod
 from cnnsearch.cli import main
-from cnnsearch.errors import ConfigError
+from cnnsearch.ground.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from matplotlib.colors import to_hex
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import create_trial
 
-from cnnsearch import viz
+from cnnsearch.model import viz
 
 #: The report's model column at a 1366 px screen (two columns in a 1300 px page, 16 px apart).
 COLUMN_PX = 642

@@ -1,4 +1,4 @@
-"""cnnsearch.forward (predict_proba, feature_maps) equals Keras's on every layer kind of the plan."""
+"""cnnsearch.model.forward (predict_proba, feature_maps) equals Keras's on every layer kind of the plan."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnsearch import forward
-from cnnsearch.arch import ArchSpec, build_model, plan, read_weights, summarize
+from cnnsearch.model import forward
+from cnnsearch.model.arch import ArchSpec, build_model, plan, read_weights, summarize
 
 SPECS = {
     "reference": ArchSpec(conv_filters=(4, 8), dense_units=16),
@@ -39,7 +39,7 @@ def _randomised(spec: ArchSpec, shape: tuple[int, int, int], n_classes: int) -> 
 
 @pytest.mark.parametrize("name", list(SPECS))
 def test_numpy_forward_equals_keras_predict(name: str, tmp_path: Path) -> None:
-    from cnnsearch._tf import keras
+    from cnnsearch.ground._tf import keras
 
     spec, shape, n_classes = SPECS[name], (12, 12, 1), 3
     model = _randomised(spec, shape, n_classes)

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnsearch import im2col
+from cnnsearch.model import im2col
 
 
 def _keras_layer(layer_cls: str, x: np.ndarray, **kwargs) -> np.ndarray:  # type: ignore[no-untyped-def]
-    from cnnsearch._tf import keras
+    from cnnsearch.ground._tf import keras
 
     K = keras()
     layer = getattr(K.layers, layer_cls)(**kwargs)
@@ -26,7 +26,7 @@ def _keras_layer(layer_cls: str, x: np.ndarray, **kwargs) -> np.ndarray:  # type
 def test_conv2d_equals_keras(k: int, stride: int, padding: str, cin: int, cout: int, size: int) -> None:
     rng = np.random.default_rng(k * 100 + stride)
     x = rng.standard_normal((5, size, size, cin)).astype(np.float32)
-    from cnnsearch._tf import keras
+    from cnnsearch.ground._tf import keras
 
     layer = keras().layers.Conv2D(cout, k, strides=stride, padding=padding, bias_initializer="random_normal")
     expected = np.asarray(layer(x))
@@ -53,7 +53,7 @@ def test_pooling_equals_keras(kind: str, pool: int, stride: int | None, padding:
 
 
 def test_no_tensorflow_import() -> None:
-    code = "import sys, cnnsearch.im2col; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    code = "import sys, cnnsearch.model.im2col; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -63,7 +63,7 @@ def test_extra_memory_stays_under_budget() -> None:
     # budget + 300 MB (input and output, held by the caller, are allocated and touched first).
     code = textwrap.dedent("""
         import numpy as np
-        from cnnsearch import im2col
+        from cnnsearch.model import im2col
 
         def hwm():
             for line in open("/proc/self/status"):
@@ -86,10 +86,10 @@ def test_extra_memory_stays_under_budget() -> None:
 
 @pytest.mark.mnist
 def test_equals_trained_baseline_layers_on_all_test_images(mnist_path: Path) -> None:
-    from cnnsearch import data
-    from cnnsearch.arch import ArchSpec
-    from cnnsearch.train import TrainConfig, fit
-    from cnnsearch import forward
+    from cnnsearch.ground import data
+    from cnnsearch.model.arch import ArchSpec
+    from cnnsearch.model.train import TrainConfig, fit
+    from cnnsearch.model import forward
 
     ds = data.load(mnist_path)
     result = fit(ArchSpec(), data.split(ds, train_limit=3000), TrainConfig(epochs=1, train_limit=3000))
@@ -99,7 +99,7 @@ def test_equals_trained_baseline_layers_on_all_test_images(mnist_path: Path) -> 
     worst = 0.0
     for i in range(0, len(ds.x_test), 2500):
         x = ds.x_test[i:i + 2500]
-        from cnnsearch._tf import keras
+        from cnnsearch.ground._tf import keras
 
         probe = keras().Model(model.inputs, [model.get_layer("conv1").output, model.get_layer("conv2").output])
         k1, k2 = probe.predict(x, verbose=0)

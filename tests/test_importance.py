@@ -9,7 +9,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import create_trial
 
-from cnnsearch import importance
+from cnnsearch.evidence import importance
 
 DISTS = {"conv1_filters": CategoricalDistribution([8, 16, 32, 64]), "conv1_kernel": CategoricalDistribution([3, 5]),
          "pool_size": CategoricalDistribution([2, 3, 4]), "dropout_dense": FloatDistribution(0.0, 0.7, step=0.05),

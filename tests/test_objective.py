@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner, Result
 from optuna.trial import TrialState
 
-from cnnsearch import storage
-from cnnsearch import study as study_mod
-from cnnsearch.errors import StorageError
-from cnnsearch.objective import model_file
+from cnnsearch.records import storage
+from cnnsearch.search import study as study_mod
+from cnnsearch.ground.errors import StorageError
+from cnnsearch.search.objective import model_file
 from cnnsearch.cli import main
 from conftest import TINY_SPACE, SmallFs
 from test_storage import one_error_line  # one helper for "one error line, exit 1" (shared with the storage tests)
@@ -101,7 +101,8 @@ def test_an_error_raised_by_the_signal_inside_c_code_is_the_interrupt(env: str, 
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """The signal handler's exception can surface from C code as another error (seen in CI under load:
     "SystemError: Objects/listobject.c:338: bad argument to internal function"): still an interrupted trial."""
-    from cnnsearch import interrupt, train
+    from cnnsearch.ground import interrupt
+    from cnnsearch.model import train
 
     monkeypatch.setattr(interrupt, "_received", [])
 

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
-from cnnsearch import runner
-from cnnsearch import study as study_mod
+from cnnsearch.search import runner
+from cnnsearch.search import study as study_mod
 from cnnsearch.cli import main
 from conftest import TINY_SPACE
 

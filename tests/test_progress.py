@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 
-from cnnsearch.progress import Progress, duration, metrics_text
+from cnnsearch.ground.progress import Progress, duration, metrics_text
 
 ANSI = re.compile(r"\x1b\[")
 
@@ -171,9 +171,9 @@ def test_study_run_on_a_terminal_draws_a_bar(tmp_path: Path, tiny_space: Path, t
 
 
 def test_trial_lines_fit_100_columns_for_seed_toml() -> None:
-    from cnnsearch.arch import ArchSpec
-    from cnnsearch.describe import choices
-    from cnnsearch.runner import TrialLine
+    from cnnsearch.model.arch import ArchSpec
+    from cnnsearch.ground.describe import choices
+    from cnnsearch.search.runner import TrialLine
 
     # The widest seed.toml point, trial 99 of 99, every state.
     widest = choices(ArchSpec(conv_filters=(64, 128), kernel_sizes=(5, 5), pool_size=4, dropout_conv=0.45,

@@ -11,10 +11,11 @@ import optuna
 import pytest
 from click.testing import CliRunner
 
-from cnnsearch import provenance, records
-from cnnsearch import study as study_mod
+from cnnsearch.ground import provenance
+from cnnsearch.search import browse as records
+from cnnsearch.search import study as study_mod
 from cnnsearch.cli import main
-from cnnsearch.errors import DataError
+from cnnsearch.ground.errors import DataError
 from conftest import make_tiny
 
 

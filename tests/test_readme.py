@@ -13,8 +13,8 @@ import click
 import pytest
 from click.shell_completion import ShellComplete
 
-from cnnsearch import space as space_mod
-from cnnsearch import study as study_mod
+from cnnsearch.search import space as space_mod
+from cnnsearch.search import study as study_mod
 from cnnsearch.cli import main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from cnnsearch import report as report_mod
-from cnnsearch import runner
-from cnnsearch import study as study_mod
-from cnnsearch.arch import ArchSpec, summarize
+from cnnsearch.report import page as report_mod
+from cnnsearch.search import runner
+from cnnsearch.search import study as study_mod
+from cnnsearch.model.arch import ArchSpec, summarize
 from cnnsearch.cli import main
 
 DISTS = {"conv1_filters": CategoricalDistribution([4, 8, 32]), "conv2_filters": CategoricalDistribution([8, 64]),
@@ -182,7 +182,7 @@ def _confirm_runs(h: study_mod.Handle, gains: dict[str, list[float]]) -> None:
     """Store confirmation runs as `study confirm` does (system attributes), without training."""
     import numpy as np
 
-    from cnnsearch import confirm
+    from cnnsearch.evidence import confirm
 
     labels = np.arange(1000) % 10
     confirm._store(h.study, "confirm_labels", confirm.encode(labels))

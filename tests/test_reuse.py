@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
-from cnnsearch import storage
-from cnnsearch import study as study_mod
+from cnnsearch.records import storage
+from cnnsearch.search import study as study_mod
 from cnnsearch.cli import main
 from conftest import TINY_SPACE, make_tiny
 
@@ -46,7 +46,7 @@ def test_second_study_reuses_the_baseline_and_others_train_their_own(
     assert study_mod.trial_attr(first, "training")["epochs"] == 2
 
     # Same spec, training settings, seed and data: no training at all (fit would raise).
-    import cnnsearch.train as train_mod
+    import cnnsearch.model.train as train_mod
 
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("the reused baseline was trained again")
@@ -98,12 +98,12 @@ def test_each_worker_names_its_device_first(tmp_path: Path, tiny_space: Path, ti
 
     url = f"sqlite:///{tmp_path / 'd.db'}"
     study_mod.create("d", tiny_space, url)
-    p = subprocess.run([sys.executable, "-m", "cnnsearch.runner", "d", "--trials", "0", "--storage", url,
+    p = subprocess.run([sys.executable, "-m", "cnnsearch.search.runner", "d", "--trials", "0", "--storage", url,
                         "--threads", "1", "--data", str(tiny_npz)], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     first = p.stderr.splitlines()[0]
     assert first.startswith("worker ") and " training on CPU " in first and first.endswith(", 1 thread"), first
-    q = subprocess.run([sys.executable, "-m", "cnnsearch.runner", "d", "--trials", "0", "--storage", url,
+    q = subprocess.run([sys.executable, "-m", "cnnsearch.search.runner", "d", "--trials", "0", "--storage", url,
                         "--threads", "1", "--data", str(tiny_npz), "--quiet"], capture_output=True, text=True,
                        timeout=300)
     assert q.returncode == 0 and "training on" not in q.stderr, q.stderr
@@ -111,7 +111,7 @@ def test_each_worker_names_its_device_first(tmp_path: Path, tiny_space: Path, ti
 
 def test_auto_workers_rule() -> None:
     """auto = the measured 2 processes on >= 2 cores; 1 where more cannot pay (1 trial, 1 core, a GPU)."""
-    from cnnsearch import runner
+    from cnnsearch.search import runner
 
     assert runner.AUTO_WORKERS == 2
     assert runner.auto_workers(10, cores=2, gpu=False) == 2
@@ -129,7 +129,7 @@ def test_workers_auto_and_bad_values(tmp_path: Path, tiny_space: Path, tiny_npz:
     import subprocess
     import sys
 
-    from cnnsearch import runner
+    from cnnsearch.search import runner
 
     monkeypatch.delenv("CNNSEARCH_WORKERS", raising=False)
     monkeypatch.setenv("CNNSEARCH_STORAGE", f"sqlite:///{tmp_path / 'w.db'}")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cnnsearch import shipped
-from cnnsearch import space as space_mod
+from cnnsearch.search import shipped
+from cnnsearch.search import space as space_mod
 from cnnsearch.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def test_installed_wheel_lists_shows_and_inits(wheel: Path, tmp_path: Path) -> N
         return subprocess.run([str(py), "-m", "cnnsearch.cli", *args], cwd=work, env=env, capture_output=True,
                               text=True, timeout=120)
 
-    where = subprocess.run([str(py), "-c", "import cnnsearch.shipped as s; print(s.folder())"], cwd=work, env=env,
+    where = subprocess.run([str(py), "-c", "import cnnsearch.search.shipped as s; print(s.folder())"], cwd=work, env=env,
                            capture_output=True, text=True)
     assert where.returncode == 0, where.stderr
     where = where.stdout.strip()

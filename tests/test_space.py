@@ -6,10 +6,11 @@ import pytest
 from click.testing import CliRunner
 from optuna.trial import FixedTrial
 
-from cnnsearch import points, space
-from cnnsearch.arch import ArchSpec
+from cnnsearch.search import points
+from cnnsearch.search import space
+from cnnsearch.model.arch import ArchSpec
 from cnnsearch.cli import main
-from cnnsearch.errors import ConfigError
+from cnnsearch.ground.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "studies").glob("*.toml"))

@@ -7,10 +7,12 @@ import re
 import pytest
 from optuna.trial import FixedTrial
 
-from cnnsearch import limits, points, space
-from cnnsearch.arch import ArchSpec
-from cnnsearch.errors import ConfigError
-from cnnsearch.train import TrainConfig
+from cnnsearch.search import limits
+from cnnsearch.search import points
+from cnnsearch.search import space
+from cnnsearch.model.arch import ArchSpec
+from cnnsearch.ground.errors import ConfigError
+from cnnsearch.model.train import TrainConfig
 
 NEW = """
 [training]
@@ -68,7 +70,7 @@ def test_small_space_holds_keras_io_like_winners() -> None:
     """studies/small.toml: the limits, and keras.io-like points with batch norm, shifts and Adam are feasible."""
     from pathlib import Path
 
-    from cnnsearch.arch import summarize
+    from cnnsearch.model.arch import summarize
 
     sp = space.load(Path(__file__).resolve().parents[1] / "studies" / "small.toml")
     assert (sp.study["max_params"], sp.study["max_flops"], sp.constrained) == (119988, 10_000_000, True)

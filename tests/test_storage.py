@@ -13,8 +13,8 @@ from typing import Iterator
 import pytest
 from click.testing import CliRunner, Result
 
-from cnnsearch import storage
-from cnnsearch import study as study_mod
+from cnnsearch.records import storage
+from cnnsearch.search import study as study_mod
 from cnnsearch.cli import main
 from conftest import SmallFs
 

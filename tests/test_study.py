@@ -16,11 +16,11 @@ import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
-from cnnsearch import runner
-from cnnsearch import storage
-from cnnsearch import study as study_mod
+from cnnsearch.search import runner
+from cnnsearch.records import storage
+from cnnsearch.search import study as study_mod
 from cnnsearch.cli import main
-from cnnsearch.objective import worker_lease
+from cnnsearch.search.objective import worker_lease
 from conftest import TINY_SPACE
 
 ITEM5_FIELDS = ("params", "val_accuracy", "test_accuracy", "test_loss", "param_count", "flops", "seconds",
@@ -426,7 +426,7 @@ dropout_dense = { low = 0.0, high = 0.5 }
 
 
 def _sampled(name: str, **load_kwargs: object) -> dict[str, object]:
-    from cnnsearch import points
+    from cnnsearch.search import points
 
     h = study_mod.load(name, **load_kwargs)  # type: ignore[arg-type]
     t = h.study.ask()
@@ -558,7 +558,7 @@ def test_a_run_in_which_every_trial_failed_exits_1(env: dict[str, str], tmp_path
 
 
 def test_importing_does_not_silence_optuna_warnings_process_wide() -> None:
-    code = ("import warnings, optuna, cnnsearch.runner, cnnsearch.report, cnnsearch.cli\n"
+    code = ("import warnings, optuna, cnnsearch.search.runner, cnnsearch.report.page, cnnsearch.cli\n"
             "print(any(f[2] is optuna.exceptions.ExperimentalWarning for f in warnings.filters))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
@@ -567,7 +567,7 @@ def test_importing_does_not_silence_optuna_warnings_process_wide() -> None:
 def test_experimental_features_are_quiet_where_used(tiny_space: Path) -> None:
     import warnings
 
-    from cnnsearch import space as space_mod
+    from cnnsearch.search import space as space_mod
 
     sp = space_mod.load(tiny_space)
     with warnings.catch_warnings(record=True) as seen:

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from cnnsearch import data
-from cnnsearch.arch import ArchSpec
-from cnnsearch.errors import ConfigError, TrialFailed
-from cnnsearch.train import TrainConfig, fit
+from cnnsearch.ground import data
+from cnnsearch.model.arch import ArchSpec
+from cnnsearch.ground.errors import ConfigError, TrialFailed
+from cnnsearch.model.train import TrainConfig, fit
 
 SMALL = ArchSpec(conv_filters=(8, 16), dense_units=32)
 
@@ -80,7 +80,7 @@ def test_fit_trains_on_what_split_kept(tiny_npz: Path) -> None:
 
 
 def test_trial_failed_is_not_a_fatal_error() -> None:
-    from cnnsearch.errors import CnnsearchError
+    from cnnsearch.ground.errors import CnnsearchError
 
     assert not issubclass(TrialFailed, CnnsearchError)
     failure = TrialFailed("kernel too large", kind="invalid_architecture")
@@ -110,9 +110,9 @@ def test_steps_per_execution_gives_the_same_history(tiny_npz: Path) -> None:
 
 _FIT_AT_THREADS = """
 import json, sys
-from cnnsearch import data
-from cnnsearch.arch import ArchSpec
-from cnnsearch.train import TrainConfig, configure_threads, fit
+from cnnsearch.ground import data
+from cnnsearch.model.arch import ArchSpec
+from cnnsearch.model.train import TrainConfig, configure_threads, fit
 configure_threads(intra_op=int(sys.argv[2]), inter_op=1)
 sp = data.split(data.load(sys.argv[1]))
 r = fit(ArchSpec(conv_filters=(8, 16), dense_units=32), sp, TrainConfig(epochs=2, batch_size=32, seed=5))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnsearch import confirm, verdict
+from cnnsearch.evidence import confirm
+from cnnsearch.evidence import verdict
 
 
 def _record(config: str, seed: int, correct: np.ndarray, labels: np.ndarray, *, epochs: int = 20,

@@ -1,7 +1,7 @@
 """The ``cnnsearch`` command: the only package that parses arguments, prints and exits.
 
 Each command is a few lines over a public function. Errors the user can fix
-(:class:`~cnnsearch.errors.CnnsearchError`) print one line on stderr and exit
+(:class:`~cnnsearch.ground.errors.CnnsearchError`) print one line on stderr and exit
 1 (2 for invalid input); ``--debug`` shows the traceback instead.
 Exit codes: 0 ok, 1 error, 2 usage or invalid input, 128 + signal when a run is interrupted
 (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
@@ -18,10 +18,10 @@ from typing import Any
 
 import click
 
-from cnnsearch import dashboard as dashboard_mod  # light: its optuna side is imported when it serves
-from cnnsearch.arch import REFERENCE
-from cnnsearch.errors import CnnsearchError
-from cnnsearch.train import TrainConfig
+from cnnsearch.report import dashboard as dashboard_mod  # light: its optuna side is imported when it serves
+from cnnsearch.model.arch import REFERENCE
+from cnnsearch.ground.errors import CnnsearchError
+from cnnsearch.model.train import TrainConfig
 
 #: The defaults every training option shows: the reference's settings.
 _TRAIN = TrainConfig()
@@ -42,14 +42,14 @@ class _Group(click.Group):
         except Exception as exc:  # a database error after the storage opened: one line naming file and cause
             if debug:
                 raise
-            from cnnsearch.storage import storage_error
+            from cnnsearch.records.storage import storage_error
 
             explained = storage_error(exc)
             if explained is None:
                 raise
             click.echo(f"cnnsearch: error: {explained}", err=True)
             ctx.exit(explained.exit_code)
-        except KeyboardInterrupt as exc:  # Ctrl-C, and SIGTERM/SIGHUP during a run (cnnsearch.interrupt)
+        except KeyboardInterrupt as exc:  # Ctrl-C, and SIGTERM/SIGHUP during a run (cnnsearch.ground.interrupt)
             if debug:
                 raise
             click.echo(f"cnnsearch: {getattr(exc, 'reason', 'interrupted')}", err=True)
@@ -61,7 +61,7 @@ class _Group(click.Group):
 @click.version_option(package_name="cnnsearch")
 def main(debug: bool) -> None:
     """Search a CNN's filters, kernels, pools and dropout by evidence, against the Keras MNIST baseline."""
-    from cnnsearch import _tf
+    from cnnsearch.ground import _tf
 
     _tf.show_import_log = debug
 
@@ -88,8 +88,8 @@ def emit_json(obj: Any) -> None:
 @click.option("--verbose", is_flag=True, help="Show Keras's own progress bars (they go to stdout: not with --json).")
 def baseline(data_path: str | None, epochs: int, train_limit: int, seed: int, out_dir: str, as_json: bool,
              precision: str, verbose: bool) -> None:
-    from cnnsearch import baseline as baseline_mod
-    from cnnsearch.progress import Progress
+    from cnnsearch.model import baseline as baseline_mod
+    from cnnsearch.ground.progress import Progress
 
     # One unit of `epochs` epochs: a bar on a terminal, one line per epoch (with its metrics) elsewhere.
     bar = Progress(1, epochs, verbose=True)
@@ -116,7 +116,7 @@ def baseline(data_path: str | None, epochs: int, train_limit: int, seed: int, ou
 
 def space_names(incomplete: str) -> list[Any]:
     """Shell completion: shipped space names."""
-    from cnnsearch import shipped
+    from cnnsearch.search import shipped
 
     return [n for n in shipped.names() if n.startswith(incomplete)]
 
@@ -142,7 +142,7 @@ def complete_study(ctx: click.Context, param: click.Parameter, incomplete: str) 
     try:
         import optuna
 
-        from cnnsearch.storage import open_storage
+        from cnnsearch.records.storage import open_storage
 
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         names = optuna.study.get_all_study_names(storage=open_storage(ctx.params.get("url")))
@@ -173,8 +173,8 @@ def write_report(name: str, out: str | None, url: str | None, data_path: str | N
     """Write the report, saying on stderr what it is computing, then its path and the wall time."""
     import time
 
-    from cnnsearch import report as report_mod
-    from cnnsearch.progress import duration
+    from cnnsearch.report import page as report_mod
+    from cnnsearch.ground.progress import duration
 
     start = time.perf_counter()
     path = report_mod.write(name, out, url, data_path=data_path, models=models,
@@ -182,7 +182,7 @@ def write_report(name: str, out: str | None, url: str | None, data_path: str | N
     click.echo(f"wrote {path} in {duration(time.perf_counter() - start)} (open it in a browser; it makes no network"
                " requests)")
     if models:
-        from cnnsearch import study as study_mod
+        from cnnsearch.search import study as study_mod
 
         for problem in study_mod.weights_problems(name, url):  # the report says it too, in the model section
             click.echo(f"cnnsearch: warning: {problem}", err=True)

@@ -16,7 +16,7 @@ def space() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 def space_list(as_json: bool) -> None:
     """Name, searched dimensions, fidelity and description of each shipped space."""
-    from cnnsearch import space as space_mod
+    from cnnsearch.search import space as space_mod
 
     rows = space_mod.shipped_spaces()
     if as_json:
@@ -35,7 +35,7 @@ def space_list(as_json: bool) -> None:
 @click.argument("name", shell_complete=lambda ctx, param, incomplete: space_names(incomplete))
 def space_show(name: str) -> None:
     """Print the text of shipped space NAME (e.g. seed, wide)."""
-    from cnnsearch import shipped
+    from cnnsearch.search import shipped
 
     click.echo(shipped.text(name), nl=False)
 
@@ -47,7 +47,7 @@ def space_show(name: str) -> None:
               help="Shipped space to copy.")
 def space_init(path: str, from_name: str) -> None:
     """Write a commented copy of a shipped space to PATH, to edit (never overwrites)."""
-    from cnnsearch import shipped
+    from cnnsearch.search import shipped
 
     dest = shipped.init(path, from_name)
     click.echo(f"wrote {dest} (a copy of {from_name}); edit it, then: cnnsearch study create NAME --space {dest}")

@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from cnnsearch.arch import REFERENCE
+from cnnsearch.model.arch import REFERENCE
 from cnnsearch.cli import emit_json, json_option, space_or_file, storage_option, study_argument, write_report
-from cnnsearch.errors import CnnsearchError
+from cnnsearch.ground.errors import CnnsearchError
 
 
 class _Workers(click.ParamType):
@@ -49,7 +49,7 @@ def study() -> None:
 @storage_option
 def study_create(name: str, space_path: str, url: str | None) -> None:
     """Create study NAME from a space file; the reference model is queued as trial 0."""
-    from cnnsearch import study as study_mod
+    from cnnsearch.search import study as study_mod
 
     h = study_mod.create(name, space_path, url)
     t = h.training
@@ -92,9 +92,9 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
     """
     import time
 
-    from cnnsearch import runner
-    from cnnsearch import study as study_mod
-    from cnnsearch.progress import Progress, duration
+    from cnnsearch.search import runner
+    from cnnsearch.search import study as study_mod
+    from cnnsearch.ground.progress import Progress, duration
 
     start = time.perf_counter()
     if space_path is not None:
@@ -120,7 +120,7 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
             # First line of the run: which device trains (issue 12). Here, once the study and its data
             # have opened, so bad input stays one error line. (Workers print their own: TensorFlow's
             # threads in a --workers parent would take the Ctrl-C it must pass on.)
-            from cnnsearch.train import device_line
+            from cnnsearch.model.train import device_line
 
             click.echo(f"training on {device_line()}", err=True)
             bar.append(Progress(total, epochs, verbose=verbose, epoch_prior_s=prior, deadline_s=timeout))
@@ -160,14 +160,14 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
 @json_option
 def study_list(url: str | None, as_json: bool) -> None:
     """List the studies in a storage."""
-    from cnnsearch import records
+    from cnnsearch.search import browse as records
 
     rows = records.summaries(url)
     if as_json:
         emit_json(rows)
         return
     if not rows:
-        from cnnsearch.storage import mask_url, resolve_storage
+        from cnnsearch.records.storage import mask_url, resolve_storage
 
         click.echo(f"no studies in {mask_url(resolve_storage(url))}")
     for r in rows:
@@ -185,8 +185,8 @@ def study_list(url: str | None, as_json: bool) -> None:
 @json_option
 def study_show(name: str, top: int | None, sort: str, url: str | None, as_json: bool) -> None:
     """Show study NAME: settings and every trial with its choices."""
-    from cnnsearch import records
-    from cnnsearch.describe import choices
+    from cnnsearch.search import browse as records
+    from cnnsearch.ground.describe import choices
 
     doc = records.show(name, url, top=top, sort=sort)
     if as_json:
@@ -220,13 +220,13 @@ def study_show(name: str, top: int | None, sort: str, url: str | None, as_json: 
 @json_option
 def study_best(name: str, export: str | None, url: str | None, as_json: bool) -> None:
     """The best trial of NAME by validation accuracy."""
-    from cnnsearch import records
+    from cnnsearch.search import browse as records
 
     rec = records.best(name, url, export=export)
     if as_json:
         emit_json(rec)
         return
-    from cnnsearch.describe import choices
+    from cnnsearch.ground.describe import choices
 
     click.echo(f"best trial {rec['number']}: val_acc {rec['val_accuracy']:.4f}, test_acc {rec['test_accuracy']:.4f},"
                f" param_count {rec['param_count']:,}")
@@ -241,7 +241,7 @@ def study_best(name: str, export: str | None, url: str | None, as_json: bool) ->
 @storage_option
 def study_delete(name: str, yes: bool, url: str | None) -> None:
     """Delete study NAME, its trials and kept weights."""
-    from cnnsearch import study as study_mod
+    from cnnsearch.search import study as study_mod
 
     study_mod.load(name, url)  # fail clearly on a missing study before asking anything
     if not yes:
@@ -264,7 +264,7 @@ def study_fail_stale(name: str, force: bool, url: str | None) -> None:
 
     Needed for journal:// storages, which have no heartbeat (study run also does it on this machine's trials).
     """
-    from cnnsearch import runner
+    from cnnsearch.search import runner
 
     failed = runner.fail_stale_trials(name, url, force=force)
     if not failed:
@@ -282,7 +282,7 @@ def study_fail_stale(name: str, force: bool, url: str | None) -> None:
 @storage_option
 def study_export(name: str, fmt: str, out: str | None, url: str | None) -> None:
     """Every trial of NAME as one table: Optuna's trials_dataframe, user attributes flattened, baseline marked."""
-    from cnnsearch import exchange
+    from cnnsearch.search import exchange
 
     text = exchange.export(name, fmt, url)
     if out is None:
@@ -309,7 +309,7 @@ def study_enqueue(name: str, assignments: tuple[str, ...], url: str | None, as_j
     Checked against the study's space first (exit 2, nothing written, when a value is outside it);
     dimensions left out keep the reference model's values.
     """
-    from cnnsearch import exchange
+    from cnnsearch.search import exchange
 
     queued = exchange.enqueue(name, list(assignments), url)
     if as_json:
@@ -340,8 +340,8 @@ def study_enqueue(name: str, assignments: tuple[str, ...], url: str | None, as_j
 def study_confirm(name: str, top: int, seeds: int, epochs: int | None, train_limit: int | None,
                   data_path: str | None, show_only: bool, url: str | None, as_json: bool, verbose: bool) -> None:
     """Retrain the top configurations and the baseline over training seeds; judge each against the baseline."""
-    from cnnsearch import confirm as confirm_mod
-    from cnnsearch.progress import Progress, duration
+    from cnnsearch.evidence import confirm as confirm_mod
+    from cnnsearch.ground.progress import Progress, duration
 
     bar: list[Progress] = []
 

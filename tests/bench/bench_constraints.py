@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from cnnsearch import limits, points
-from cnnsearch import space as space_mod
-from cnnsearch import study as study_mod
-from cnnsearch.arch import summarize
-from cnnsearch.objective import Objective
+from cnnsearch.search import limits
+from cnnsearch.search import points
+from cnnsearch.search import space as space_mod
+from cnnsearch.search import study as study_mod
+from cnnsearch.model.arch import summarize
+from cnnsearch.search.objective import Objective
 
 DIMS = {"conv1_filters": [4, 8, 16, 32, 64], "conv2_filters": [8, 16, 32, 64, 128],
         "dense_units": [0, 16, 32, 64, 128, 256]}
@@ -56,7 +57,7 @@ def median_params() -> tuple[int, float]:
 
 
 def one_run(sampler: str, seed: int, draws: int, limit: int, tmp: Path, data: str | None) -> dict[str, Any]:
-    from cnnsearch import data as data_mod
+    from cnnsearch.ground import data as data_mod
 
     toml = tmp / f"{sampler}{seed}.toml"
     toml.write_text(SPACE.format(sampler=sampler, seed=seed, max_params=limit))

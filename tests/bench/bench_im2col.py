@@ -1,6 +1,6 @@
 """Benchmark: the second baseline conv layer over the 10,000 MNIST test images, three ways.
 
-1. cnnsearch.im2col.conv2d (chunked, 256 MiB budget),
+1. cnnsearch.model.im2col.conv2d (chunked, 256 MiB budget),
 2. Keras Conv2D (TensorFlow, oneDNN),
 3. a naive loop over output pixels (on a subset; per-image time extrapolated).
 
@@ -30,14 +30,15 @@ _WORKER = textwrap.dedent("""
                 return int(line.split()[1]) * 1024
 
     mode, n, data = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    from cnnsearch import data as data_mod, im2col
+    from cnnsearch.ground import data as data_mod
+    from cnnsearch.model import im2col
     x_test = data_mod.load(data).x_test[:n]
     rng = np.random.default_rng(0)
     w1 = (rng.standard_normal((3, 3, 1, 32)) * 0.3).astype(np.float32); b1 = np.zeros(32, np.float32)
     w2 = (rng.standard_normal((3, 3, 32, 64)) * 0.1).astype(np.float32); b2 = np.zeros(64, np.float32)
     x = im2col.relu(im2col.conv2d(x_test, w1, b1))           # the second layer's input (N, 26, 26, 32)
     if mode == "keras":
-        from cnnsearch._tf import keras
+        from cnnsearch.ground._tf import keras
         K = keras()
         layer = K.layers.Conv2D(64, 3); layer.build(x.shape); layer.set_weights([w2, b2])
         layer(x[:8])                                          # warm-up: graph and oneDNN kernels

@@ -99,9 +99,9 @@ def cli(*args: str, env: dict[str, str] | None = None, core: int | None = None) 
 
 def spe_child(threads: int, data: str, train_limit: int, epochs: int, reps: int, values: list[int]) -> None:
     """One process at ``threads`` threads: every model and steps_per_execution value, alternating."""
-    from cnnsearch import data as data_mod
-    from cnnsearch.arch import ArchSpec, summarize
-    from cnnsearch.train import EVAL_BATCH_SIZE, TrainConfig, configure_threads, fit
+    from cnnsearch.ground import data as data_mod
+    from cnnsearch.model.arch import ArchSpec, summarize
+    from cnnsearch.model.train import EVAL_BATCH_SIZE, TrainConfig, configure_threads, fit
 
     configure_threads(intra_op=threads, inter_op=1)
     splits = data_mod.split(data_mod.load(data), train_limit=train_limit)
@@ -166,7 +166,7 @@ def bench_spe(a: argparse.Namespace) -> dict[str, Any]:
 def _finished(url: str, name: str) -> list[Any]:
     from optuna.trial import TrialState
 
-    from cnnsearch import study as study_mod
+    from cnnsearch.search import study as study_mod
 
     return [t for t in study_mod.load(name, url).study.get_trials(deepcopy=False)
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
@@ -227,7 +227,7 @@ def run_strategy(label: str, seed: int, a: argparse.Namespace, tmp: Path, core: 
         core=core)
     from optuna.trial import TrialState
 
-    from cnnsearch import study as study_mod
+    from cnnsearch.search import study as study_mod
 
     trials = study_mod.load("s", url).study.get_trials(deepcopy=False)
 
@@ -326,7 +326,7 @@ def main() -> None:
     if a.which == "spe-child":
         spe_child(int(a.threads), a.data, a.train_limit, a.epochs, a.reps, [int(v) for v in a.values.split(",")])
         return
-    from cnnsearch.train import cpu_model
+    from cnnsearch.model.train import cpu_model
 
     log(f"bench_speed {a.which}, {dt.datetime.now():%Y-%m-%d %H:%M}, {cpu_model()}, {os.cpu_count()} CPUs,"
         f" load average {os.getloadavg()[0]:.1f}, data {a.data}")

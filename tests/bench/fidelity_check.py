@@ -16,9 +16,9 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from cnnsearch import data as data_mod
-from cnnsearch.arch import ArchSpec, summarize
-from cnnsearch.train import TrainConfig, fit
+from cnnsearch.ground import data as data_mod
+from cnnsearch.model.arch import ArchSpec, summarize
+from cnnsearch.model.train import TrainConfig, fit
 
 # keras.io's MNIST convnet as close as ArchSpec says it (conv32-pool-conv64-pool, no hidden dense layer;
 # dropout 0.25 after each pooling where keras.io puts 0.5 before the output), and variants of it.

@@ -40,7 +40,7 @@ def log(msg: str) -> None:
 
 
 def splits_for(data: str, train_limit: int) -> Any:
-    from cnnsearch import data as data_mod
+    from cnnsearch.ground import data as data_mod
 
     return data_mod.split(data_mod.load(data), train_limit=train_limit)
 
@@ -67,9 +67,9 @@ def bench_overhead(data: str, reps: int = 5, train_limit: int = 12000, epochs: i
     """The shipped seed.toml fidelity (4 epochs on 12,000 images): what a user's trial costs."""
     import optuna
 
-    from cnnsearch import study as study_mod
-    from cnnsearch.objective import Objective
-    from cnnsearch.train import release
+    from cnnsearch.search import study as study_mod
+    from cnnsearch.search.objective import Objective
+    from cnnsearch.model.train import release
 
     ns: dict[str, Any] = {}
     exec(PLAIN_KERAS, ns)
@@ -126,8 +126,8 @@ def cpu_peak_gflops() -> tuple[float, str]:
 
 
 def bench_throughput(data: str, train_limit: int = 12000) -> None:
-    from cnnsearch.arch import ArchSpec, summarize
-    from cnnsearch.train import TrainConfig, fit
+    from cnnsearch.model.arch import ArchSpec, summarize
+    from cnnsearch.model.train import TrainConfig, fit
 
     sp = splits_for(data, train_limit)
     flops = summarize(ArchSpec()).flops
@@ -196,8 +196,8 @@ MEMORY_WORKER = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     import numpy as np
     from conftest import make_tiny
-    from cnnsearch import runner
-    from cnnsearch import study as study_mod
+    from cnnsearch.search import runner
+    from cnnsearch.search import study as study_mod
     tmp = sys.argv[2]
     np.savez(tmp + "/tiny.npz", **make_tiny())
     open(tmp + "/m.toml", "w").write("[study]\\nsampler = 'random'\\npruner = 'none'\\n[training]\\nepochs = 1\\n"
@@ -253,8 +253,8 @@ dropout_dense = {{ low = 0.0, high = 0.7, step = 0.05 }}
 def bench_search(data: str, minutes: float) -> None:
     from optuna.trial import TrialState
 
-    from cnnsearch import runner
-    from cnnsearch import study as study_mod
+    from cnnsearch.search import runner
+    from cnnsearch.search import study as study_mod
 
     tmp = Path(tempfile.mkdtemp())
     os.environ["CNNSEARCH_ARTIFACTS"] = str(tmp / "artifacts")
@@ -294,10 +294,10 @@ def bench_search(data: str, minutes: float) -> None:
 # 6 ----------------------------------------------------------------------------------------------------
 
 def bench_scaling(data: str) -> None:
-    from cnnsearch.arch import ArchSpec, summarize
-    from cnnsearch.train import TrainConfig, fit
+    from cnnsearch.model.arch import ArchSpec, summarize
+    from cnnsearch.model.train import TrainConfig, fit
 
-    from cnnsearch import data as data_mod
+    from cnnsearch.ground import data as data_mod
 
     ds = data_mod.load(data)
     rows: dict[str, Any] = {"size": {}, "flops": {}}
@@ -325,8 +325,8 @@ def bench_report_1000() -> None:
     """A table-and-figures report of a 1,000-trial study built with create_trial: under 30 s."""
     from test_report import fake_trial
 
-    from cnnsearch import report as report_mod
-    from cnnsearch import study as study_mod
+    from cnnsearch.report import page as report_mod
+    from cnnsearch.search import study as study_mod
     from conftest import TINY_SPACE
 
     tmp = Path(tempfile.mkdtemp())

@@ -2,7 +2,7 @@
 
 :func:`compute` reads a study (no TensorFlow, no drawing); :func:`compute_models`
 turns the kept weights and the test images into arrays (filters, feature maps,
-confusion matrix, confident mistakes) with NumPy. :mod:`cnnsearch.report` renders both.
+confusion matrix, confident mistakes) with NumPy. :mod:`cnnsearch.report.page` renders both.
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from cnnsearch import confirm as confirm_mod
-from cnnsearch import importance as importance_mod
-from cnnsearch import records as records_mod
-from cnnsearch import study as study_mod
-from cnnsearch import forward, viz
-from cnnsearch.arch import ArchSpec, read_weights
-from cnnsearch.errors import CnnsearchError
-from cnnsearch.objective import model_file
-from cnnsearch.storage import artifact_dir
+from cnnsearch.evidence import confirm as confirm_mod
+from cnnsearch.evidence import importance as importance_mod
+from cnnsearch.search import browse as records_mod
+from cnnsearch.search import study as study_mod
+from cnnsearch.model import forward
+from cnnsearch.model import viz
+from cnnsearch.model.arch import ArchSpec, read_weights
+from cnnsearch.ground.errors import CnnsearchError
+from cnnsearch.search.objective import model_file
+from cnnsearch.records.storage import artifact_dir
 
 REFERENCE = confirm_mod.REFERENCE_ACCURACY
 #: Columns shown first in the trial table, so the comparisons fit a 1366 px screen without scrolling.
@@ -138,7 +139,7 @@ def compute_models(d: ReportData, h: study_mod.Handle, data_path: str | None) ->
                               f" ({artifact_dir(h.url)});"
                               " run the study on this machine or point CNNSEARCH_ARTIFACTS at the shared folder.")
     try:
-        from cnnsearch import provenance
+        from cnnsearch.ground import provenance
 
         # The data the study was trained on (remembered at its first run) unless --data says otherwise.
         ds = provenance.load(h.study, data_path, remember=False, download=False)

@@ -15,11 +15,12 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from cnnsearch import points, records
-from cnnsearch import space as space_mod
-from cnnsearch import study as study_mod
-from cnnsearch.arch import summarize
-from cnnsearch.errors import ArchitectureError, ConfigError
+from cnnsearch.search import points
+from cnnsearch.search import browse as records
+from cnnsearch.search import space as space_mod
+from cnnsearch.search import study as study_mod
+from cnnsearch.model.arch import summarize
+from cnnsearch.ground.errors import ArchitectureError, ConfigError
 
 FORMATS = ("csv", "json")
 #: User attribute marking a trial queued by ``study enqueue`` (the baseline has ``baseline``).

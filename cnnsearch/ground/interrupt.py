@@ -6,7 +6,7 @@ trial fails with the reason "interrupted (SIGTERM)" (never left RUNNING), worker
 processes are stopped, and the command exits with 128 + the signal number
 (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 
-The handler raises :class:`~cnnsearch.errors.Interrupted` at once, so a run
+The handler raises :class:`~cnnsearch.ground.errors.Interrupted` at once, so a run
 stops wherever it is. Python may run that handler inside a finaliser
 (TensorFlow and SQLAlchemy have many), where the exception is swallowed and
 printed as "Exception ignored ... KeyboardInterrupt": the hook installed here
@@ -22,7 +22,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from cnnsearch.errors import Interrupted
+from cnnsearch.ground.errors import Interrupted
 
 #: Signals handled like Ctrl-C (SIGHUP where the platform has it).
 SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGTERM", "SIGHUP")) if s is not None)
@@ -82,7 +82,7 @@ def handled() -> Iterator[None]:
 
 def keras_callback() -> Any:
     """A Keras callback that calls :func:`check` after every batch (training and evaluation)."""
-    from cnnsearch._tf import keras
+    from cnnsearch.ground._tf import keras
 
     class StopOnSignal(keras().callbacks.Callback):  # type: ignore[misc, name-defined]
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:

@@ -26,7 +26,7 @@ class ConfigError(CnnsearchError):
 
 
 class ArchitectureError(ConfigError):
-    """An :class:`~cnnsearch.arch.ArchSpec` that cannot be built (e.g. a vanishing feature map)."""
+    """An :class:`~cnnsearch.model.arch.ArchSpec` that cannot be built (e.g. a vanishing feature map)."""
 
 
 class DataError(CnnsearchError):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnsearch.errors import ConfigError, DataError
+from cnnsearch.ground.errors import ConfigError, DataError
 
 #: Environment variable naming the data file or folder (used by tests, CI, benchmarks).
 DATA_ENV = "CNNSEARCH_DATA"
@@ -384,7 +384,7 @@ def _download() -> RawData:
     import contextlib
     import sys
 
-    from cnnsearch._tf import keras
+    from cnnsearch.ground._tf import keras
 
     # Keras prints "Downloading data from ..." on stdout, which must stay clean for --json.
     with contextlib.redirect_stdout(sys.stderr):

@@ -1,6 +1,6 @@
 """Size limits: which points a study's ``max_params`` / ``max_flops`` rule out, and a sampler that learns it.
 
-A point over a limit is known from :mod:`cnnsearch.arch`'s layer arithmetic
+A point over a limit is known from :mod:`cnnsearch.model.arch`'s layer arithmetic
 before any training. The objective ends it at once as an infeasible trial
 (COMPLETE, with Optuna constraint values > 0: :func:`constraints`), which
 Optuna 5's TPE and NSGA-II read from the trial (``Trial.set_constraint``; the
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from cnnsearch.arch import Summary, summarize
-from cnnsearch.errors import ArchitectureError
-from cnnsearch.points import spec_from_values, undrawn
-from cnnsearch.space import Space
+from cnnsearch.model.arch import Summary, summarize
+from cnnsearch.ground.errors import ArchitectureError
+from cnnsearch.search.points import spec_from_values, undrawn
+from cnnsearch.search.space import Space
 
 
 def constraints(space: Space, summary: Summary | None) -> dict[str, float]:

@@ -6,7 +6,7 @@ top K distinct configurations and the reference model with S seeds each at one
 :class:`Fidelity` (epochs, training images), records every run's test accuracy
 and test predictions on the study (resumable: a finished (fidelity,
 configuration, seed) is never rerun), and judges each configuration against
-the baseline on the *paired per-seed differences* (:mod:`cnnsearch.verdict`):
+the baseline on the *paired per-seed differences* (:mod:`cnnsearch.evidence.verdict`):
 ``better``, ``worse`` or ``inconclusive``, Holm-corrected over the K
 candidates. McNemar's test on the test images is kept per seed pair as
 supporting evidence only. Only at the reference's fidelity (20 epochs, all
@@ -25,14 +25,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cnnsearch import data as data_mod
-from cnnsearch import points
-from cnnsearch import provenance
-from cnnsearch import study as study_mod
-from cnnsearch import verdict as verdict_mod
-from cnnsearch.arch import REFERENCE as REFERENCE_RUN
-from cnnsearch.arch import ArchSpec
-from cnnsearch.errors import ConfigError, StorageError
+from cnnsearch.ground import data as data_mod
+from cnnsearch.search import points
+from cnnsearch.ground import provenance
+from cnnsearch.search import study as study_mod
+from cnnsearch.evidence import verdict as verdict_mod
+from cnnsearch.model.arch import REFERENCE as REFERENCE_RUN
+from cnnsearch.model.arch import ArchSpec
+from cnnsearch.ground.errors import ConfigError, StorageError
 
 #: Study system-attribute prefix of one confirmation run: confirm:<Fidelity.key>:<config>:seed<s>.
 PREFIX = "confirm:"
@@ -137,13 +137,13 @@ def run(
 
     Every run is stored on the study as it finishes; runs already stored (under
     any key format) are skipped. Returns :func:`summarize` at this fidelity.
-    Progress hooks: ``on_plan`` hears the :class:`cnnsearch.estimate.Plan` before any training,
+    Progress hooks: ``on_plan`` hears the :class:`cnnsearch.evidence.estimate.Plan` before any training,
     ``on_start`` each run's label (``trial4 seed 1``), ``on_epoch`` its epochs, ``on_run`` its record.
     """
     if top < 1 or seeds < 1 or epochs < 1 or train_limit < 0:
         raise ConfigError(f"confirm: expected --top >= 1, --seeds >= 1, --epochs >= 1, --train-limit >= 0; received"
                           f" top={top}, seeds={seeds}, epochs={epochs}, train_limit={train_limit}")
-    from cnnsearch.train import fit
+    from cnnsearch.model.train import fit
 
     fid = Fidelity(epochs, train_limit)
     h = study_mod.load(name, url)
@@ -207,8 +207,8 @@ def _plan(h: study_mod.Handle, cands: list[Candidate], done: set[tuple[Fidelity,
     """The runs still to train and their estimated time, from the study's measured epoch times."""
     import optuna
 
-    from cnnsearch import estimate
-    from cnnsearch.arch import summarize
+    from cnnsearch.evidence import estimate
+    from cnnsearch.model.arch import summarize
 
     flops = {c.key: summarize(c.spec, splits.input_shape, splits.n_classes).flops for c in cands}
     todo = [flops[c.key] for s in range(seeds) for c in cands if (fid, c.key, s) not in done]

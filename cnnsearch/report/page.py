@@ -3,13 +3,13 @@
 The report answers the reference's open question (how are filter counts,
 kernel sizes and the rest chosen?) with the study's evidence, and never claims
 a win that noise could explain: the selection used validation accuracy only,
-and a win is called only by :mod:`cnnsearch.confirm`'s verdict over training
+and a win is called only by :mod:`cnnsearch.evidence.confirm`'s verdict over training
 seeds. Its first section, ``#answer``, holds three statements (the best trial
 against both baselines, the confirmation verdict, which choices mattered);
 then the trials best first, the confirmation, the figures; the model pictures
 and the settings last.
 
-Compute, then render: :mod:`cnnsearch.report_data` gathers plain numbers and
+Compute, then render: :mod:`cnnsearch.report.data` gathers plain numbers and
 arrays; the ``*_section`` functions here only format and draw them.
 Tables come from pandas, figures from matplotlib (inline PNG data URIs); the
 file makes no network request. Nothing here imports TensorFlow: the model
@@ -31,12 +31,12 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from cnnsearch import confirm as confirm_mod
-from cnnsearch import importance as importance_mod
-from cnnsearch import viz
-from cnnsearch.errors import CnnsearchError
-from cnnsearch.storage import DEFAULT_STORAGE
-from cnnsearch.report_data import (LEAD_COLUMNS, REFERENCE, TAIL_COLUMNS, Models, ReportData, compute,
+from cnnsearch.evidence import confirm as confirm_mod
+from cnnsearch.evidence import importance as importance_mod
+from cnnsearch.model import viz
+from cnnsearch.ground.errors import CnnsearchError
+from cnnsearch.records.storage import DEFAULT_STORAGE
+from cnnsearch.report.data import (LEAD_COLUMNS, REFERENCE, TAIL_COLUMNS, Models, ReportData, compute,
                                    compute_models)
 
 __all__ = ["Section", "ReportData", "compute", "compute_models", "build", "write"]

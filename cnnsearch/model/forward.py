@@ -1,6 +1,6 @@
 """The trained model's forward pass and feature maps in NumPy, never TensorFlow.
 
-Walks :func:`cnnsearch.arch.plan` at inference with :mod:`cnnsearch.im2col`
+Walks :func:`cnnsearch.model.arch.plan` at inference with :mod:`cnnsearch.model.im2col`
 (batch norm folded into its conv, augmentation and dropout inactive), so the
 report can draw feature maps and confusion matrices from stored weights alone.
 """
@@ -11,8 +11,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from cnnsearch import im2col
-from cnnsearch.arch import BN_EPSILON, ArchSpec, plan
+from cnnsearch.model import im2col
+from cnnsearch.model.arch import BN_EPSILON, ArchSpec, plan
 
 
 def conv_weights(model: Any) -> dict[str, list[np.ndarray]]:
@@ -82,9 +82,9 @@ def feature_maps(weights: Mapping[str, Sequence[np.ndarray]], spec: ArchSpec, im
                  layers: Sequence[str] = ("conv1", "conv2")) -> dict[str, np.ndarray]:
     """Activations (after ReLU) of conv ``layers`` for ``images`` (N, H, W, C), from stored weights.
 
-    Computed with :mod:`cnnsearch.im2col` in bounded memory, so drawing feature
+    Computed with :mod:`cnnsearch.model.im2col` in bounded memory, so drawing feature
     maps needs no TensorFlow: only the weights. The layers between follow
-    :func:`cnnsearch.arch.plan` at inference (batch norm folded into its conv,
+    :func:`cnnsearch.model.arch.plan` at inference (batch norm folded into its conv,
     augmentation and dropout inactive).
     """
     return _forward(weights, spec, np.asarray(images, dtype=np.float32), tuple(layers))[1]
@@ -94,7 +94,7 @@ def predict_proba(weights: Mapping[str, Sequence[np.ndarray]], spec: ArchSpec, i
                   batch: int = 1000) -> np.ndarray:
     """Class probabilities of a trained spec for ``images``, computed in NumPy from its weights.
 
-    The whole forward pass of :func:`cnnsearch.arch.plan` at inference (conv
+    The whole forward pass of :func:`cnnsearch.model.arch.plan` at inference (conv
     with batch norm folded in + ReLU, pooling, flatten or global average
     pooling, dense + ReLU, softmax; augmentation and dropout inactive), so a
     report can draw a confusion matrix without TensorFlow.

@@ -1,6 +1,6 @@
 """Reading studies: one trial's record, a study's summary, the best trial and its export.
 
-Read-only queries over what :mod:`cnnsearch.study` stores (it creates, loads and
+Read-only queries over what :mod:`cnnsearch.search.study` stores (it creates, loads and
 deletes studies; this module never writes to a study). Only ``best`` with
 ``export`` writes, and only the exported ``.keras`` file.
 """
@@ -15,10 +15,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from cnnsearch.arch import REFERENCE
-from cnnsearch.errors import CnnsearchError, ConfigError, StorageError
-from cnnsearch.storage import ARTIFACTS_ENV, artifact_dir, is_enospc, kept_weights, mask_url, open_storage
-from cnnsearch.study import baseline_trial, best_trial, counts, load, param_count, settings_of, trial_attr
+from cnnsearch.model.arch import REFERENCE
+from cnnsearch.ground.errors import CnnsearchError, ConfigError, StorageError
+from cnnsearch.records.storage import ARTIFACTS_ENV, artifact_dir, is_enospc, kept_weights, mask_url, open_storage
+from cnnsearch.search.study import baseline_trial, best_trial, counts, load, param_count, settings_of, trial_attr
 
 
 def trial_record(t: FrozenTrial) -> dict[str, Any]:

@@ -10,9 +10,9 @@ A space file is TOML with three sections (see ``studies/seed.toml``)::
 
 Everything is validated before anything is written: one error names the file,
 the key, what was expected and what was received. No Keras here; the shape
-arithmetic of :mod:`cnnsearch.arch` rejects spaces whose every point is an
+arithmetic of :mod:`cnnsearch.model.arch` rejects spaces whose every point is an
 unbuildable architecture. The points of a space (the reference's, a trial's
-ArchSpec, the grid) are :mod:`cnnsearch.points`, which this module imports.
+ArchSpec, the grid) are :mod:`cnnsearch.search.points`, which this module imports.
 """
 
 from __future__ import annotations
@@ -23,17 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from cnnsearch import shipped
-from cnnsearch.errors import ConfigError
-from cnnsearch.points import (LAYER_DIMS, MAX_CONV_LAYERS, SPACE_OPTIMIZERS, check_baseline_is_a_point,
+from cnnsearch.search import shipped
+from cnnsearch.ground.errors import ConfigError
+from cnnsearch.search.dims import Dimension, Space
+from cnnsearch.search.points import (LAYER_DIMS, MAX_CONV_LAYERS, SPACE_OPTIMIZERS, check_baseline_is_a_point,
                               check_some_point_builds, grid_space)
-from cnnsearch.train import TrainConfig  # no Keras at import: train imports Keras lazily
+from cnnsearch.model.train import TrainConfig  # no Keras at import: train imports Keras lazily
 
 SAMPLERS = ("tpe", "random", "grid", "nsga2")
 PRUNERS = ("median", "hyperband", "halving", "none")
 OBJECTIVES = ("accuracy", "params")
 
-#: [study] keys with their defaults (each explained where it is used, in cnnsearch.study).
+#: [study] keys with their defaults (each explained where it is used, in cnnsearch.search.study).
 STUDY_DEFAULTS: dict[str, Any] = {
     "description": "",
     "sampler": "tpe",  # seeded TPE: multivariate with constant liar in Optuna 5
@@ -42,7 +43,7 @@ STUDY_DEFAULTS: dict[str, Any] = {
     "objectives": ["accuracy"],  # ["accuracy", "params"] = maximize val accuracy, minimize parameters
     "heartbeat_seconds": 60,  # RDB heartbeat: a worker silent for 2x this is declared dead
     "max_consecutive_failures": 5,  # training failures (NaN, crash) in a row that stop a run
-    # Size limits (0 = none): a point over them is infeasible, known before training (see cnnsearch.limits).
+    # Size limits (0 = none): a point over them is infeasible, known before training (see cnnsearch.search.limits).
     "max_params": 0,  # most parameters (Keras's count_params) a trained model may have
     "max_flops": 0,  # most forward FLOPs per image
 }
@@ -68,107 +69,6 @@ _SCALAR_DIMS: dict[str, type] = {
 _DIM_TYPES: dict[str, type] = {**{k: int for k in LAYER_DIMS}, **_SCALAR_DIMS}
 _ALLOWED_STR = {"padding": ("valid", "same"), "pool": ("max", "avg", "none"), "head": ("flatten", "gap"),
                 "optimizer": SPACE_OPTIMIZERS}
-
-
-@dataclass(frozen=True)
-class Dimension:
-    """One searched (or fixed) dimension."""
-
-    name: str
-    kind: str  # "fixed" | "choice" | "int" | "float"
-    value: Any = None  # fixed value
-    choices: tuple[Any, ...] = ()
-    low: float = 0.0
-    high: float = 0.0
-    step: float | None = None
-    log: bool = False
-
-    @property
-    def continuous(self) -> bool:
-        """A float range without a step: two draws almost never repeat a value."""
-        return self.kind == "float" and not self.step
-
-    def contains(self, v: Any) -> bool:
-        """Is ``v`` a point of this dimension?"""
-        if self.kind == "fixed":
-            return bool(v == self.value)
-        if self.kind == "choice":
-            return v in self.choices
-        if not (self.low - 1e-12 <= v <= self.high + 1e-12):
-            return False
-        if self.step:
-            k = (v - self.low) / self.step
-            return abs(k - round(k)) < 1e-9
-        return self.kind == "float" or float(v).is_integer()
-
-    def points(self, limit: int = 64) -> list[Any]:
-        """Representative points (all of them for a small discrete dimension)."""
-        if self.kind == "fixed":
-            return [self.value]
-        if self.kind == "choice":
-            return list(self.choices)
-        if self.kind == "int":
-            values = range(int(self.low), int(self.high) + 1, int(self.step or 1))  # a range: never listed whole
-            if len(values) > limit:
-                idx = sorted({round(i * (len(values) - 1) / (limit - 1)) for i in range(limit)})
-                return [values[i] for i in idx]
-            return list(values)
-        return [self.low, (self.low + self.high) / 2, self.high]
-
-    def grid(self) -> list[Any]:
-        """Every point, for the grid sampler (floats need a step)."""
-        if self.kind == "float":
-            if not self.step:
-                raise ConfigError(f"grid sampler: {self.name} is a continuous range; give it a step or a list")
-            n = int(round((self.high - self.low) / self.step))
-            return [round(self.low + i * self.step, 10) for i in range(n + 1)]
-        if self.kind == "int":
-            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
-        return self.points()
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description."""
-        if self.kind == "fixed":
-            return {"value": self.value}
-        if self.kind == "choice":
-            return {"choices": list(self.choices)}
-        d: dict[str, Any] = {"low": self.low, "high": self.high}
-        if self.step:
-            d["step"] = self.step
-        if self.log:
-            d["log"] = True
-        return d
-
-
-@dataclass(frozen=True)
-class Space:
-    """A validated space file."""
-
-    source: str  # the file it came from
-    text: str  # the file's exact text, stored on the study
-    study: dict[str, Any] = field(default_factory=dict)
-    training: TrainConfig = field(default_factory=TrainConfig)
-    dims: dict[str, Dimension] = field(default_factory=dict)
-
-    @property
-    def multi_objective(self) -> bool:
-        """Two objectives (accuracy and parameters): a Pareto front, no pruning."""
-        return len(self.study["objectives"]) > 1
-
-    @property
-    def constrained(self) -> bool:
-        """Has a size limit (max_params or max_flops): points over it are infeasible, not trained."""
-        return bool(self.study["max_params"] or self.study["max_flops"])
-
-    @property
-    def directions(self) -> list[str]:
-        """Optuna directions, one per objective."""
-        return ["maximize" if o == "accuracy" else "minimize" for o in self.study["objectives"]]
-
-    @property
-    def searched(self) -> list[str]:
-        """Names of the dimensions that vary."""
-        return [n for n, d in self.dims.items() if d.kind != "fixed"]
 
 
 def load(path: str | Path) -> Space:

@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from cnnsearch.arch import conv_output  # the one home of the output-size formula (pure Python, no Keras)
+from cnnsearch.model.arch import conv_output  # the one home of the output-size formula (pure Python, no Keras)
 
 Padding = Literal["valid", "same"]
 

@@ -15,7 +15,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from cnnsearch.errors import ArchitectureError, check_known_keys
+from cnnsearch.ground.errors import ArchitectureError, check_known_keys
 
 Padding = Literal["valid", "same"]
 PoolType = Literal["max", "avg", "none"]
@@ -137,7 +137,7 @@ def conv_output(n: int, kernel: int, stride: int, padding: str) -> int:
     """Output side of a conv or pool layer along one axis, as Keras computes it.
 
     'valid': floor((n - kernel) / stride) + 1 (0 when the kernel does not fit); 'same': ceil(n / stride).
-    The one home of this formula: :mod:`cnnsearch.im2col` uses it too.
+    The one home of this formula: :mod:`cnnsearch.model.im2col` uses it too.
     """
     if padding == "same":
         return math.ceil(n / stride)
@@ -197,7 +197,7 @@ def plan(spec: ArchSpec, input_shape: tuple[int, ...] = (28, 28, 1), n_classes: 
     """The layer sequence of ``spec`` on images of ``input_shape`` (H, W, C), with shapes, params and FLOPs.
 
     The one walk of a spec: :func:`summarize`, :func:`build_model` and the
-    NumPy forward pass of :mod:`cnnsearch.forward` all follow it.
+    NumPy forward pass of :mod:`cnnsearch.model.forward` all follow it.
 
     Raises:
         ArchitectureError: an invalid value, or a feature map that would shrink
@@ -273,10 +273,10 @@ def build_model(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int) ->
     """Build the (uncompiled) Keras model of ``spec``: one Keras layer per :func:`plan` layer, same names.
 
     The spec is checked analytically first, so an unbuildable spec raises
-    :class:`~cnnsearch.errors.ArchitectureError` without touching Keras.
+    :class:`~cnnsearch.ground.errors.ArchitectureError` without touching Keras.
     """
     steps = plan(spec, input_shape, n_classes)
-    from cnnsearch._tf import keras
+    from cnnsearch.ground._tf import keras
 
     K = keras()
     L = K.layers

@@ -1,4 +1,4 @@
-"""Fit and evaluate one :class:`~cnnsearch.arch.ArchSpec` with the reference's training settings.
+"""Fit and evaluate one :class:`~cnnsearch.model.arch.ArchSpec` with the reference's training settings.
 
 The defaults of :class:`TrainConfig` are the reference's: categorical
 cross-entropy, Adadelta(learning_rate=1.0, rho=0.95, epsilon=1e-7) (the old
@@ -17,9 +17,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from cnnsearch.arch import REFERENCE, ArchSpec, build_model, summarize
-from cnnsearch.data import Splits
-from cnnsearch.errors import ConfigError, TrialFailed, check_known_keys
+from cnnsearch.model.arch import REFERENCE, ArchSpec, build_model, summarize
+from cnnsearch.ground.data import Splits
+from cnnsearch.ground.errors import ConfigError, TrialFailed, check_known_keys
 
 #: Optimizers a study may name, with the keyword arguments each accepts.
 OPTIMIZERS = {
@@ -122,7 +122,7 @@ def configure_threads(intra_op: int | None = None, inter_op: int | None = None) 
     Several worker processes on one machine each take ``cores // workers`` so
     they do not oversubscribe the cores.
     """
-    from cnnsearch._tf import tensorflow
+    from cnnsearch.ground._tf import tensorflow
 
     tf = tensorflow()
     try:
@@ -142,7 +142,7 @@ def device_line(threads: int | None = None) -> str:
         threads: TensorFlow intra-op threads of the process that trains (None: this process's pool size,
             or every core available to it when the pool is left at TensorFlow's default).
     """
-    from cnnsearch._tf import tensorflow
+    from cnnsearch.ground._tf import tensorflow
 
     tf = tensorflow()
     gpus = tf.config.list_physical_devices("GPU")
@@ -184,7 +184,7 @@ def available_cores() -> int:
 
 def make_optimizer(config: TrainConfig) -> Any:
     """The Keras optimizer named by ``config``."""
-    from cnnsearch._tf import keras
+    from cnnsearch.ground._tf import keras
 
     opt = keras().optimizers
     cls = {"adadelta": opt.Adadelta, "adam": opt.Adam, "sgd": opt.SGD, "rmsprop": opt.RMSprop}[config.optimizer]
@@ -205,7 +205,7 @@ def fit(
 
     Args:
         spec: The architecture.
-        data: Training/validation/test arrays from :func:`cnnsearch.data.split`
+        data: Training/validation/test arrays from :func:`cnnsearch.ground.data.split`
             (already cut to ``config.train_limit`` there: fit trains on all of ``data.x_train``).
         config: Training settings.
         callbacks: Extra Keras callbacks (e.g. optuna-integration's pruning callback).
@@ -218,7 +218,7 @@ def fit(
         TrialFailed: the loss became NaN or infinite.
     """
     summary = summarize(spec, data.input_shape, data.n_classes)
-    from cnnsearch._tf import keras
+    from cnnsearch.ground._tf import keras
 
     K = keras()
     release()  # clears Keras's global state too, so the logging switch below comes after it
@@ -293,7 +293,7 @@ def release() -> None:
     entries are only needed while a model's gradient is being traced, which is
     over once its training function exists, so they are dropped here.
     """
-    from cnnsearch._tf import keras
+    from cnnsearch.ground._tf import keras
 
     keras().backend.clear_session()
     registry = _gradient_registry()
@@ -320,7 +320,7 @@ def versions() -> dict[str, str]:
 
     import optuna
 
-    from cnnsearch._tf import keras, tensorflow
+    from cnnsearch.ground._tf import keras, tensorflow
 
     return {"python": platform.python_version(), "tensorflow": tensorflow().__version__,
             "keras": keras().__version__, "optuna": optuna.__version__, "numpy": np.__version__}

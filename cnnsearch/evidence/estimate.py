@@ -75,7 +75,7 @@ class Plan(NamedTuple):
             return head + "; every one is stored already (nothing to train)"
         if self.seconds is None or self.speed is None:
             return head + "; no time estimate (no trial of this study has measured epoch times)"
-        from cnnsearch.progress import duration
+        from cnnsearch.ground.progress import duration
 
         return (f"{head}; about {duration(self.seconds)} at this machine's measured speed (the median epoch time"
                 f" of {self.speed.trials} finished trial{'s' if self.speed.trials != 1 else ''} on {self.trial_images:,} images, scaled by images and"

@@ -1,6 +1,6 @@
 """Run a study: many trials in one process, or in worker processes with their own entry point.
 
-``python -m cnnsearch.runner NAME --trials N ...`` is one worker of
+``python -m cnnsearch.search.runner NAME --trials N ...`` is one worker of
 :func:`run_workers` (not a user command: ``cnnsearch study run --workers K``
 starts them). Workers are plain processes, never started through the CLI.
 """
@@ -15,17 +15,18 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from cnnsearch import data as data_mod
-from cnnsearch import interrupt, points
-from cnnsearch import provenance
-from cnnsearch.arch import summarize
-from cnnsearch.describe import choices
-from cnnsearch.errors import ArchitectureError, CnnsearchError, ConfigError, DataError, Interrupted, TrialFailed
-from cnnsearch.objective import Objective, process_start
-from cnnsearch.storage import STORAGE_ENV, experimental_ok, storage_error
-from cnnsearch.study import (WORKER_ENV, Handle, baseline_trial, ensure_baseline_queued, load, param_count,
+from cnnsearch.ground import data as data_mod
+from cnnsearch.ground import interrupt
+from cnnsearch.search import points
+from cnnsearch.ground import provenance
+from cnnsearch.model.arch import summarize
+from cnnsearch.ground.describe import choices
+from cnnsearch.ground.errors import ArchitectureError, CnnsearchError, ConfigError, DataError, Interrupted, TrialFailed
+from cnnsearch.search.objective import Objective, process_start
+from cnnsearch.records.storage import STORAGE_ENV, experimental_ok, storage_error
+from cnnsearch.search.study import (WORKER_ENV, Handle, baseline_trial, ensure_baseline_queued, load, param_count,
                              settings_of, trial_attr, write_note)
-from cnnsearch.train import available_cores
+from cnnsearch.model.train import available_cores
 
 #: Seconds a worker gets to record its interrupted trial after the signal is passed on, before it is killed.
 WORKER_STOP_S = 60
@@ -79,7 +80,7 @@ class TrialLine:
     done: int
     total: int
     baseline: bool
-    choices: str = ""  # the trial's hyperparameters in one line (cnnsearch.describe)
+    choices: str = ""  # the trial's hyperparameters in one line (cnnsearch.ground.describe)
     epochs_run: int | None = None
 
     def text(self, worker: int | None = None) -> str:
@@ -125,11 +126,11 @@ def run(
     ``timeout`` seconds. A trial that fails (unbuildable spec, NaN loss) is
     recorded and the search goes on; after the study's
     ``max_consecutive_failures`` training failures in a row the run stops
-    with a :class:`~cnnsearch.errors.CnnsearchError`, and a run in which every
+    with a :class:`~cnnsearch.ground.errors.CnnsearchError`, and a run in which every
     trial failed during training ends with one too. Ctrl-C, SIGTERM or SIGHUP
     fails the running trial with the reason "interrupted (SIGTERM)" (never left
-    RUNNING) and raises :class:`~cnnsearch.errors.Interrupted` (see
-    :mod:`cnnsearch.interrupt`). ``seed``: see :func:`cnnsearch.study.load`.
+    RUNNING) and raises :class:`~cnnsearch.ground.errors.Interrupted` (see
+    :mod:`cnnsearch.ground.interrupt`). ``seed``: see :func:`cnnsearch.search.study.load`.
 
     ``worker=True`` is one process of :func:`run_workers`: it runs exactly
     ``trials`` trials (whichever queued ones it pops, the baseline included),
@@ -138,7 +139,7 @@ def run(
     Progress hooks: ``on_plan(trials, epochs, epoch_prior_s)`` once before the first trial (the
     prior: the median epoch time the study has measured, or None), ``on_trial_start(number,
     is_baseline)``, ``on_epoch(epoch, logs)`` and ``on_trial`` (a :class:`TrialLine`) as trials go.
-    The data are the study's (:mod:`cnnsearch.provenance`): remembered at the first run.
+    The data are the study's (:mod:`cnnsearch.ground.provenance`): remembered at the first run.
     """
     if trials < 0:
         raise ConfigError(f"--trials: expected >= 0; received {trials}")
@@ -255,9 +256,9 @@ def run_workers(
     thread pools get ``cores // workers`` threads so the workers do not
     oversubscribe the CPU. Ctrl-C, SIGTERM or SIGHUP here is passed on to
     every worker, which fails its running trial with the signal's name; then
-    :class:`~cnnsearch.errors.Interrupted` is raised here. A worker whose
+    :class:`~cnnsearch.ground.errors.Interrupted` is raised here. A worker whose
     parent dies (even by SIGKILL) gets SIGTERM (Linux), so none is orphaned. Each worker is
-    ``python -m cnnsearch.runner`` (:func:`main`); ``debug`` passes ``--debug`` on.
+    ``python -m cnnsearch.search.runner`` (:func:`main`); ``debug`` passes ``--debug`` on.
 
     Returns:
         The workers' exit statuses.
@@ -274,7 +275,7 @@ def run_workers(
     shares = [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
     threads = max(1, (cores or available_cores()) // workers)
     # The storage URL goes by environment, not argv: a PostgreSQL password would show in `ps`.
-    base_cmd = [sys.executable, "-m", "cnnsearch.runner", name, "--threads", str(threads)]
+    base_cmd = [sys.executable, "-m", "cnnsearch.search.runner", name, "--threads", str(threads)]
     if timeout is not None:
         base_cmd += ["--timeout", str(timeout)]
     if data_path:
@@ -409,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m cnnsearch.runner", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m cnnsearch.search.runner", description=main.__doc__)
     ap.add_argument("name")
     ap.add_argument("--trials", type=int, required=True)
     ap.add_argument("--storage", default=None, help="default: $CNNSEARCH_STORAGE (how run_workers passes it)")
@@ -420,17 +421,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--debug", action="store_true")
     args = ap.parse_args(argv)
-    from cnnsearch import _tf
+    from cnnsearch.ground import _tf
 
     _tf.show_import_log = args.debug
     if args.threads:
-        from cnnsearch.train import configure_threads
+        from cnnsearch.model.train import configure_threads
 
         configure_threads(intra_op=args.threads, inter_op=1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pid = os.getpid()
     if not args.quiet:  # the worker's first line: the device it trains on (issue 12)
-        from cnnsearch.train import device_line
+        from cnnsearch.model.train import device_line
 
         print(f"worker {pid} training on {device_line(args.threads)}", file=sys.stderr, flush=True)
 

@@ -3,7 +3,7 @@
 The compute functions (``filters``, ``confusion``, ...) return NumPy arrays that
 tests check; the ``draw_*`` functions only draw what they are given and write a
 PNG. Nothing here imports Keras: the model's own outputs (feature maps, class
-probabilities) come from :mod:`cnnsearch.forward`.
+probabilities) come from :mod:`cnnsearch.model.forward`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from cnnsearch.arch import REFERENCE
+from cnnsearch.model.arch import REFERENCE
 
 #: The test digits the reference drew its per-digit feature maps for (a 7, a 0 and a 6).
 REFERENCE_DIGITS = (0, 3, 11)

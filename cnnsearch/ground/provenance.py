@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cnnsearch import data as data_mod
-from cnnsearch.errors import DataError
+from cnnsearch.ground import data as data_mod
+from cnnsearch.ground.errors import DataError
 
 #: Study user attribute holding {"path", "sha256"} of the data the study was trained on.
 DATA_KEY = "data"
@@ -32,7 +32,7 @@ def stored(study: Any) -> dict[str, str] | None:
 
 def resolve(study: Any, data_path: str | os.PathLike[str] | None) -> str | None:
     """The path to read: ``data_path`` if given, else the stored path if it still exists, else None
-    (then :func:`cnnsearch.data.load` falls back to ``$CNNSEARCH_DATA`` and the Keras cache)."""
+    (then :func:`cnnsearch.ground.data.load` falls back to ``$CNNSEARCH_DATA`` and the Keras cache)."""
     if data_path:
         return str(data_path)
     rec = stored(study)

@@ -14,7 +14,7 @@ import socket
 import threading
 from typing import Any, Callable
 
-from cnnsearch.errors import StorageError
+from cnnsearch.ground.errors import StorageError
 
 #: Loopback by default: the dashboard can edit notes and trials, so it is not exposed unless asked.
 DEFAULT_HOST = "127.0.0.1"
@@ -49,7 +49,7 @@ def serve(url: str | None = None, *, host: str = DEFAULT_HOST, port: int = DEFAU
         port: TCP port.
         on_ready: Called with the dashboard's address just before serving.
     """
-    from cnnsearch import storage as storage_mod  # here, not at import: the CLI reads the defaults above
+    from cnnsearch.records import storage as storage_mod  # here, not at import: the CLI reads the defaults above
 
     url = storage_mod.resolve_storage(url)
     storage = storage_mod.open_storage(url)  # create=False: a missing database is an error, not a new file

@@ -5,8 +5,8 @@ attribute ``cnnsearch:settings``; one short user attribute each for the
 dashboard), so ``run`` on any machine, at any later time, trains exactly as the
 first run did. Trial 0 is the reference model, enqueued
 at create and marked ``baseline`` in its user attributes. Training trials is
-:mod:`cnnsearch.objective` (one trial) and :mod:`cnnsearch.runner` (many); reading
-a study (trial records, summaries, the best trial's export) is :mod:`cnnsearch.records`.
+:mod:`cnnsearch.search.objective` (one trial) and :mod:`cnnsearch.search.runner` (many); reading
+a study (trial records, summaries, the best trial's export) is :mod:`cnnsearch.search.browse`.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from cnnsearch import limits, points
-from cnnsearch import space as space_mod
-from cnnsearch.arch import REFERENCE
-from cnnsearch.errors import ConfigError, StorageError
-from cnnsearch.storage import (artifact_store, experimental_ok, kept_weights, mask_url, open_storage,
+from cnnsearch.search import limits
+from cnnsearch.search import points
+from cnnsearch.search import space as space_mod
+from cnnsearch.model.arch import REFERENCE
+from cnnsearch.ground.errors import ConfigError, StorageError
+from cnnsearch.records.storage import (artifact_store, experimental_ok, kept_weights, mask_url, open_storage,
                                resolve_storage)
-from cnnsearch.train import TrainConfig
+from cnnsearch.model.train import TrainConfig
 
 #: Set by the runner for each worker process (0, 1, ...): offsets the sampler's seed.
 WORKER_ENV = "CNNSEARCH_WORKER_INDEX"
@@ -381,7 +382,7 @@ def system_attrs(study: optuna.Study) -> dict[str, Any]:
 
 
 def _version() -> str:
-    from cnnsearch import __version__
+    from cnnsearch.ground.version import __version__
 
     return __version__
 

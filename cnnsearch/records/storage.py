@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import optuna
 
-from cnnsearch.errors import ConfigError, StorageError
+from cnnsearch.ground.errors import ConfigError, StorageError
 
 #: Where studies live when neither --storage nor $CNNSEARCH_STORAGE says (relative to the working folder).
 DEFAULT_STORAGE = "sqlite:///studies/cnnsearch.db"

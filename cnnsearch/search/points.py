@@ -5,7 +5,7 @@ module knows which dimensions exist, the reference's value of each (trial 0 of
 every study), which are asked for a given point (conditional layer and
 learning-rate dimensions), and how a point becomes an ArchSpec plus
 TrainConfig overrides. Reading and validating a space file is
-:mod:`cnnsearch.space`, which imports this module (never the reverse). No Keras.
+:mod:`cnnsearch.search.space`, which imports this module (never the reverse). No Keras.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import itertools
 import math
 import random
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-from cnnsearch.arch import ArchSpec, summarize
-from cnnsearch.errors import ArchitectureError, ConfigError
+from cnnsearch.model.arch import ArchSpec, summarize
+from cnnsearch.ground.errors import ArchitectureError, ConfigError
+from cnnsearch.search.dims import Dimension, Space
 
-if TYPE_CHECKING:  # annotations only: cnnsearch.space imports this module, so no runtime import back
-    from cnnsearch.space import Dimension, Space
 
 #: Most conv layers a space may ask for (the dimension ``conv_layers``).
 MAX_CONV_LAYERS = 4

@@ -10,11 +10,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cnnsearch import data as data_mod
-from cnnsearch import forward, viz
-from cnnsearch.arch import REFERENCE, ArchSpec, summarize
-from cnnsearch.errors import ArchitectureError, CnnsearchError, DataError
-from cnnsearch.train import TrainConfig, TrainResult, fit, versions
+from cnnsearch.ground import data as data_mod
+from cnnsearch.model import forward
+from cnnsearch.model import viz
+from cnnsearch.model.arch import REFERENCE, ArchSpec, summarize
+from cnnsearch.ground.errors import ArchitectureError, CnnsearchError, DataError
+from cnnsearch.model.train import TrainConfig, TrainResult, fit, versions
 
 #: Files written into a baseline run folder.
 FIGURES = {
@@ -47,7 +48,7 @@ def run(
 ) -> BaselineRun:
     """Train the reference CNN with its settings and write model, metrics.json and figures.
 
-    Data are resolved as :func:`cnnsearch.data.load_raw` describes (``data_path`` first).
+    Data are resolved as :func:`cnnsearch.ground.data.load_raw` describes (``data_path`` first).
     """
     ds = data_mod.load(data_path)
     config = TrainConfig(epochs=epochs, train_limit=train_limit, seed=seed, precision=precision)

@@ -1,6 +1,6 @@
 """One trial: suggest a spec from the space, fit it, record everything on the trial, keep the best weights.
 
-A trial that cannot finish raises :class:`~cnnsearch.errors.TrialFailed`
+A trial that cannot finish raises :class:`~cnnsearch.ground.errors.TrialFailed`
 (recorded, the search goes on); anything fatal propagates.
 """
 
@@ -17,13 +17,15 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from cnnsearch import data as data_mod
-from cnnsearch import interrupt, limits, points
-from cnnsearch.arch import summarize
-from cnnsearch.errors import ArchitectureError, CnnsearchError, Interrupted, StorageError, TrialFailed
-from cnnsearch.storage import (ARTIFACTS_ENV, artifact_dir, artifact_store, first_line, is_enospc, kept_weights,
+from cnnsearch.ground import data as data_mod
+from cnnsearch.ground import interrupt
+from cnnsearch.search import limits
+from cnnsearch.search import points
+from cnnsearch.model.arch import summarize
+from cnnsearch.ground.errors import ArchitectureError, CnnsearchError, Interrupted, StorageError, TrialFailed
+from cnnsearch.records.storage import (ARTIFACTS_ENV, artifact_dir, artifact_store, first_line, is_enospc, kept_weights,
                                sha256)
-from cnnsearch.study import (BASELINE_ROLE, SHORT_ATTR, SYSTEM_PREFIX, Handle, fresh_user_attrs, set_trial_data,
+from cnnsearch.search.study import (BASELINE_ROLE, SHORT_ATTR, SYSTEM_PREFIX, Handle, fresh_user_attrs, set_trial_data,
                              trial_attr)
 
 
@@ -65,8 +67,8 @@ class Objective:
             raise
 
     def _trial(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        from cnnsearch._tf import keras
-        from cnnsearch.train import fit, versions
+        from cnnsearch.ground._tf import keras
+        from cnnsearch.model.train import fit, versions
 
         sp, cfg = self.handle.space, self.handle.training
         trial.set_user_attr("worker", worker_lease())  # who runs it: runner.fail_stale() checks it is alive
@@ -309,7 +311,7 @@ def _save_model(url: str, study: optuna.Study, trial: optuna.Trial, model: Any, 
 
     Written under a temporary name and renamed, so a failure (a full disk) never
     leaves a partial ``.keras`` file behind. A failure fails the trial with the
-    reason and stops the run (:class:`~cnnsearch.errors.StorageError`).
+    reason and stops the run (:class:`~cnnsearch.ground.errors.StorageError`).
     """
     artifact_id = f"{_safe(study.study_name)}-{tag}-trial{trial.number}-{os.getpid()}.keras"
     folder = artifact_dir(url)

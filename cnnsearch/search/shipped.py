@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.resources
 from pathlib import Path
 
-from cnnsearch.errors import ConfigError
+from cnnsearch.ground.errors import ConfigError
 
 #: Suffix of a space file; ``--space seed`` and ``--space seed.toml`` both name ``seed``.
 SUFFIX = ".toml"
