@@ -296,22 +296,13 @@ def release() -> None:
     from cnnsearch.ground._tf import keras
 
     keras().backend.clear_session()
-    registry = _gradient_registry()
+    from cnnsearch.ground.private import gradient_registry
+
+    registry = gradient_registry()
     if registry is not None:
         for name in [k for k in registry if k.startswith("CustomGradient-")]:
             del registry[name]
     gc.collect()
-
-
-def _gradient_registry() -> dict[str, Any] | None:
-    # A private TensorFlow structure: if a release moves it, skip the purge rather than fail.
-    try:
-        from tensorflow.python.framework import ops
-
-        registry = ops._gradient_registry._registry
-    except (ImportError, AttributeError):
-        return None
-    return registry if isinstance(registry, dict) else None
 
 
 def versions() -> dict[str, str]:

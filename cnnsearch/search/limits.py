@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from cnnsearch.model.arch import Summary, summarize
+from cnnsearch.ground import private
 from cnnsearch.ground.errors import ArchitectureError
 from cnnsearch.search.points import spec_from_values, undrawn
 from cnnsearch.search.space import Space
@@ -138,39 +139,5 @@ def feasible_sampler(base: Any, space: Space, tries: int = 20) -> Any:
             return known_infeasible(params, space, cls.input_shape, cls.n_classes)
 
     if isinstance(base, optuna.samplers.TPESampler):
-        _mask_tpe_candidates(base, _Judge.infeasible)
+        private.mask_tpe_candidates(base, _Judge.infeasible)  # Optuna's private TPE hooks, version-checked
     return FeasibleSampler()
-
-
-def _mask_tpe_candidates(tpe: Any, infeasible: Any) -> None:
-    """Make TPE pick its proposal among the candidates not known to be infeasible.
-
-    TPE draws ``n_ei_candidates`` candidates from its model of good points and
-    proposes the one with the best acquisition value; at a size limit the best
-    points crowd the boundary and redrawing whole proposals rarely escapes it
-    (measured: the same infeasible share as without). So the acquisition of a
-    known-infeasible candidate is set to -inf, unless every candidate is.
-    This reaches into two private TPESampler methods (Optuna 5.0); a test
-    fails if they change.
-    """
-    import numpy as np
-
-    sample, acquisition = tpe._sample, tpe._compute_acquisition_func
-    current: dict[str, Any] = {}
-
-    def _sample(study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
-        current["space"] = search_space
-        return sample(study, trial, search_space)
-
-    def _compute_acquisition_func(samples: dict[str, Any], mpe_below: Any, mpe_above: Any) -> Any:
-        acq = acquisition(samples, mpe_below, mpe_above)
-        dists = current.get("space") or {}
-        n = int(acq.size)
-        if n and set(samples) <= set(dists):
-            bad = np.array([infeasible({k: dists[k].to_external_repr(v[i].item()) for k, v in samples.items()})
-                            for i in range(n)])
-            if not bad.all():
-                acq = np.where(bad, -np.inf, acq)
-        return acq
-
-    tpe._sample, tpe._compute_acquisition_func = _sample, _compute_acquisition_func

@@ -24,6 +24,7 @@ from cnnsearch.search import limits
 from cnnsearch.search import points
 from cnnsearch.search import space as space_mod
 from cnnsearch.model.arch import REFERENCE
+from cnnsearch.ground import private
 from cnnsearch.ground.errors import ConfigError, StorageError
 from cnnsearch.records.storage import (artifact_store, experimental_ok, kept_weights, mask_url, open_storage,
                                resolve_storage)
@@ -162,7 +163,7 @@ def trial_attr(t: FrozenTrial, key: str, default: Any = None) -> Any:
 
 def set_trial_data(trial: optuna.Trial, key: str, value: Any) -> None:
     """Store long machine-readable trial data (see :data:`TRIAL_DATA`) as a trial system attribute."""
-    trial.storage.set_trial_system_attr(trial._trial_id, SYSTEM_PREFIX + key, value)
+    trial.storage.set_trial_system_attr(private.trial_id(trial), SYSTEM_PREFIX + key, value)
 
 
 def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
@@ -346,7 +347,7 @@ def delete(name: str, url: str | None = None) -> None:
     """Delete study ``name`` and its kept weights."""
     h = load(name, url)
     kept = {(h.study.user_attrs.get(k) or {}).get("artifact_id") for k in ("best_weights", "baseline_weights")}
-    optuna.delete_study(study_name=name, storage=h.study._storage)  # the study's own storage object
+    optuna.delete_study(study_name=name, storage=private.storage_of(h.study))  # the study's own storage object
     for artifact_id in kept - {None}:
         try:
             artifact_store(h.url).remove(artifact_id)
@@ -368,17 +369,17 @@ def weights_problems(name: str, url: str | None = None) -> list[str]:
 
 def set_system_attr(study: optuna.Study, key: str, value: Any) -> None:
     """Store ``key`` as a study *system* attribute: in the same storage, out of the dashboard's user attributes."""
-    study._storage.set_study_system_attr(study._study_id, key, value)
+    private.storage_of(study).set_study_system_attr(private.study_id(study), key, value)
 
 
 def fresh_user_attrs(study: optuna.Study) -> dict[str, Any]:
     """A study's user attributes read again from its storage (another worker may have written meanwhile)."""
-    return optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs
+    return optuna.load_study(study_name=study.study_name, storage=private.storage_of(study)).user_attrs
 
 
 def system_attrs(study: optuna.Study) -> dict[str, Any]:
     """A study's system attributes (see :func:`set_system_attr`)."""
-    return dict(study._storage.get_study_system_attrs(study._study_id))
+    return dict(private.storage_of(study).get_study_system_attrs(private.study_id(study)))
 
 
 def _version() -> str:
