@@ -90,8 +90,11 @@ def open_storage(url: str | None = None, *, create: bool = False, heartbeat_s: i
                 hb = {"heartbeat_interval": heartbeat_s, "grace_period": 2 * heartbeat_s,
                       "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
             # Only `study create` may add Optuna's tables: read commands never write to a database.
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url), skip_table_creation=not create,
-                                              **hb)
+            rdb = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url), skip_table_creation=not create,
+                                             **hb)
+        if db is not None:
+            serialise_sqlite(rdb.engine)
+        return rdb
     except ImportError as exc:
         raise StorageError(f"{shown}: the database driver is not installed ({exc}); for PostgreSQL:"
                            " pip install 'cnnsearch[postgres]'") from exc
@@ -99,6 +102,31 @@ def open_storage(url: str | None = None, *, create: bool = False, heartbeat_s: i
         explained = storage_error(exc, url)
         raise (explained or StorageError(f"{shown}: cannot open the storage ({type(exc).__name__}:"
                                          f" {first_line(exc)})")) from exc
+
+
+def serialise_sqlite(engine: Any) -> None:
+    """Make every transaction on this SQLite engine take the write lock first (``BEGIN IMMEDIATE``).
+
+    Why: Python's sqlite3 driver opens a transaction only at the first write, so Optuna's "pop a
+    WAITING trial" (read its state, then set it RUNNING) runs its read outside any transaction: two
+    processes both read WAITING, both set RUNNING, and one trial runs twice (issue 26; 3 runs in 3 of
+    tests/test_workers_stress.py's 4 x 5 on SQLite before this). With ``BEGIN IMMEDIATE`` the read and
+    the write are one transaction holding SQLite's single write lock, so the second process waits
+    (up to :data:`SQLITE_TIMEOUT_S`) and then sees RUNNING. PostgreSQL has row locks (Optuna's
+    ``SELECT ... FOR UPDATE``) and journal files their own lock, so only SQLite needs this. The recipe
+    is SQLAlchemy's own for pysqlite ("Serializable isolation / Savepoints / Transactional DDL").
+    """
+    from sqlalchemy import event
+
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver's own BEGIN off: the listener below emits it
+
+    def on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    event.listen(engine, "connect", on_connect)
+    event.listen(engine, "begin", on_begin)
+    engine.dispose()  # connections pooled while Optuna opened the storage predate the listeners
 
 
 #: Seconds to wait for a PostgreSQL server to answer; override with ?connect_timeout=N in the URL.
