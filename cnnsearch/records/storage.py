@@ -62,6 +62,11 @@ def open_storage(url: str | None = None, *, create: bool = False, heartbeat_s: i
     """
     url = resolve_storage(url)
     shown = mask_url(url)
+    if url.startswith("sqlite:"):
+        sqlite_path(url)  # sqlite: or sqlite:/x: says which form is expected, not sqlite:///sqlite:
+    if url.startswith("journal:") and not url.startswith("journal://"):
+        raise ConfigError(f"--storage: expected journal://relative/path.log or journal:///absolute/path.log;"
+                          f" received {url!r}")
     if "://" not in url:
         raise ConfigError(f"--storage: expected a storage URL; received {url!r}; for a SQLite file use"
                           f" sqlite:///{url}, for a journal file journal://{url}")
@@ -101,7 +106,7 @@ def open_storage(url: str | None = None, *, create: bool = False, heartbeat_s: i
     except Exception as exc:  # SQLAlchemy's OperationalError and friends: unreachable, refused, not Optuna's
         explained = storage_error(exc, url)
         raise (explained or StorageError(f"{shown}: cannot open the storage ({type(exc).__name__}:"
-                                         f" {first_line(exc)})")) from exc
+                                         f" {scrub(first_line(exc), url)})")) from exc
 
 
 def serialise_sqlite(engine: Any) -> None:
@@ -144,18 +149,61 @@ def engine_kwargs(url: str) -> dict[str, Any]:
     return {}
 
 
+#: Query parameters of a database URL that carry a secret (libpq's and common drivers' names).
+_SECRET_PARAMS = ("password", "passwd", "pwd", "sslpassword", "secret", "token")
+
+
 def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``: every URL cnnsearch prints or stores goes through this."""
-    if "@" not in url or "://" not in url or url.startswith(("sqlite:", "journal:")):
+    """``url`` with its password replaced by ``***``: every URL cnnsearch prints or stores goes through this.
+
+    The user information ends at the *last* ``@`` before the query, so a password holding a raw ``@``
+    or ``/`` (which SQLAlchemy's parser splits at the first ``@``) is masked whole; so is a password
+    given as a query parameter (``?password=...``).
+    """
+    import re
+
+    if "://" not in url or url.startswith(("sqlite:", "journal:")):
         return url
-    try:
-        from sqlalchemy.engine import make_url
+    scheme, rest = url.split("://", 1)
+    head, q, query = rest.partition("?")
+    if "@" in head:
+        userinfo, host = head.rsplit("@", 1)
+        user, colon, _ = userinfo.partition(":")
+        head = f"{user}:***@{host}" if colon else f"{userinfo}@{host}"
+    if q:
+        names = "|".join(_SECRET_PARAMS)
+        query = re.sub(rf"(?i)(^|&)({names})=[^&]*", r"\1\2=***", query)
+    return f"{scheme}://{head}{q}{query}"
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a SQLAlchemy URL: mask what sits between "user:" and "@"
-        import re
 
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+def secrets_of(url: str) -> list[str]:
+    """The secret strings of a storage URL (its password, raw and decoded), to scrub from any message."""
+    from urllib.parse import unquote
+
+    if "://" not in url or url.startswith(("sqlite:", "journal:")):
+        return []
+    head, _, query = url.split("://", 1)[1].partition("?")
+    found = []
+    if "@" in head:
+        _, colon, password = head.rsplit("@", 1)[0].partition(":")
+        if colon and password:
+            found += [password, unquote(password)]
+            # A raw "@" in it: drivers split at the first "@" and may echo the rest as the host name.
+            parts = password.split("@")
+            found += ["@".join(parts[i:]) + "@" for i in range(1, len(parts))]
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key.lower() in _SECRET_PARAMS and value:
+            found += [value, unquote(value)]
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def scrub(text: str, url: str | None = None) -> str:
+    """``text`` with every secret of ``url`` (default: the storage this process opened) replaced by ``***``."""
+    url = url or (_opened[0] if _opened else resolve_storage(None))
+    for secret in secrets_of(url):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _check_sqlite_is_optuna(db: Path, url: str) -> None:
@@ -179,6 +227,9 @@ def _check_sqlite_is_optuna(db: Path, url: str) -> None:
 
 #: Causes recognised in a database error's text: (fragments, what to say, how to fix).
 _CAUSES = (
+    (("password authentication failed", "authentication failed", "no password supplied", "access denied for user",
+      "fe_sendauth"), "authentication failed (wrong user name or password)",
+     "check the user and password in the storage URL (a password with @ : / or % must be percent-encoded)"),
     (("readonly database", "read-only", "read only"), "the database is read-only",
      "make the file and its folder writable, or copy it somewhere writable"),
     (("database or disk is full", "no space left", "disk full"), "no space left on the disk",
@@ -223,10 +274,11 @@ def storage_error(exc: BaseException, url: str | None = None) -> StorageError | 
     where = f"{mask_url(url)}" + (f" ({db})" if db is not None else "")
     root = chain[-1]
     text = " ".join(f"{type(c).__name__} {c}" for c in chain).lower()
+    said = scrub(first_line(root), url)  # a driver may echo the host part of a badly split URL
     for fragments, cause, fix in _CAUSES:
         if any(f in text for f in fragments):
-            return StorageError(f"{where}: {cause} ({type(root).__name__}: {first_line(root)}); {fix}")
-    return StorageError(f"{where}: storage error ({type(root).__name__}: {first_line(root)})")
+            return StorageError(f"{where}: {cause} ({type(root).__name__}: {said}); {fix}")
+    return StorageError(f"{where}: storage error ({type(root).__name__}: {said})")
 
 
 def _make_parent(path: Path, url: str) -> None:
@@ -334,5 +386,5 @@ def kept_weights(url: str, meta: dict[str, Any] | None, which: str = "best") -> 
 
 
 __all__ = ["artifact_dir", "artifact_store", "engine_kwargs", "experimental_ok", "first_line", "journal_path",
-           "is_enospc", "kept_weights", "mask_url", "open_storage", "resolve_storage", "sha256", "sqlite_path",
+           "is_enospc", "kept_weights", "mask_url", "scrub", "secrets_of", "serialise_sqlite", "open_storage", "resolve_storage", "sha256", "sqlite_path",
            "storage_error"]
