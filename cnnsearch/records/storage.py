@@ -62,14 +62,7 @@ def open_storage(url: str | None = None, *, create: bool = False, heartbeat_s: i
     """
     url = resolve_storage(url)
     shown = mask_url(url)
-    if url.startswith("sqlite:"):
-        sqlite_path(url)  # sqlite: or sqlite:/x: says which form is expected, not sqlite:///sqlite:
-    if url.startswith("journal:") and not url.startswith("journal://"):
-        raise ConfigError(f"--storage: expected journal://relative/path.log or journal:///absolute/path.log;"
-                          f" received {url!r}")
-    if "://" not in url:
-        raise ConfigError(f"--storage: expected a storage URL; received {url!r}; for a SQLite file use"
-                          f" sqlite:///{url}, for a journal file journal://{url}")
+    _check_form(url)
     _opened[:] = [url]
     journal = journal_path(url)
     if journal is not None:
@@ -132,6 +125,18 @@ def serialise_sqlite(engine: Any) -> None:
     event.listen(engine, "connect", on_connect)
     event.listen(engine, "begin", on_begin)
     engine.dispose()  # connections pooled while Optuna opened the storage predate the listeners
+
+
+def _check_form(url: str) -> None:
+    """A ConfigError for a URL of no known form: a bare path, or sqlite:/journal: without their slashes."""
+    if url.startswith("sqlite:"):
+        sqlite_path(url)  # sqlite: or sqlite:/x: says which form is expected, not sqlite:///sqlite:
+    if url.startswith("journal:") and not url.startswith("journal://"):
+        raise ConfigError(f"--storage: expected journal://relative/path.log or journal:///absolute/path.log;"
+                          f" received {url!r}")
+    if "://" not in url:
+        raise ConfigError(f"--storage: expected a storage URL; received {mask_url(url)!r}; for a SQLite file use"
+                          f" sqlite:///{url}, for a journal file journal://{url}")
 
 
 #: Seconds to wait for a PostgreSQL server to answer; override with ?connect_timeout=N in the URL.
