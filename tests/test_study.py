@@ -410,6 +410,7 @@ def test_ctrl_c_stops_every_worker(env: dict[str, str], tmp_path: Path, spawn: C
     out = p.output()
     assert "Traceback" not in out and "Exception ignored" not in out, out
     assert out.strip().splitlines()[-1] == f"cnnsearch: {reason}"
+    assert sum(line.startswith("cnnsearch: interrupted") for line in out.splitlines()) == 1, out  # issue 26 item 17
 
 
 SEEDED = """

@@ -158,17 +158,22 @@ def _stop(procs: list[subprocess.Popen[bytes]], signum: int) -> None:
 
 def _report_deaths(study: Any, procs: list[subprocess.Popen[bytes]]) -> None:
     """Workers that a signal killed (nothing here sent one): fail and re-queue their trials, then say so."""
-    dead = [p for p in procs if p.returncode is not None and p.returncode < 0]
+    from cnnsearch.search.stale import RETRY_OF
+
+    dead = {p.pid: p.returncode for p in procs if p.returncode is not None and p.returncode < 0}
     if not dead:
         return
-    failed = fail_stale(study)  # their leases name processes that no longer exist
-    who = "; ".join(f"worker process {p.pid} was killed by {_signame(-p.returncode)}" for p in dead)
-    oom = " (SIGKILL from outside is often the kernel's out-of-memory killer: see dmesg)" \
-        if any(p.returncode == -signal.SIGKILL for p in dead) else ""
-    trials = (f"its running trial(s) {', '.join(f'#{n}' for n in failed)} failed and were re-queued"
-              if failed else "no trial of it was left running")
-    raise WorkerDied(f"{who}{oom}; {trials}; the other workers finished; run the same command again to add the"
-                     " trials it did not run")
+    fail_stale(study)  # their leases name processes that no longer exist (Optuna's heartbeat may have been first)
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.system_attrs.get(RETRY_OF) for t in trials}
+    theirs = [t for t in trials if (t.user_attrs.get("worker") or {}).get("pid") in dead and t.state.name == "FAIL"
+              and t.user_attrs.get("failure_kind") != "interrupted"]
+    who = "; ".join(f"worker process {pid} was killed by {_signame(-code)}" for pid, code in dead.items())
+    oom = (" (SIGKILL from outside is often the kernel's out-of-memory killer: see dmesg)"
+           if -signal.SIGKILL in dead.values() else "")
+    said = ", ".join(f"#{t.number}" + (" (re-queued)" if t.number in retried else "") for t in theirs)
+    raise WorkerDied(f"{who}{oom}; its running trial {said or '(none)'} failed; the other workers finished;"
+                     " run the same command again to add the trials it did not run")
 
 
 def _signame(signum: int) -> str:
