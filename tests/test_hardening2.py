@@ -253,3 +253,60 @@ def test_timeout_nan_is_refused(tiny_space: Path) -> None:
     assert cli("study", "create", "nan", "--space", str(tiny_space)).exit_code == 0
     r = cli("study", "run", "nan", "--trials", "1", "--timeout", "nan")
     assert r.exit_code == 2 and "received nan" in r.stderr, r.output
+
+
+# --- item 8: SIGTERM in study confirm and in the report phase: one line, exit 143 ------------------------
+
+@pytest.fixture
+def trained(tmp_path: Path, tiny_space: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A study with its baseline and one trial trained (2 epochs on the tiny data), for confirm and report."""
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    monkeypatch.setenv("CNNSEARCH_STORAGE", url)
+    monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
+    f = tmp_path / "buildable.toml"
+    f.write_text(TINY_SPACE.format(epochs=2, heartbeat=60).replace("[3, 13]", "[3]"))
+    assert cli("study", "create", "sig", "--space", str(f)).exit_code == 0
+    r = cli("study", "run", "sig", "--trials", "1", "--no-report", "--quiet")
+    assert r.exit_code == 0, r.output
+    return {**os.environ, "CNNSEARCH_STORAGE": url, "CNNSEARCH_DATA": str(tiny_npz), "PYTHONPATH": str(ROOT)}
+
+
+def _sigterm_when(args: list[str], env: dict[str, str], log: Path, marker: str, prelude: str = "") -> int:
+    """Run a cnnsearch command, SIGTERM it once ``marker`` shows in its output; its exit status."""
+    import signal
+
+    code = f"{prelude}\nimport sys; from cnnsearch.cli import main; sys.exit(main({args!r}, prog_name='cnnsearch'))"
+    p = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    try:
+        _wait_for(lambda: marker in log.read_text() or p.poll() is not None, 300, repr(marker))
+        p.send_signal(signal.SIGTERM)
+        return p.wait(300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_sigterm_in_confirm_is_one_line_and_143(trained: dict[str, str], tmp_path: Path) -> None:
+    log = tmp_path / "confirm.log"
+    code = _sigterm_when(["study", "confirm", "sig", "--top", "1", "--seeds", "3", "--epochs", "400"], trained, log,
+                         "seed 0")
+    out = log.read_text()
+    assert code == 143, out
+    assert "Traceback" not in out and out.strip().splitlines()[-1] == "cnnsearch: interrupted (SIGTERM)", out
+
+
+def test_sigterm_while_the_report_is_written_is_one_line_and_143(trained: dict[str, str], tmp_path: Path) -> None:
+    out_file = tmp_path / "r.html"
+    out_file.write_text("the old report")
+    # A slow report (its data step sleeps), so the signal surely lands while it is being computed.
+    slow = ("import time, cnnsearch.report.data as d; _c = d.compute\n"
+            "def compute(*a, **k):\n    print('report computing', flush=True); time.sleep(120); return _c(*a, **k)\n"
+            "d.compute = compute")
+    log = tmp_path / "report.log"
+    code = _sigterm_when(["report", "sig", "--no-models", "--out", str(out_file)], trained, log, "report computing",
+                         prelude=slow)
+    out = log.read_text()
+    assert code == 143, out
+    assert "Traceback" not in out and out.strip().splitlines()[-1] == "cnnsearch: interrupted (SIGTERM)", out
+    assert out_file.read_text() == "the old report"

@@ -348,12 +348,17 @@ def study_confirm(name: str, top: int, seeds: int, epochs: int | None, train_lim
             ref.epochs if epochs is None else epochs, ref.train_limit if train_limit is None else train_limit)
         summary = confirm_mod.show(name, url, fid)
     else:
+        from cnnsearch.ground import interrupt
+
         try:
-            summary = confirm_mod.run(name, top=top, seeds=seeds, epochs=ref.epochs if epochs is None else epochs,
-                                      train_limit=ref.train_limit if train_limit is None else train_limit,
-                                      data_path=data_path, url=url, on_run=line, on_plan=plan,
-                                      on_start=lambda label: bar[0].start_unit(label),
-                                      on_epoch=lambda e, logs: bar[0].epoch_end(e, logs))
+            # SIGTERM as Ctrl-C: one line, exit 143; the runs stored so far are kept and confirm resumes there.
+            with interrupt.stopping():
+                summary = confirm_mod.run(name, top=top, seeds=seeds,
+                                          epochs=ref.epochs if epochs is None else epochs,
+                                          train_limit=ref.train_limit if train_limit is None else train_limit,
+                                          data_path=data_path, url=url, on_run=line, on_plan=plan,
+                                          on_start=lambda label: bar[0].start_unit(label),
+                                          on_epoch=lambda e, logs: bar[0].epoch_end(e, logs))
         except BaseException:
             if bar:
                 bar[0].close(None)  # the error's one line is the last

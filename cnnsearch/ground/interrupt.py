@@ -99,6 +99,26 @@ def handled() -> Iterator[None]:
         sys.unraisablehook = _previous_hook[0]
 
 
+@contextmanager
+def stopping() -> Iterator[None]:
+    """:func:`handled`, for a whole command phase (``study confirm``, writing a report): exit 128 + signal.
+
+    Inside TensorFlow's or SQLAlchemy's C code the signal's exception can surface as another error
+    (seen: SystemError): any error raised after a signal arrived is that signal. A signal swallowed by
+    a finaliser is raised at the end, so the command still exits 143 after finishing its write.
+    """
+    with handled():
+        try:
+            yield
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            if _received:
+                raise Interrupted(_received[0], _why()) from exc
+            raise
+        check()
+
+
 def keras_callback() -> Any:
     """A Keras callback that calls :func:`check` after every batch (training and evaluation)."""
     from cnnsearch.ground._tf import keras
