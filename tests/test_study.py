@@ -410,6 +410,7 @@ def test_ctrl_c_stops_every_worker(env: dict[str, str], tmp_path: Path, spawn: C
     out = p.output()
     assert "Traceback" not in out and "Exception ignored" not in out, out
     assert out.strip().splitlines()[-1] == f"cnnsearch: {reason}"
+    assert sum(line.startswith("cnnsearch: interrupted") for line in out.splitlines()) == 1, out  # issue 26 item 17
 
 
 SEEDED = """
@@ -539,7 +540,7 @@ def test_journal_storage_stale_trials(tmp_path: Path, tiny_space: Path, tiny_npz
     assert dead.user_attrs["fail_reason"] == f"stale: process {p.proc.pid} on {socket.gethostname()} is gone"
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
     assert len(retry) == 1 and retry[0].state == TrialState.WAITING
-    assert retry[0].system_attrs["fixed_params"] == dead.params and retry[0].user_attrs.get("baseline")
+    assert retry[0].params == dead.params and retry[0].user_attrs.get("baseline")  # Optuna retry callback's form
     assert trials[live.number].state == TrialState.RUNNING and trials[remote.number].state == TrialState.RUNNING
     r = cli("study", "fail-stale", "jr", "--all")  # the user vouches that no run is active anywhere
     assert r.exit_code == 0 and f"#{remote.number}" in r.stdout and f"#{live.number}" not in r.stdout

@@ -176,9 +176,12 @@ def write_report(name: str, out: str | None, url: str | None, data_path: str | N
     from cnnsearch.report import page as report_mod
     from cnnsearch.ground.progress import duration
 
+    from cnnsearch.ground import interrupt
+
     start = time.perf_counter()
-    path = report_mod.write(name, out, url, data_path=data_path, models=models,
-                            on_step=lambda text: click.echo(f"report: {text}", err=True))
+    with interrupt.stopping():  # SIGTERM as Ctrl-C: one line, exit 143; the old report stays whole
+        path = report_mod.write(name, out, url, data_path=data_path, models=models,
+                                on_step=lambda text: click.echo(f"report: {text}", err=True))
     click.echo(f"wrote {path} in {duration(time.perf_counter() - start)} (open it in a browser; it makes no network"
                " requests)")
     if models:

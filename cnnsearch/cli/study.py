@@ -9,26 +9,8 @@ import click
 
 from cnnsearch.model.arch import REFERENCE
 from cnnsearch.cli import emit_json, json_option, space_or_file, storage_option, study_argument, write_report
+from cnnsearch.cli.types import Workers, not_nan
 from cnnsearch.ground.errors import CnnsearchError
-
-
-class _Workers(click.ParamType):
-    """--workers: a whole number >= 1, or "auto" (resolved by the run: runner.auto_workers)."""
-
-    name = "K|auto"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-            return value
-        if str(value).strip().lower() == "auto":
-            return "auto"
-        try:
-            k = int(str(value))
-        except ValueError:
-            k = 0
-        if k < 1:
-            self.fail(f"expected a whole number >= 1 or 'auto'; received {value!r}", param, ctx)
-        return k
 
 
 @click.group()
@@ -64,8 +46,9 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
 @study_argument
 @click.option("--trials", type=click.IntRange(min=0), default=10, show_default=True,
               help="New finished trials to add (the queued baseline, if not run yet, comes on top).")
-@click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Start no new trial after SEC seconds.")
-@click.option("--workers", type=_Workers(), default="auto", show_default=True, envvar="CNNSEARCH_WORKERS",
+@click.option("--timeout", type=click.FloatRange(min=0), default=None, callback=not_nan,
+              help="Start no new trial after SEC seconds.")
+@click.option("--workers", type=Workers(), default="auto", show_default=True, envvar="CNNSEARCH_WORKERS",
               show_envvar=True,
               help="Worker processes on this machine, sharing the trials. 'auto': 2 one-thread processes on a CPU"
                    " with >= 2 cores (measured 2.4x the trials an hour of one on 2 cores), else 1 (also for --verbose)."
@@ -104,6 +87,10 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
                        f" {len(h.space.searched)} searched dimensions", err=True)
     # auto: one process for --verbose (its per-epoch lines come from one process's progress display).
     processes = (1 if verbose else runner.auto_workers(trials)) if workers == "auto" else int(workers)
+    if processes > runner.max_workers():
+        click.echo(f"--workers {processes}: more than the {runner.max_workers()} cores here; starting"
+                   f" {runner.max_workers()}", err=True)
+        processes = runner.max_workers()
     if workers == "auto" and processes > 1 and not quiet:
         click.echo(f"--workers auto: {processes} worker processes share the {trials} trials"
                    " (--workers 1: one process, with a progress bar)", err=True)
@@ -361,12 +348,17 @@ def study_confirm(name: str, top: int, seeds: int, epochs: int | None, train_lim
             ref.epochs if epochs is None else epochs, ref.train_limit if train_limit is None else train_limit)
         summary = confirm_mod.show(name, url, fid)
     else:
+        from cnnsearch.ground import interrupt
+
         try:
-            summary = confirm_mod.run(name, top=top, seeds=seeds, epochs=ref.epochs if epochs is None else epochs,
-                                      train_limit=ref.train_limit if train_limit is None else train_limit,
-                                      data_path=data_path, url=url, on_run=line, on_plan=plan,
-                                      on_start=lambda label: bar[0].start_unit(label),
-                                      on_epoch=lambda e, logs: bar[0].epoch_end(e, logs))
+            # SIGTERM as Ctrl-C: one line, exit 143; the runs stored so far are kept and confirm resumes there.
+            with interrupt.stopping():
+                summary = confirm_mod.run(name, top=top, seeds=seeds,
+                                          epochs=ref.epochs if epochs is None else epochs,
+                                          train_limit=ref.train_limit if train_limit is None else train_limit,
+                                          data_path=data_path, url=url, on_run=line, on_plan=plan,
+                                          on_start=lambda label: bar[0].start_unit(label),
+                                          on_epoch=lambda e, logs: bar[0].epoch_end(e, logs))
         except BaseException:
             if bar:
                 bar[0].close(None)  # the error's one line is the last

@@ -67,10 +67,11 @@ class Interrupted(KeyboardInterrupt):
     A KeyboardInterrupt, so code that cleans up on Ctrl-C cleans up on SIGTERM too.
     """
 
-    def __init__(self, signum: int = 2) -> None:
+    def __init__(self, signum: int = 2, detail: str = "") -> None:
         import signal
 
         self.signum = signum
+        self.detail = detail  # e.g. "the run's parent process died": why the signal came
         self.signame = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else str(signum)
         #: Process exit status: 128 + the signal number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
         self.exit_code = 128 + signum
@@ -79,4 +80,6 @@ class Interrupted(KeyboardInterrupt):
     @property
     def reason(self) -> str:
         """The fail reason recorded on an interrupted trial."""
+        if self.detail:
+            return f"interrupted ({self.signame}: {self.detail})"
         return "interrupted by Ctrl-C (SIGINT)" if self.signame == "SIGINT" else f"interrupted ({self.signame})"

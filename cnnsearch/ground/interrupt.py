@@ -16,6 +16,7 @@ batch, every trial start) raise again, so an interrupt is never lost.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -38,14 +39,32 @@ def received() -> int | None:
 def check() -> None:
     """Raise :class:`Interrupted` if a handled signal has arrived (call where stopping is safe)."""
     if _received:
-        raise Interrupted(_received[0])
+        raise Interrupted(_received[0], _why())
+
+
+_parent: list[int] = []  # a worker's parent process id, watched by watch_parent()
+
+
+def watch_parent() -> None:
+    """In a worker process: remember the parent, so a signal after its death is recorded as that."""
+    _parent[:] = [os.getppid()]
+
+
+def parent_gone() -> bool:
+    """Whether the parent :func:`watch_parent` saw has died (this process was re-parented)."""
+    return bool(_parent) and os.getppid() != _parent[0]
+
+
+def _why() -> str:
+    # A worker's parent that dies sends SIGTERM through PR_SET_PDEATHSIG: say that, not a bare SIGTERM.
+    return "the run's parent process died" if parent_gone() else ""
 
 
 def _handler(signum: int, frame: Any) -> None:
     first = not _received
     if first:
         _received.append(signum)
-        raise Interrupted(signum)
+        raise Interrupted(signum, _why())
     # A second signal while stopping (the terminal's Ctrl-C reaches the workers and the parent forwards
     # it too): the first is being handled; raising again would break the clean-up halfway.
 
@@ -78,6 +97,26 @@ def handled() -> Iterator[None]:
         for s, h in previous.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
         sys.unraisablehook = _previous_hook[0]
+
+
+@contextmanager
+def stopping() -> Iterator[None]:
+    """:func:`handled`, for a whole command phase (``study confirm``, writing a report): exit 128 + signal.
+
+    Inside TensorFlow's or SQLAlchemy's C code the signal's exception can surface as another error
+    (seen: SystemError): any error raised after a signal arrived is that signal. A signal swallowed by
+    a finaliser is raised at the end, so the command still exits 143 after finishing its write.
+    """
+    with handled():
+        try:
+            yield
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            if _received:
+                raise Interrupted(_received[0], _why()) from exc
+            raise
+        check()
 
 
 def keras_callback() -> Any:

@@ -62,9 +62,7 @@ def open_storage(url: str | None = None, *, create: bool = False, heartbeat_s: i
     """
     url = resolve_storage(url)
     shown = mask_url(url)
-    if "://" not in url:
-        raise ConfigError(f"--storage: expected a storage URL; received {url!r}; for a SQLite file use"
-                          f" sqlite:///{url}, for a journal file journal://{url}")
+    _check_form(url)
     _opened[:] = [url]
     journal = journal_path(url)
     if journal is not None:
@@ -90,15 +88,55 @@ def open_storage(url: str | None = None, *, create: bool = False, heartbeat_s: i
                 hb = {"heartbeat_interval": heartbeat_s, "grace_period": 2 * heartbeat_s,
                       "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
             # Only `study create` may add Optuna's tables: read commands never write to a database.
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url), skip_table_creation=not create,
-                                              **hb)
+            rdb = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url), skip_table_creation=not create,
+                                             **hb)
+        if db is not None:
+            serialise_sqlite(rdb.engine)
+        return rdb
     except ImportError as exc:
         raise StorageError(f"{shown}: the database driver is not installed ({exc}); for PostgreSQL:"
                            " pip install 'cnnsearch[postgres]'") from exc
     except Exception as exc:  # SQLAlchemy's OperationalError and friends: unreachable, refused, not Optuna's
         explained = storage_error(exc, url)
         raise (explained or StorageError(f"{shown}: cannot open the storage ({type(exc).__name__}:"
-                                         f" {first_line(exc)})")) from exc
+                                         f" {scrub(first_line(exc), url)})")) from exc
+
+
+def serialise_sqlite(engine: Any) -> None:
+    """Make every transaction on this SQLite engine take the write lock first (``BEGIN IMMEDIATE``).
+
+    Why: Python's sqlite3 driver opens a transaction only at the first write, so Optuna's "pop a
+    WAITING trial" (read its state, then set it RUNNING) runs its read outside any transaction: two
+    processes both read WAITING, both set RUNNING, and one trial runs twice (issue 26; 3 runs in 3 of
+    tests/test_workers_stress.py's 4 x 5 on SQLite before this). With ``BEGIN IMMEDIATE`` the read and
+    the write are one transaction holding SQLite's single write lock, so the second process waits
+    (up to :data:`SQLITE_TIMEOUT_S`) and then sees RUNNING. PostgreSQL has row locks (Optuna's
+    ``SELECT ... FOR UPDATE``) and journal files their own lock, so only SQLite needs this. The recipe
+    is SQLAlchemy's own for pysqlite ("Serializable isolation / Savepoints / Transactional DDL").
+    """
+    from sqlalchemy import event
+
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver's own BEGIN off: the listener below emits it
+
+    def on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    event.listen(engine, "connect", on_connect)
+    event.listen(engine, "begin", on_begin)
+    engine.dispose()  # connections pooled while Optuna opened the storage predate the listeners
+
+
+def _check_form(url: str) -> None:
+    """A ConfigError for a URL of no known form: a bare path, or sqlite:/journal: without their slashes."""
+    if url.startswith("sqlite:"):
+        sqlite_path(url)  # sqlite: or sqlite:/x: says which form is expected, not sqlite:///sqlite:
+    if url.startswith("journal:") and not url.startswith("journal://"):
+        raise ConfigError(f"--storage: expected journal://relative/path.log or journal:///absolute/path.log;"
+                          f" received {url!r}")
+    if "://" not in url:
+        raise ConfigError(f"--storage: expected a storage URL; received {mask_url(url)!r}; for a SQLite file use"
+                          f" sqlite:///{url}, for a journal file journal://{url}")
 
 
 #: Seconds to wait for a PostgreSQL server to answer; override with ?connect_timeout=N in the URL.
@@ -116,18 +154,61 @@ def engine_kwargs(url: str) -> dict[str, Any]:
     return {}
 
 
+#: Query parameters of a database URL that carry a secret (libpq's and common drivers' names).
+_SECRET_PARAMS = ("password", "passwd", "pwd", "sslpassword", "secret", "token")
+
+
 def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``: every URL cnnsearch prints or stores goes through this."""
-    if "@" not in url or "://" not in url or url.startswith(("sqlite:", "journal:")):
+    """``url`` with its password replaced by ``***``: every URL cnnsearch prints or stores goes through this.
+
+    The user information ends at the *last* ``@`` before the query, so a password holding a raw ``@``
+    or ``/`` (which SQLAlchemy's parser splits at the first ``@``) is masked whole; so is a password
+    given as a query parameter (``?password=...``).
+    """
+    import re
+
+    if "://" not in url or url.startswith(("sqlite:", "journal:")):
         return url
-    try:
-        from sqlalchemy.engine import make_url
+    scheme, rest = url.split("://", 1)
+    head, q, query = rest.partition("?")
+    if "@" in head:
+        userinfo, host = head.rsplit("@", 1)
+        user, colon, _ = userinfo.partition(":")
+        head = f"{user}:***@{host}" if colon else f"{userinfo}@{host}"
+    if q:
+        names = "|".join(_SECRET_PARAMS)
+        query = re.sub(rf"(?i)(^|&)({names})=[^&]*", r"\1\2=***", query)
+    return f"{scheme}://{head}{q}{query}"
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a SQLAlchemy URL: mask what sits between "user:" and "@"
-        import re
 
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+def secrets_of(url: str) -> list[str]:
+    """The secret strings of a storage URL (its password, raw and decoded), to scrub from any message."""
+    from urllib.parse import unquote
+
+    if "://" not in url or url.startswith(("sqlite:", "journal:")):
+        return []
+    head, _, query = url.split("://", 1)[1].partition("?")
+    found = []
+    if "@" in head:
+        _, colon, password = head.rsplit("@", 1)[0].partition(":")
+        if colon and password:
+            found += [password, unquote(password)]
+            # A raw "@" in it: drivers split at the first "@" and may echo the rest as the host name.
+            parts = password.split("@")
+            found += ["@".join(parts[i:]) + "@" for i in range(1, len(parts))]
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key.lower() in _SECRET_PARAMS and value:
+            found += [value, unquote(value)]
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def scrub(text: str, url: str | None = None) -> str:
+    """``text`` with every secret of ``url`` (default: the storage this process opened) replaced by ``***``."""
+    url = url or (_opened[0] if _opened else resolve_storage(None))
+    for secret in secrets_of(url):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _check_sqlite_is_optuna(db: Path, url: str) -> None:
@@ -151,6 +232,9 @@ def _check_sqlite_is_optuna(db: Path, url: str) -> None:
 
 #: Causes recognised in a database error's text: (fragments, what to say, how to fix).
 _CAUSES = (
+    (("password authentication failed", "authentication failed", "no password supplied", "access denied for user",
+      "fe_sendauth"), "authentication failed (wrong user name or password)",
+     "check the user and password in the storage URL (a password with @ : / or % must be percent-encoded)"),
     (("readonly database", "read-only", "read only"), "the database is read-only",
      "make the file and its folder writable, or copy it somewhere writable"),
     (("database or disk is full", "no space left", "disk full"), "no space left on the disk",
@@ -195,10 +279,11 @@ def storage_error(exc: BaseException, url: str | None = None) -> StorageError | 
     where = f"{mask_url(url)}" + (f" ({db})" if db is not None else "")
     root = chain[-1]
     text = " ".join(f"{type(c).__name__} {c}" for c in chain).lower()
+    said = scrub(first_line(root), url)  # a driver may echo the host part of a badly split URL
     for fragments, cause, fix in _CAUSES:
         if any(f in text for f in fragments):
-            return StorageError(f"{where}: {cause} ({type(root).__name__}: {first_line(root)}); {fix}")
-    return StorageError(f"{where}: storage error ({type(root).__name__}: {first_line(root)})")
+            return StorageError(f"{where}: {cause} ({type(root).__name__}: {said}); {fix}")
+    return StorageError(f"{where}: storage error ({type(root).__name__}: {said})")
 
 
 def _make_parent(path: Path, url: str) -> None:
@@ -305,6 +390,6 @@ def kept_weights(url: str, meta: dict[str, Any] | None, which: str = "best") -> 
     return path
 
 
-__all__ = ["artifact_dir", "artifact_store", "engine_kwargs", "experimental_ok", "first_line", "journal_path",
-           "is_enospc", "kept_weights", "mask_url", "open_storage", "resolve_storage", "sha256", "sqlite_path",
-           "storage_error"]
+__all__ = ["artifact_dir", "artifact_store", "engine_kwargs", "experimental_ok", "first_line", "is_enospc",
+           "journal_path", "kept_weights", "mask_url", "open_storage", "resolve_storage", "scrub", "secrets_of",
+           "serialise_sqlite", "sha256", "sqlite_path", "storage_error"]

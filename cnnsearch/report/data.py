@@ -22,7 +22,7 @@ from cnnsearch.model import viz
 from cnnsearch.model.arch import ArchSpec, read_weights
 from cnnsearch.ground.errors import CnnsearchError
 from cnnsearch.search.objective import model_file
-from cnnsearch.records.storage import artifact_dir
+from cnnsearch.records.storage import artifact_dir, mask_url
 
 REFERENCE = confirm_mod.REFERENCE_ACCURACY
 #: Columns shown first in the trial table, so the comparisons fit a 1366 px screen without scrolling.
@@ -91,7 +91,7 @@ def compute(name: str, url: str | None = None, *, on_loaded: Callable[[], None] 
                 None)
     best_t = study_mod.best_trial(h.study)
     best = next((r for r in records if best_t is not None and r["number"] == best_t.number), None)
-    data = ReportData(name=name, url=h.url, settings=study_mod.settings_of(h.study) or {},
+    data = ReportData(name=name, url=mask_url(h.url), settings=study_mod.settings_of(h.study) or {},
                       counts=study_mod.counts(h.study), table=trial_table(records, base), baseline=base, best=best,
                       histories={r["number"]: r["history"]["val_accuracy"] for r in records
                                  if r["history"] and r["history"].get("val_accuracy")}, study=h.study)

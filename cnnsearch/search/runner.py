@@ -15,52 +15,16 @@ from typing import Any, Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from cnnsearch.ground import data as data_mod
 from cnnsearch.ground import interrupt
-from cnnsearch.search import points
-from cnnsearch.ground import provenance
-from cnnsearch.model.arch import summarize
 from cnnsearch.ground.describe import choices
-from cnnsearch.ground.errors import ArchitectureError, CnnsearchError, ConfigError, DataError, Interrupted, TrialFailed
-from cnnsearch.search.objective import Objective, process_start
-from cnnsearch.records.storage import STORAGE_ENV, experimental_ok, storage_error
-from cnnsearch.search.study import (WORKER_ENV, Handle, baseline_trial, ensure_baseline_queued, load, param_count,
+from cnnsearch.ground.errors import CnnsearchError, ConfigError, TrialFailed
+from cnnsearch.search.objective import Objective
+from cnnsearch.records.storage import experimental_ok, storage_error
+from cnnsearch.search.stale import fail_stale, fail_stale_trials
+from cnnsearch.search.study import (Handle, baseline_trial, ensure_baseline_queued, load, param_count,
                              settings_of, trial_attr, write_note)
-from cnnsearch.model.train import available_cores
-
-#: Seconds a worker gets to record its interrupted trial after the signal is passed on, before it is killed.
-WORKER_STOP_S = 60
-
-
-#: Worker processes that ``--workers auto`` (``study run``'s default) starts on a CPU with >= 2 cores:
-#: tests/bench/bench_speed.py workers (issue 12), 2026-11-29 on an idle 2-core AMD EPYC at seed.toml's
-#: fidelity, median of 3 alternating 4-minute runs: two one-thread processes finished 195 trials an hour,
-#: one two-thread process 81 (2.4x; 1.9-3.0x rep by rep). Small models are dominated by per-step overhead,
-#: which one thread per process pays without waiting for the other core. More than 2 was not measured.
-AUTO_WORKERS = 2
-
-
-def _nvidia_gpu_visible() -> bool:
-    # Without importing TensorFlow (seconds): an NVIDIA device node that CUDA_VISIBLE_DEVICES does not hide.
-    import glob
-
-    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
-        return False
-    return bool(glob.glob("/dev/nvidia[0-9]*"))
-
-
-def auto_workers(trials: int, cores: int | None = None, gpu: bool | None = None) -> int:
-    """What ``--workers auto`` means for a run of ``trials`` new trials on this machine.
-
-    :data:`AUTO_WORKERS` processes, by measurement, except where more than one cannot pay: fewer than
-    2 trials to run, fewer than 2 cores, or an NVIDIA GPU (each TensorFlow process would claim the
-    whole GPU's memory, its default).
-    """
-    cores = available_cores() if cores is None else cores
-    gpu = _nvidia_gpu_visible() if gpu is None else gpu
-    if trials < 2 or cores < 2 or gpu:
-        return 1
-    return min(AUTO_WORKERS, cores)
+# Re-exported: run_workers and auto_workers lived here, and callers (the CLI, tests) still find them here.
+from cnnsearch.search.workers import AUTO_WORKERS, WorkerDied, auto_workers, max_workers, run_workers, study_splits
 
 #: Infeasible draws in a row that stop a run (the sampler is not finding the feasible region).
 MAX_INFEASIBLE_IN_A_ROW = 200
@@ -151,17 +115,60 @@ def run(
     return handle
 
 
-def _study_splits(handle: Handle, data_path: str | None) -> data_mod.Splits:
-    """The study's data, split at its fidelity; a DataError if missing, changed or too small for the reference."""
-    ds = provenance.load(handle.study, data_path)
-    splits = data_mod.split(ds, train_limit=handle.training.train_limit)
-    try:
-        summarize(points.spec_from_values(points.baseline_params(handle.space), handle.space), splits.input_shape,
-                  splits.n_classes)
-    except ArchitectureError as exc:
-        raise DataError(f"{ds.source}: images of {splits.input_shape} are too small for the reference"
-                        f" model: {exc}") from exc
-    return splits
+class _Tally:
+    """The run's count of trials, called by Optuna after each one: stops the run by the rules below."""
+
+    def __init__(self, handle: Handle, total: int, on_trial: Callable[[TrialLine], None] | None) -> None:
+        self.handle, self.total, self.on_trial = handle, total, on_trial
+        self.limit = handle.space.study["max_consecutive_failures"]
+        self.done = self.failures = self.infeasible = self.finished = self.training_failures = 0
+        self.last = ""
+
+    def __call__(self, study: optuna.Study, t: FrozenTrial) -> None:
+        if t.user_attrs.get("infeasible"):  # untrained: counts toward neither --trials nor the failure rule
+            self.infeasible += 1
+            if self.on_trial is not None:
+                self.on_trial(_line(study, t, t.user_attrs["infeasible"], self.done, self.total))
+            if self.infeasible >= MAX_INFEASIBLE_IN_A_ROW:
+                study.stop()
+            return
+        self.infeasible = 0
+        self.done += 1
+        if self.done >= self.total:
+            study.stop()  # n_trials is open-ended in a size-limited study: stop at --trials counted ones
+        reason = trial_attr(t, "fail_reason") or t.system_attrs.get("fail_reason", "")
+        if t.state == TrialState.FAIL and t.user_attrs.get("failure_kind") != "invalid_architecture":
+            self.failures += 1
+            self.training_failures += 1
+            self.last = reason
+        elif t.state != TrialState.FAIL:
+            self.failures = 0
+            self.finished += 1
+        if t.state == TrialState.PRUNED:
+            reason = f"pruned after epoch {t.user_attrs.get('epochs_run', '?')}"
+        reused = t.user_attrs.get("reused_from")
+        if reused and t.state == TrialState.COMPLETE:
+            reason = f"reused from study {reused['study']!r} trial {reused['trial']}, not trained again"
+        if t.user_attrs.get("baseline") and t.state == TrialState.COMPLETE:
+            write_note(study, settings_of(study) or {})  # now with the in-study baseline's numbers
+        if self.on_trial is not None:
+            self.on_trial(_line(study, t, reason, self.done, self.total))
+        if self.limit and self.failures >= self.limit:
+            study.stop()
+        interrupt.check()
+
+    def raise_if_stopped(self) -> None:
+        """After the run: a CnnsearchError if a stop rule ended it, or if every trial failed."""
+        if self.infeasible >= MAX_INFEASIBLE_IN_A_ROW:
+            raise CnnsearchError(f"stopped: {self.infeasible} points in a row were infeasible (over max_params /"
+                                 " max_flops or unbuildable); raise the limits or narrow the space to smaller models")
+        if self.limit and self.failures >= self.limit:
+            raise CnnsearchError(f"stopped: {self.failures} trials in a row failed during training (last:"
+                                 f" {self.last}); check the space's ranges and [training] settings, then run again")
+        if self.done and not self.finished and self.training_failures:
+            # Every trial failed (e.g. an optimizer setting no trial can train with): not a successful run.
+            raise CnnsearchError(f"every trial of this run failed ({self.done}; last: {self.last}); check the"
+                                 " space's ranges and [training] settings, then run again")
 
 
 def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None, url: str | None,
@@ -171,211 +178,25 @@ def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None
          on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Handle:
     handle = load(name, url, heartbeat=True, seed=seed)
     study, sp, cfg = handle.study, handle.space, handle.training
-    splits = _study_splits(handle, data_path)
-    # A worker that died without a word leaves its trial RUNNING: fail it now (and re-queue it once,
-    # through the heartbeat callback) rather than at the next trial start, which --trials 0 never reaches.
+    splits = study_splits(handle, data_path)
+    # A worker that died without a word leaves its trial RUNNING: fail it now (and re-queue it once)
+    # rather than at the next trial start, which --trials 0 never reaches. Optuna's heartbeat does it
+    # for RDB storages after its grace period; the lease check (fail_stale) at once, on any storage,
+    # and it also queues a retry an earlier failed write lost.
     with experimental_ok():
         optuna.storages.fail_stale_trials(study)
-    if not isinstance(study._storage, optuna.storages.RDBStorage):
-        fail_stale(study)  # journal files have no heartbeat: the lease of each RUNNING trial is checked instead
+    fail_stale(study)
     total = trials if worker else trials + (1 if ensure_baseline_queued(study, sp) else 0)
     objective = Objective(handle, splits, verbose=verbose, on_start=on_trial_start, on_epoch=on_epoch)
-    state = {"done": 0, "failures": 0, "last": "", "infeasible": 0, "finished": 0, "training_failures": 0}
-    limit = sp.study["max_consecutive_failures"]
-
-    def after_trial(study: optuna.Study, t: FrozenTrial) -> None:
-        if t.user_attrs.get("infeasible"):  # untrained: counts toward neither --trials nor the failure rule
-            state["infeasible"] += 1
-            if on_trial is not None:
-                on_trial(_line(study, t, t.user_attrs["infeasible"], state["done"], total))
-            if state["infeasible"] >= MAX_INFEASIBLE_IN_A_ROW:
-                study.stop()
-            return
-        state["infeasible"] = 0
-        state["done"] += 1
-        if state["done"] >= total:
-            study.stop()  # n_trials is open-ended in a size-limited study: stop at --trials counted ones
-        reason = trial_attr(t, "fail_reason") or t.system_attrs.get("fail_reason", "")
-        if t.state == TrialState.FAIL and t.user_attrs.get("failure_kind") != "invalid_architecture":
-            state["failures"] += 1
-            state["training_failures"] += 1
-            state["last"] = reason
-        elif t.state != TrialState.FAIL:
-            state["failures"] = 0
-            state["finished"] += 1
-        if t.state == TrialState.PRUNED:
-            reason = f"pruned after epoch {t.user_attrs.get('epochs_run', '?')}"
-        reused = t.user_attrs.get("reused_from")
-        if reused and t.state == TrialState.COMPLETE:
-            reason = f"reused from study {reused['study']!r} trial {reused['trial']}, not trained again"
-        if t.user_attrs.get("baseline") and t.state == TrialState.COMPLETE:
-            write_note(study, settings_of(study) or {})  # now with the in-study baseline's numbers
-        if on_trial is not None:
-            on_trial(_line(study, t, reason, state["done"], total))
-        if limit and state["failures"] >= limit:
-            study.stop()
-        interrupt.check()
-
+    tally = _Tally(handle, total, on_trial)
     optuna.logging.set_verbosity(optuna.logging.ERROR if not verbose else optuna.logging.INFO)
     if on_plan is not None:
         on_plan(total, cfg.epochs, _median_epoch_seconds(study))
-    # With a size limit, infeasible draws do not count: run until `total` counted trials (after_trial stops).
+    # With a size limit, infeasible draws do not count: run until `total` counted trials (the tally stops).
     study.optimize(objective, n_trials=None if sp.constrained and total else total, timeout=timeout,
-                   catch=(TrialFailed,), callbacks=[after_trial], gc_after_trial=True)
-    if state["infeasible"] >= MAX_INFEASIBLE_IN_A_ROW:
-        raise CnnsearchError(f"stopped: {state['infeasible']} points in a row were infeasible (over max_params /"
-                             " max_flops or unbuildable); raise the limits or narrow the space to smaller models")
-    if limit and state["failures"] >= limit:
-        raise CnnsearchError(f"stopped: {state['failures']} trials in a row failed during training (last: "
-                             f"{state['last']}); check the space's ranges and [training] settings, then run again")
-    if state["done"] and not state["finished"] and state["training_failures"]:
-        # Every trial failed (e.g. an optimizer setting no trial can train with): not a successful run.
-        raise CnnsearchError(f"every trial of this run failed ({state['done']}; last: {state['last']}); check the"
-                             " space's ranges and [training] settings, then run again")
+                   catch=(TrialFailed,), callbacks=[tally], gc_after_trial=True)
+    tally.raise_if_stopped()
     return handle
-
-
-def run_workers(
-    name: str,
-    *,
-    trials: int,
-    workers: int,
-    timeout: float | None = None,
-    data_path: str | None = None,
-    url: str | None = None,
-    quiet: bool = False,
-    cores: int | None = None,
-    debug: bool = False,
-    seed: int | None = None,
-) -> list[int]:
-    """Run ``trials`` new trials of study ``name`` in ``workers`` processes on this machine.
-
-    Each process runs a fixed share, so the study gains exactly ``trials``
-    finished trials (plus the baseline if it has not run) and trial numbers
-    stay unique (Optuna's storage assigns them). Each process's TensorFlow
-    thread pools get ``cores // workers`` threads so the workers do not
-    oversubscribe the CPU. Ctrl-C, SIGTERM or SIGHUP here is passed on to
-    every worker, which fails its running trial with the signal's name; then
-    :class:`~cnnsearch.ground.errors.Interrupted` is raised here. A worker whose
-    parent dies (even by SIGKILL) gets SIGTERM (Linux), so none is orphaned. Each worker is
-    ``python -m cnnsearch.search.runner`` (:func:`main`); ``debug`` passes ``--debug`` on.
-
-    Returns:
-        The workers' exit statuses.
-    """
-    import subprocess
-
-    if workers < 1:
-        raise ConfigError(f"--workers: expected >= 1; received {workers}")
-    h = load(name, url)
-    # Bad data is one error line from here, not one from each worker; a first run also records the
-    # study's data here, once, before the workers start.
-    _study_splits(h, data_path)
-    total = trials + (1 if ensure_baseline_queued(h.study, h.space) else 0)
-    shares = [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
-    threads = max(1, (cores or available_cores()) // workers)
-    # The storage URL goes by environment, not argv: a PostgreSQL password would show in `ps`.
-    base_cmd = [sys.executable, "-m", "cnnsearch.search.runner", name, "--threads", str(threads)]
-    if timeout is not None:
-        base_cmd += ["--timeout", str(timeout)]
-    if data_path:
-        base_cmd += ["--data", data_path]
-    if quiet:
-        base_cmd += ["--quiet"]
-    if debug:
-        base_cmd += ["--debug"]
-    if seed is not None:
-        base_cmd += ["--seed", str(seed)]
-    with interrupt.handled():
-        procs: list[subprocess.Popen[bytes]] = []
-        try:
-            for i, n in enumerate(shares):
-                if n > 0:
-                    procs.append(subprocess.Popen([*base_cmd, "--trials", str(n)], preexec_fn=_die_with_parent,
-                                                  env={**os.environ, WORKER_ENV: str(i + 1), STORAGE_ENV: h.url}))
-            return [p.wait() for p in procs]
-        except KeyboardInterrupt as exc:
-            # Pass the same signal on (Ctrl-C in a terminal reaches them anyway; SIGTERM from docker stop does
-            # not): each worker fails its running trial with the signal's name and exits.
-            signum = exc.signum if isinstance(exc, Interrupted) else 2
-            for p in procs:
-                if p.poll() is None:
-                    p.send_signal(signum)
-            for p in procs:
-                try:
-                    p.wait(timeout=WORKER_STOP_S)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-            raise
-
-
-def _lease_alive(lease: dict[str, Any]) -> bool | None:
-    """True/False for a lease of this machine; None for another machine's (it cannot be checked from here)."""
-    import socket
-
-    if lease.get("host") != socket.gethostname():
-        return None
-    pid = int(lease.get("pid", 0))
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        pass
-    started = process_start(pid)
-    return started is None or lease.get("started") is None or started == lease["started"]
-
-
-def fail_stale(study: optuna.Study, *, force: bool = False) -> list[int]:
-    """Fail RUNNING trials whose worker is gone, re-queueing each once; returns their numbers.
-
-    A trial's worker is gone when its lease (host, PID, process start time)
-    names this machine and no such process runs. Trials of other machines are
-    left alone unless ``force`` (``study fail-stale --all``: the user has made
-    sure no run is active anywhere). For RDB storages Optuna's heartbeat does
-    the same on its own; journal files have no heartbeat, hence this check.
-    """
-    failed = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        lease = t.user_attrs.get("worker")
-        alive = _lease_alive(lease) if lease else None
-        if alive or (alive is None and not force):
-            continue
-        who = f"process {lease['pid']} on {lease['host']}" if lease else "an unknown process"
-        reason = f"stale: {who} is gone" if alive is False else f"failed by hand (study fail-stale --all; {who})"
-        try:
-            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
-            study._storage.set_trial_user_attr(t._trial_id, "failure_kind", "stale")
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-        try:
-            if not study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-                continue
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # its worker finished it meanwhile
-        failed.append(t.number)
-        if not t.system_attrs.get("failed_trial"):  # re-queue once, as Optuna's heartbeat retry does
-            attrs = {k: v for k, v in t.user_attrs.items() if k == "baseline"}
-            study.enqueue_trial(t.params, user_attrs=attrs, skip_if_exists=False)
-            queued = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))[-1]
-            study._storage.set_trial_system_attr(queued._trial_id, "failed_trial", t.number)
-    return failed
-
-
-def fail_stale_trials(name: str, url: str | None = None, *, force: bool = False) -> list[int]:
-    """``study fail-stale NAME``: :func:`fail_stale` on a stored study."""
-    return fail_stale(load(name, url).study, force=force)
-
-
-def _die_with_parent() -> None:
-    """In a worker, before exec: SIGTERM this process if the parent dies (even by SIGKILL); Linux only."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG = 1, SIGTERM = 15
-    except Exception:  # not Linux: a parent killed hard may leave its workers to finish their share
-        pass
 
 
 def _median_epoch_seconds(study: optuna.Study) -> float | None:
@@ -402,12 +223,7 @@ def _line(study: optuna.Study, t: FrozenTrial, reason: str, done: int, total: in
                      choices=choices(trial_attr(t, "spec"), t.params), epochs_run=trial_attr(t, "epochs_run"))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """One worker process of :func:`run_workers`: run exactly ``--trials`` trials; returns the exit status.
-
-    Errors are one line on stderr as in the CLI (exit 1, 2 for invalid input,
-    130 on Ctrl-C); ``--debug`` shows the traceback instead.
-    """
+def _worker_args(argv: list[str] | None) -> Any:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m cnnsearch.search.runner", description=main.__doc__)
@@ -420,10 +236,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=None)
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--debug", action="store_true")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One worker process of :func:`run_workers`: run exactly ``--trials`` trials; returns the exit status.
+
+    Errors are one line on stderr as in the CLI (exit 1, 2 for invalid input,
+    130 on Ctrl-C); ``--debug`` shows the traceback instead. An interrupted
+    worker prints nothing: its parent says "interrupted" once for the run
+    (unless the parent died, which the worker then says).
+    """
+    args = _worker_args(argv)
     from cnnsearch.ground import _tf
 
     _tf.show_import_log = args.debug
+    interrupt.watch_parent()
     if args.threads:
         from cnnsearch.model.train import configure_threads
 
@@ -450,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         if args.debug:
             raise
-        print(f"cnnsearch: {getattr(exc, 'reason', 'interrupted')}", file=sys.stderr)
+        if interrupt.parent_gone():
+            print(f"cnnsearch: worker {pid}: {getattr(exc, 'reason', 'interrupted')}", file=sys.stderr)
         return int(getattr(exc, "exit_code", 130))
     except Exception as exc:  # a database error after the storage opened: one line naming file and cause
         explained = storage_error(exc)
@@ -461,8 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["AUTO_WORKERS", "TrialLine", "auto_workers", "fail_stale", "fail_stale_trials", "main", "run",
-           "run_workers"]
+__all__ = ["AUTO_WORKERS", "MAX_INFEASIBLE_IN_A_ROW", "TrialLine", "WorkerDied", "auto_workers", "fail_stale",
+           "fail_stale_trials", "main", "max_workers", "run", "run_workers", "study_splits"]
 
 
 if __name__ == "__main__":

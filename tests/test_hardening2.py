@@ -1,0 +1,312 @@
+"""Hardening, round two (issue 26): each test names its item and fails on the code before the fix."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from cnnsearch.cli import main
+from cnnsearch.records import storage
+from cnnsearch.search import study as study_mod
+from conftest import TINY_SPACE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def one_error_line(r: Result, *needles: str, code: int = 1) -> str:
+    assert r.exit_code == code, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cnnsearch: error:"), r.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+# --- item 3: no password in any output; "authentication failed" ----------------------------------------
+
+@pytest.mark.parametrize("url, secret", [
+    ("postgresql+psycopg://bob:p@ss@db.example:5432/d", "ss@"),  # a raw @: SQLAlchemy split it at the first
+    ("postgresql://bob:a/b@c@db.example/d", "a/b"),
+    ("postgresql://bob@db.example/d?sslmode=require&password=hunter2", "hunter2"),
+])
+def test_mask_url_hides_the_whole_password(url: str, secret: str) -> None:
+    shown = storage.mask_url(url)
+    assert secret not in shown and "***" in shown and "db.example" in shown, shown
+
+
+def test_wrong_password_says_authentication_failed() -> None:
+    import sqlalchemy.exc
+
+    url = "postgresql+psycopg://bob:pa@ss@db.example/d"
+    driver = Exception('connection failed: connection to server at "10.0.0.1", port 5432 failed: FATAL:  password'
+                       ' authentication failed for user "bob" (host ss@db.example)')
+    exc = sqlalchemy.exc.OperationalError("SELECT 1", {}, driver)
+    said = str(storage.storage_error(exc, url))
+    assert "authentication failed" in said and "cannot be reached" not in said, said
+    assert "pa@ss" not in said and "ss@db" not in said, said
+
+
+@pytest.mark.postgres
+def test_report_and_outputs_carry_no_password(postgres_url: str, tiny_space: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # The test server trusts every local user: any password connects, so the URL can carry one.
+    secret = "Zq7%40pw"  # percent-encoded "Zq7@pw"
+    url = postgres_url.replace("postgres@", f"postgres:{secret}@", 1)
+    monkeypatch.setenv("CNNSEARCH_ARTIFACTS", str(tmp_path / "artifacts"))
+    name = f"pw{os.getpid()}"
+    outputs = [cli("study", "create", name, "--space", str(tiny_space), "--storage", url)]
+    outputs.append(cli("study", "show", name, "--json", "--storage", url))
+    outputs.append(cli("study", "list", "--storage", url))
+    outputs.append(cli("report", name, "--no-models", "--out", str(tmp_path / "r.html"), "--storage", url))
+    for r in outputs:
+        assert r.exit_code == 0, r.output
+        assert "Zq7" not in r.output, r.output
+    html = (tmp_path / "r.html").read_text()
+    assert "Zq7" not in html and "***" in html
+    study_mod.delete(name, url)
+
+
+# --- item 17: small ones ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url", ["sqlite:", "sqlite:/x.db", "journal:x.log"])
+def test_short_storage_url_says_the_expected_form(url: str) -> None:
+    line = one_error_line(cli("study", "list", "--storage", url), "expected", code=2)
+    assert "sqlite:///sqlite:" not in line and "journal://journal:" not in line, line
+
+
+# --- item 2: a huge --workers is bounded before anything is built ---------------------------------------
+
+def test_huge_workers_is_bounded_at_the_cores(tiny_space: Path, tiny_npz: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnsearch.search import runner
+
+    asked: list[int] = []
+    monkeypatch.setattr(runner, "run_workers", lambda name, **kw: asked.append(kw["workers"]) or [0])
+    monkeypatch.setattr(runner, "max_workers", lambda cores=None: 2)
+    monkeypatch.setenv("CNNSEARCH_WORKERS", "99999999999999999999")
+    monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
+    assert cli("study", "create", "good", "--space", str(tiny_space)).exit_code == 0
+    r = cli("study", "run", "good", "--trials", "0", "--no-report", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert asked == [2] and "more than the 2 cores here; starting 2" in r.stderr, r.stderr
+
+
+def test_run_workers_never_starts_more_than_the_cores(tiny_space: Path, tiny_npz: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnsearch.search import workers
+
+    started: list[list[str]] = []
+
+    class FakeWorker:
+        def __init__(self, cmd: list[str], **kw: object) -> None:
+            started.append(cmd)
+            self.pid, self.returncode = 1, 0
+
+        def wait(self, timeout: float | None = None) -> int:
+            return 0
+
+    monkeypatch.setattr(workers.subprocess, "Popen", FakeWorker)
+    monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
+    study_mod.create("good", tiny_space)
+    assert workers.run_workers("good", trials=50, workers=10**12, cores=3) == [0, 0, 0]
+    shares = [int(cmd[cmd.index("--trials") + 1]) for cmd in started]
+    assert sorted(shares) == [17, 17, 17]  # 50 + the baseline over 3 processes
+
+
+# --- item 15: a retry lost between failing a stale trial and queueing it is queued at the next run -------
+
+def test_lost_retry_is_requeued_next_time(tiny_space: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    from cnnsearch.search import runner
+
+    h = study_mod.create("retry", tiny_space)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    t = h.study.ask()  # trial 0, the queued baseline, now RUNNING
+    t.suggest_categorical("conv1_filters", [4, 8, 32])
+    t.set_user_attr("worker", {"host": __import__("socket").gethostname(), "pid": gone.pid, "started": "1"})
+
+    def broken(*args: object, **kw: object) -> None:
+        raise optuna.exceptions.StorageInternalError("disk I/O error")
+
+    monkeypatch.setattr(optuna.Study, "add_trial", broken)
+    monkeypatch.setattr(optuna.Study, "enqueue_trial", broken)
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        runner.fail_stale(h.study)
+    monkeypatch.undo()
+    assert h.study.get_trials()[0].state == TrialState.FAIL  # failed, but its retry was never written
+    runner.fail_stale(h.study)
+    retry = [r for r in h.study.get_trials() if r.system_attrs.get("failed_trial") == 0]
+    assert len(retry) == 1 and retry[0].state == TrialState.WAITING and retry[0].user_attrs.get("baseline")
+    assert retry[0].params == {"conv1_filters": 32}
+    runner.fail_stale(h.study)  # once only
+    assert len([r for r in h.study.get_trials() if r.system_attrs.get("failed_trial") == 0]) == 1
+
+
+# --- items 5 and 17: a worker killed from outside; the parent killed --------------------------------------
+
+def _running_trials(url: str, name: str) -> list:
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        trials = optuna.load_study(study_name=name, storage=url).get_trials(states=(TrialState.RUNNING,))
+    except Exception:  # the database busy for a moment: poll again
+        return []
+    return [t for t in trials if study_mod.trial_attr(t, "versions")]
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def _start_run(name: str, url: str, data: Path, log: Path, epochs: int, trials: int) -> subprocess.Popen:
+    f = log.with_suffix(".toml")
+    f.write_text(TINY_SPACE.format(epochs=epochs, heartbeat=60).replace("[3, 13]", "[3]"))
+    assert cli("study", "create", name, "--space", str(f), "--storage", url).exit_code == 0
+    env = {**os.environ, "CNNSEARCH_STORAGE": url, "CNNSEARCH_DATA": str(data), "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "cnnsearch.cli", "study", "run", name, "--trials", str(trials),
+                             "--workers", "2", "--no-report"], env=env, stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _end(p: subprocess.Popen) -> None:
+    import signal
+
+    try:
+        os.killpg(p.pid, signal.SIGKILL)  # the run and its workers (one process group)
+    except ProcessLookupError:
+        pass
+    p.wait()
+
+
+def test_killed_worker_is_named_and_its_trial_requeued(tmp_path: Path, tiny_npz: Path) -> None:
+    import signal
+
+    from optuna.trial import TrialState
+
+    url, log = f"sqlite:///{tmp_path / 'k.db'}", tmp_path / "run.log"
+    p = _start_run("kill", url, tiny_npz, log, epochs=20, trials=1)
+    try:
+        found: list = []
+        _wait_for(lambda: bool(found.extend(_running_trials(url, "kill")) or found), 300, "a trial training")
+        victim = found[0]
+        os.kill(victim.user_attrs["worker"]["pid"], signal.SIGKILL)
+        assert p.wait(600) == 1, log.read_text()
+    finally:
+        _end(p)
+    out = log.read_text().strip().splitlines()
+    assert out[-1].startswith("cnnsearch: error: worker process") and "killed by SIGKILL" in out[-1], out
+    assert f"#{victim.number} (re-queued)" in out[-1]
+    trials = study_mod.load("kill", url).study.get_trials()
+    assert trials[victim.number].state == TrialState.FAIL
+    assert "is gone" in trials[victim.number].user_attrs["fail_reason"]
+    assert [t.state for t in trials if t.system_attrs.get("failed_trial") == victim.number] == [TrialState.WAITING]
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def test_trials_stopped_by_the_parents_death_say_so(tmp_path: Path, tiny_npz: Path) -> None:
+    import signal
+
+    from optuna.trial import TrialState
+
+    url, log = f"sqlite:///{tmp_path / 'p.db'}", tmp_path / "run.log"
+    p = _start_run("orphan", url, tiny_npz, log, epochs=400, trials=3)
+    try:
+        _wait_for(lambda: len(_running_trials(url, "orphan")) == 2, 300, "two workers training")
+        p.kill()  # the parent only: its workers get SIGTERM from the kernel (PR_SET_PDEATHSIG)
+        p.wait(60)
+
+        def settled() -> bool:
+            trials = study_mod.load("orphan", url).study.get_trials()
+            return not [t for t in trials if t.state == TrialState.RUNNING]
+
+        _wait_for(settled, 300, "the workers to record their trials")
+    finally:
+        _end(p)
+    reasons = {t.user_attrs.get("fail_reason") for t in study_mod.load("orphan", url).study.get_trials()
+               if t.state == TrialState.FAIL}
+    assert reasons == {"interrupted (SIGTERM: the run's parent process died)"}, reasons
+
+
+# --- item 17: --timeout nan -----------------------------------------------------------------------------
+
+def test_timeout_nan_is_refused(tiny_space: Path) -> None:
+    assert cli("study", "create", "nan", "--space", str(tiny_space)).exit_code == 0
+    r = cli("study", "run", "nan", "--trials", "1", "--timeout", "nan")
+    assert r.exit_code == 2 and "received nan" in r.stderr, r.output
+
+
+# --- item 8: SIGTERM in study confirm and in the report phase: one line, exit 143 ------------------------
+
+@pytest.fixture
+def trained(tmp_path: Path, tiny_space: Path, tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A study with its baseline and one trial trained (2 epochs on the tiny data), for confirm and report."""
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    monkeypatch.setenv("CNNSEARCH_STORAGE", url)
+    monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
+    f = tmp_path / "buildable.toml"
+    f.write_text(TINY_SPACE.format(epochs=2, heartbeat=60).replace("[3, 13]", "[3]"))
+    assert cli("study", "create", "sig", "--space", str(f)).exit_code == 0
+    r = cli("study", "run", "sig", "--trials", "1", "--no-report", "--quiet")
+    assert r.exit_code == 0, r.output
+    return {**os.environ, "CNNSEARCH_STORAGE": url, "CNNSEARCH_DATA": str(tiny_npz), "PYTHONPATH": str(ROOT)}
+
+
+def _sigterm_when(args: list[str], env: dict[str, str], log: Path, marker: str, prelude: str = "") -> int:
+    """Run a cnnsearch command, SIGTERM it once ``marker`` shows in its output; its exit status."""
+    import signal
+
+    code = f"{prelude}\nimport sys; from cnnsearch.cli import main; sys.exit(main({args!r}, prog_name='cnnsearch'))"
+    p = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    try:
+        _wait_for(lambda: marker in log.read_text() or p.poll() is not None, 300, repr(marker))
+        p.send_signal(signal.SIGTERM)
+        return p.wait(300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_sigterm_in_confirm_is_one_line_and_143(trained: dict[str, str], tmp_path: Path) -> None:
+    log = tmp_path / "confirm.log"
+    code = _sigterm_when(["study", "confirm", "sig", "--top", "1", "--seeds", "3", "--epochs", "400"], trained, log,
+                         "seed 0")
+    out = log.read_text()
+    assert code == 143, out
+    assert "Traceback" not in out and out.strip().splitlines()[-1] == "cnnsearch: interrupted (SIGTERM)", out
+
+
+def test_sigterm_while_the_report_is_written_is_one_line_and_143(trained: dict[str, str], tmp_path: Path) -> None:
+    out_file = tmp_path / "r.html"
+    out_file.write_text("the old report")
+    # A slow report (its data step sleeps), so the signal surely lands while it is being computed.
+    slow = ("import time, cnnsearch.report.data as d; _c = d.compute\n"
+            "def compute(*a, **k):\n    print('report computing', flush=True); time.sleep(120); return _c(*a, **k)\n"
+            "d.compute = compute")
+    log = tmp_path / "report.log"
+    code = _sigterm_when(["report", "sig", "--no-models", "--out", str(out_file)], trained, log, "report computing",
+                         prelude=slow)
+    out = log.read_text()
+    assert code == 143, out
+    assert "Traceback" not in out and out.strip().splitlines()[-1] == "cnnsearch: interrupted (SIGTERM)", out
+    assert out_file.read_text() == "the old report"
