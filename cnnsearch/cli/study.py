@@ -325,6 +325,11 @@ def study_enqueue(name: str, assignments: tuple[str, ...], url: str | None, as_j
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="Configurations to retrain.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Training seeds per configuration (a verdict needs at least 3).")
+@click.option("--max-seeds", type=click.IntRange(min=1), default=None,
+              help="Most seeds this confirmation may reach, declared before its first look [default: --seeds];"
+                   " later calls add seeds up to it, each look at the alpha it spends (O'Brien-Fleming).")
+@click.option("--new", "new_family", is_flag=True,
+              help="Start a new confirmation at seeds no stored run used (after a maximum was reached).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help=f"Epochs per run [default: {REFERENCE.epochs}; the reference's; with --show: the most-run"
                    " fidelity].")
@@ -337,8 +342,9 @@ def study_enqueue(name: str, assignments: tuple[str, ...], url: str | None, as_j
 @storage_option
 @json_option
 @click.option("--verbose", is_flag=True, help="Per-epoch metrics on stderr.")
-def study_confirm(name: str, top: int, seeds: int, epochs: int | None, train_limit: int | None,
-                  data_path: str | None, show_only: bool, url: str | None, as_json: bool, verbose: bool) -> None:
+def study_confirm(name: str, top: int, seeds: int, max_seeds: int | None, new_family: bool, epochs: int | None,
+                  train_limit: int | None, data_path: str | None, show_only: bool, url: str | None, as_json: bool,
+                  verbose: bool) -> None:
     """Retrain the top configurations and the baseline over training seeds; judge each against the baseline."""
     from cnnsearch.evidence import confirm as confirm_mod
     from cnnsearch.ground.progress import Progress, duration
@@ -362,7 +368,8 @@ def study_confirm(name: str, top: int, seeds: int, epochs: int | None, train_lim
         summary = confirm_mod.show(name, url, fid)
     else:
         try:
-            summary = confirm_mod.run(name, top=top, seeds=seeds, epochs=ref.epochs if epochs is None else epochs,
+            summary = confirm_mod.run(name, top=top, seeds=seeds, max_seeds=max_seeds, new=new_family,
+                                      epochs=ref.epochs if epochs is None else epochs,
                                       train_limit=ref.train_limit if train_limit is None else train_limit,
                                       data_path=data_path, url=url, on_run=line, on_plan=plan,
                                       on_start=lambda label: bar[0].start_unit(label),
@@ -383,7 +390,7 @@ def study_confirm(name: str, top: int, seeds: int, epochs: int | None, train_lim
         return
     for r in summary["configs"]:
         sd = "" if r["sd_test_accuracy"] is None else f" ± {r['sd_test_accuracy']:.4f}"
-        word = f"  {r['verdict']}" if "verdict" in r else ""
+        word = f"  {r['verdict']}" if "verdict" in r else ("  incomplete (no verdict)" if r.get("incomplete") else "")
         click.echo(f"{r['config']:>10}: {r['mean_test_accuracy']:.4f}{sd} over {r['seeds']} seeds,"
                    f" param_count {r['param_count']:,}{word}")
     click.echo(summary["verdict"])

@@ -27,6 +27,8 @@ import numpy as np
 
 #: Words of a comparison with a published single-run figure (never "better": one run is not a population).
 WORDS = ("above", "below", "no difference detected")
+#: Said instead of a word when fewer seeds than a verdict needs were run.
+TOO_FEW = "not judged (fewer than 3 seeds)"
 #: Rank correlations of up to this many configurations get an exact permutation p (n! orderings).
 EXACT_UP_TO = 8
 #: Fewer configurations than this: the rank check is a sanity check, not a measurement.
@@ -45,6 +47,17 @@ class VsPublished:
     sd_published: float  # the stand-in spread of one run (the baseline's seed sd), nan when unknown
     ci95: tuple[float, float]  # of diff_mean
     p: float
+    se: float = math.nan
+    df: float = math.nan
+
+    def tost(self, margin: float) -> float:
+        """TOST p of |true difference| < ``margin`` (an equivalence claim needs this below alpha)."""
+        from scipy import stats
+
+        if not (math.isfinite(self.se) and self.se > 0):
+            return math.nan
+        return float(max(stats.t.sf((self.diff_mean + margin) / self.se, self.df),
+                         stats.t.cdf((self.diff_mean - margin) / self.se, self.df)))
 
 
 def vs_published(accuracies: Sequence[float], baseline: Sequence[float], figure: float) -> VsPublished:
@@ -65,7 +78,7 @@ def vs_published(accuracies: Sequence[float], baseline: Sequence[float], figure:
     se, diff = math.sqrt(v), mean - figure
     half = float(stats.t.ppf(0.975, df)) * se
     p = max(1e-12, float(2 * stats.t.sf(abs(diff) / se, df)))
-    return VsPublished(n, mean, diff, math.sqrt(sb2), (diff - half, diff + half), p)
+    return VsPublished(n, mean, diff, math.sqrt(sb2), (diff - half, diff + half), p, se, df)
 
 
 def word(diff: float, p_adjusted: float, alpha: float) -> str:

@@ -129,9 +129,12 @@ def difference(cand: Sequence[float] | np.ndarray, base: Sequence[float] | np.nd
         m = D.shape[1]
         d, u = D.mean(axis=1), D.mean(axis=0)
         s_u2 = float(u.var(ddof=1)) if m > 1 else 0.0
-        # Interaction mean square: per-image flips that differ between seeds; part of both spreads above.
-        resid = D - d[:, None] - u[None, :] + D.mean()
-        ms_e = float((resid ** 2).sum() / ((n - 1) * (m - 1))) if n > 1 and m > 1 else 0.0
+        # Interaction mean square (per-image flips that differ between seeds; part of both spreads above),
+        # from the two-way sums of squares: SS_E = SS_total - SS_seeds - SS_images.
+        grand = float(D.mean())
+        ss_e = (float(np.square(D).sum()) - n * m * grand ** 2 - m * float(np.square(d - grand).sum())
+                - n * float(np.square(u - grand).sum()))
+        ms_e = max(0.0, ss_e) / ((n - 1) * (m - 1)) if n > 1 and m > 1 else 0.0
     mean = float(d.mean())
     nan2 = (math.nan, math.nan)
     if n < 2:
@@ -264,7 +267,7 @@ def paired_verdicts(baseline: Mapping[int, Mapping[str, Any]], candidates: Mappi
         diff, why = _compare(candidates[k], baseline, seeds, labels)
         if not why and diff.n < MIN_SEEDS:
             why = (f"{diff.n} paired seed{'s' * (diff.n != 1)}: no verdict can be better or worse; a verdict needs"
-                   f" at least {MIN_SEEDS} (the seed spread of fewer is itself a guess)")
+                   f" at least {MIN_SEEDS} seeds (the seed spread of fewer is itself a guess)")
         tp = tost(diff, margin)
         results[k] = {**diff.to_dict(), "reason": why, "tost_p": tp, "margin": margin,
                       "equivalent": bool(not why and math.isfinite(tp) and tp < alpha)}
@@ -276,21 +279,27 @@ def paired_verdicts(baseline: Mapping[int, Mapping[str, Any]], candidates: Mappi
             "results": results}
 
 
-def seeds_needed(mean: float, sd: float | None, alpha: float = ALPHA, power: float = POWER) -> int | None:
-    """An estimate: paired seeds for a two-sided t-test at ``alpha`` to detect ``mean`` with ``power``.
+def seeds_needed(mean: float, sd: float | None, alpha: float = ALPHA, power: float = POWER,
+                 se_images: float = 0.0) -> int | None:
+    """An estimate: paired seeds for a two-sided test at ``alpha`` to detect ``mean`` with ``power``.
 
-    Assumes the observed difference and sd are the true ones (both are noisy
-    with few seeds, so this is a rough guide). None when it cannot be said (no
-    difference observed, no sd yet) or it exceeds :data:`MAX_SEEDS_ESTIMATE`.
+    Assumes the observed difference and spreads are the true ones (both are noisy
+    with few seeds, so this is a rough guide). ``se_images``, the test-image part,
+    does not shrink with seeds: when it alone hides the difference, no seed count
+    resolves it. None when it cannot be said (no difference observed, no sd yet),
+    cannot be reached, or exceeds :data:`MAX_SEEDS_ESTIMATE`.
     """
     from scipy import stats
 
     if sd is None or not (math.isfinite(mean) and math.isfinite(sd)) or mean == 0 or sd == 0:
         return None
-    effect = abs(mean) / sd
+    img = se_images if math.isfinite(se_images) else 0.0
+    if img > 0 and abs(mean) / img < stats.norm.ppf(1 - alpha / 2):  # the images alone hide it: seeds cannot help
+        return None
     for n in range(MIN_SEEDS, MAX_SEEDS_ESTIMATE + 1):
-        df, nc = n - 1, effect * math.sqrt(n)
-        crit = stats.t.ppf(1 - alpha / 2, df)
+        df = n - 1
+        se = math.sqrt(sd ** 2 / n + img ** 2)
+        nc, crit = abs(mean) / se, stats.t.ppf(1 - alpha / 2, df)
         if stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc) >= power:
             return n
     return None
