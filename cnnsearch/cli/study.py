@@ -186,6 +186,7 @@ def study_list(url: str | None, as_json: bool) -> None:
 def study_show(name: str, top: int | None, sort: str, url: str | None, as_json: bool) -> None:
     """Show study NAME: settings and every trial with its choices."""
     from cnnsearch.search import browse as records
+    from cnnsearch.search import seeds
     from cnnsearch.ground.describe import choices
 
     doc = records.show(name, url, top=top, sort=sort)
@@ -195,6 +196,7 @@ def study_show(name: str, top: int | None, sort: str, url: str | None, as_json: 
     click.echo(f"study {name} ({doc['storage']}), created {doc['created']} from {doc['space_source']}")
     click.echo(f"training: {doc['training']}")
     click.echo(f"trials: {doc['counts']}")
+    click.echo(seeds.describe(doc.get("sampler_seeds") or []))
     base_val = doc.get("baseline_val_accuracy")
     words = {"COMPLETE": "done", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "queued"}
     # Columns sized so a seed.toml row fits 100 characters (the choices take up to 53).

@@ -166,3 +166,19 @@ def sentence(summary: dict[str, Any]) -> str:
     head = f"Confirmation at {fid.describe()}, paired by training seed: "
     return (head + " ".join(candidate_sentence(r, len(cands), fam) for r in cands) + " " + _family_sentence(fam)
             + " " + reference_sentence(summary))
+
+
+def method_note(summary: dict[str, Any]) -> str:
+    """How the verdicts were made, for the report's confirmation section."""
+    fid = Fidelity(**summary["fidelity"])
+    return (f"Retrained at {fid.describe()} with the seeds paired (seed s of a candidate against seed s of the"
+            " baseline). Each verdict counts two sources of noise: the training seeds, and the test images (the same"
+            " 10,000 serve every seed, so more seeds never average their luck away); the interval over both is shown"
+            " beside the seeds-only one, from a variance decomposition of the stored per-image predictions with"
+            f" Satterthwaite degrees of freedom. 'better' or 'worse' needs at least {summary['min_seeds']} seeds and"
+            f" a Holm-corrected p below the level its look spends (family-wise {summary['alpha']} over the candidates"
+            " the confirmation declared; O'Brien-Fleming spending over looks when more seeds were added). Against"
+            " the published single-run figure the words are 'above' or 'below', counting that run's own seed spread;"
+            f" 'equivalent' only from a TOST within ±{100 * summary['margin']:.2f} pp. McNemar's exact test compares"
+            " two fixed trained models, so it is shown per seed pair as supporting evidence only. 'Seeds needed' is"
+            " an estimate (80% power) from the observed difference and spreads, themselves noisy.")
