@@ -269,3 +269,22 @@ def test_a_second_look_at_more_seeds_is_judged_at_the_level_it_spends() -> None:
     assert r["p_holm"] == pytest.approx(_rows(once)["trial7"]["p_holm"])  # same data, same p ...
     assert twice["verdicts"] == {"trial7": "inconclusive"}  # ... judged at the second look's level
     assert "look 2 of a confirmation declared for at most 10 seeds" in twice["verdict"]
+
+
+def test_runs_at_different_fidelities_get_no_verdict() -> None:
+    base = {s: {"test_accuracy": 0.990, "epochs": 20, "train_limit": 0} for s in range(3)}
+    cand = {s: {"test_accuracy": 0.999, "epochs": 3 if s == 1 else 20, "train_limit": 0} for s in range(3)}
+    r = verdict.paired_verdicts(base, {"trial1": cand})["results"]["trial1"]
+    assert r["verdict"] == "inconclusive" and "different fidelities (20 epochs/train_limit 0, 3 epochs" in r["reason"]
+
+
+def test_the_committed_calibration_keeps_the_error_rate() -> None:
+    """reports/bench/calibration.json (tests/bench/calibration.py): null rate within alpha, power rising with seeds."""
+    import json
+    from pathlib import Path
+
+    doc = json.loads((Path(__file__).resolve().parents[1] / "reports" / "bench" / "calibration.json").read_text())
+    for r in doc["null"] + doc["null_same_configuration"] + doc["null_family_of_3"] + doc["sequential"][:1]:
+        assert r["verdict"]["rate"] <= doc["alpha"] + 2 * r["verdict"]["mc_se"], r
+    power = [r["verdict"]["rate"] for r in doc["power"]]
+    assert [r["seeds"] for r in doc["power"]] == [3, 5, 10] and power == sorted(power)

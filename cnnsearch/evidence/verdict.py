@@ -232,6 +232,12 @@ def _compare(cand: Mapping[int, Mapping[str, Any]], base: Mapping[int, Mapping[s
              labels: np.ndarray | None) -> tuple[Difference, str]:
     """One candidate's :class:`Difference` over ``seeds`` and why it cannot be judged fully ('' when it can)."""
     accs = [(cand[s]["test_accuracy"], base[s]["test_accuracy"]) for s in seeds]
+    fids = {(r.get("epochs"), r.get("train_limit")) for r in [*(cand[s] for s in seeds), *(base[s] for s in seeds)]}
+    if len(fids) > 1:  # e.g. runs of different --epochs handed in together: not a paired comparison
+        shown = ", ".join(f"{e} epochs/train_limit {n}" for e, n in sorted(fids, key=repr))
+        return difference([x for x, _ in accs], [y for _, y in accs]), (
+            f"its runs and the baseline's were trained at different fidelities ({shown}), so they are not paired;"
+            " no verdict: confirm them at one --epochs and --train-limit")
     cc = [_correct(cand[s], labels) for s in seeds]
     bc = [_correct(base[s], labels) for s in seeds]
     if labels is not None and all(x is not None for x in cc + bc):
