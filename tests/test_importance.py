@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from typing import Any, Callable
 
 import optuna
@@ -94,3 +95,38 @@ def test_a_resample_without_variance_does_not_sink_the_answer() -> None:
                      for t in study.trials])
     assert importance.compute(flat).mattered == []
     assert "No choice stands out yet" in importance.sentence(importance.compute(flat))
+
+
+def test_a_ranked_choice_says_which_way_and_conditional_dimensions_are_named() -> None:
+    dims = {"conv_layers": CategoricalDistribution([2, 3]), "conv1_filters": CategoricalDistribution([8, 16, 32, 64]),
+            "dropout_dense": FloatDistribution(0.0, 0.7, step=0.05)}
+    rng = random.Random(1)
+    study = optuna.create_study(direction="maximize")
+    for _ in range(40):
+        params = {"conv_layers": rng.choice([2, 3]), "conv1_filters": rng.choice([8, 16, 32, 64]),
+                  "dropout_dense": round(rng.randrange(0, 15) * 0.05, 2)}
+        dists = dict(dims)
+        if params["conv_layers"] == 3:  # conv3_filters exists only with 3 layers: a conditional dimension
+            params["conv3_filters"] = rng.choice([32, 64])
+            dists["conv3_filters"] = CategoricalDistribution([32, 64])
+        v = 0.97 + 0.004 * (params["conv_layers"] == 3) + rng.gauss(0, 0.0005)
+        study.add_trial(create_trial(params=params, distributions=dists, value=v, user_attrs={"val_accuracy": v}))
+    imp = importance.compute(study, resamples=4)
+    assert imp.mattered[0] == "conv_layers"
+    d = next(x for x in imp.dimensions if x.name == "conv_layers").direction
+    assert d is not None and d.best == "3" and d.runner_up == "2" and 0.003 < d.gain < 0.005
+    assert d.n_best + d.n_runner_up == 40
+    assert [c.name for c in imp.conditional] == ["conv3_filters"] and 10 < imp.conditional[0].trials < 30
+    text = importance.sentence(imp)
+    assert re.search(r"conv_layers 3: \+0\.[34]\d pp over 2 \(median of \d+ and \d+ trials\)", text)
+    assert "Conditional, not ranked" in text and "conv3_filters (in" in text
+
+
+def test_a_disagreement_between_fanova_and_ped_anova_is_explained() -> None:
+    dims = [importance.Dimension("optimizer", 2, (0.19, 0.2, 0.18), 1.0, 0.0),
+            importance.Dimension("conv_layers", 2, (0.5, 0.5, 0.5), 1.0, 0.6)]
+    imp = importance.Importance(30, 4, dims, 3)
+    assert importance.disagreements(imp) == ["optimizer"]
+    text = importance.sentence(imp)
+    assert "disagree on optimizer (19% against 0%)" in text and "top 10% of trials" in text
+    assert "conv_layers" not in text.split("disagree on")[1]

@@ -96,15 +96,88 @@ def test_holm_adjustment_matches_the_textbook_step_down() -> None:
     assert verdict.holm([0.2, float("nan")])[0] == 0.2
 
 
-def test_paired_statistics_match_scipy() -> None:
+def test_seeds_only_interval_matches_scipy_and_the_both_sources_one_contains_it() -> None:
     from scipy import stats
 
     a, b = [0.99, 0.985, 0.992, 0.988], [0.987, 0.986, 0.989, 0.984]
-    p = verdict.paired(a, b)
+    p = verdict.difference(a, b)
     d = np.subtract(a, b)
     half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
-    assert p.ci95 == pytest.approx((d.mean() - half, d.mean() + half))
-    assert p.p == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert p.ci95_seeds == pytest.approx((d.mean() - half, d.mean() + half))
+    assert p.p_seeds == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    # Per-image correctness: the same accuracies, plus the test images' own noise.
+    rng = np.random.default_rng(3)
+    base = rng.random((4, 10_000)) > 0.005
+    base[:, :100] = False  # 100 hard images the baseline always misses
+    cand = base.copy()
+    cand[:, :30] = True  # +0.3 pp on each seed, on the same 30 images: that part is these images' luck
+    both = verdict.difference(cand, base)
+    assert both.mean == pytest.approx(0.003) and both.images == 10_000
+    assert both.ci95[0] <= both.ci95_seeds[0] and both.ci95[1] >= both.ci95_seeds[1]
+    assert both.se > both.se_seeds and both.se_images > 0 and both.p >= both.p_seeds
+
+
+def test_identical_differences_never_give_p_zero() -> None:
+    # Seeds only: three identical differences used to give sd 0, p = 0 and a zero-width interval.
+    same = verdict.difference([0.9938, 0.9938, 0.9938], [0.9914, 0.9914, 0.9914])
+    assert same.p > 0 and same.sd_seeds > 0 and same.ci95_seeds[1] > same.ci95_seeds[0]
+    # Per image: one test image better on every seed, otherwise identical models, is not "better".
+    base = np.ones((5, 10_000), dtype=bool)
+    base[:, :80] = False
+    cand = base.copy()
+    cand[:, 0] = True
+    one = verdict.difference(cand, base)
+    assert one.p > 0.05 and one.ci95[0] < 0 < one.ci95[1]
+    stored = {"baseline": {s: _run_of(base[s]) for s in range(5)}}
+    res = verdict.paired_verdicts(stored["baseline"], {"trial1": {s: _run_of(cand[s]) for s in range(5)}},
+                                  np.zeros(10_000, dtype=np.int64))
+    assert res["results"]["trial1"]["verdict"] == "inconclusive" and res["results"]["trial1"]["p"] > 0
+
+
+def _run_of(correct: np.ndarray) -> dict:  # type: ignore[type-arg]
+    """A stored run whose predictions are right (class 0) exactly where ``correct`` (labels all 0)."""
+    return {"test_accuracy": float(correct.mean()), "predictions": confirm.encode(np.where(correct, 0, 1))}
+
+
+def test_an_incomplete_candidate_is_in_no_family() -> None:
+    rng = np.random.default_rng(4)
+    base = {s: _run_of(rng.random(2000) > 0.02) for s in range(3)}
+    full = {s: _run_of(rng.random(2000) > 0.01) for s in range(3)}
+    res = verdict.paired_verdicts(base, {"trial1": full, "trial2": {0: full[0]}}, np.zeros(2000, dtype=np.int64))
+    assert res["family"] == ["trial1"] and res["incomplete"] == {"trial2": 1}
+    alone = verdict.paired_verdicts(base, {"trial1": full}, np.zeros(2000, dtype=np.int64))
+    assert res["results"]["trial1"]["p_holm"] == alone["results"]["trial1"]["p_holm"]  # Holm over 1, not 2
+    assert "trial2" not in res["results"]
+
+
+def test_runs_without_predictions_stay_inconclusive_with_a_reason() -> None:
+    base = {s: {"test_accuracy": 0.990 + s * 1e-4} for s in range(5)}
+    cand = {s: {"test_accuracy": 0.996 + s * 1e-4} for s in range(5)}
+    res = verdict.paired_verdicts(base, {"trial1": cand}, np.zeros(10, dtype=np.int64))["results"]["trial1"]
+    assert res["verdict"] == "inconclusive" and "without test predictions" in res["reason"]
+    assert res["ci95_seeds"][0] > 0 and np.isnan(res["ci95"][0])  # the seeds alone would have said better
+    other = {s: {**r, "predictions": confirm.encode(np.zeros(7))} for s, r in cand.items()}
+    odd = verdict.paired_verdicts(base, {"trial1": other}, np.zeros(10, dtype=np.int64))["results"]["trial1"]
+    assert odd["verdict"] == "inconclusive" and "do not match the 10 test labels" in odd["reason"]
+
+
+def test_tost_claims_equivalence_only_inside_the_margin() -> None:
+    rng = np.random.default_rng(5)
+    base = rng.random((10, 10_000)) > 0.01
+    same = base.copy()
+    for s in range(10):  # swap which images are wrong, keep the count: no difference in accuracy
+        wrong = np.flatnonzero(~base[s])[:20]
+        same[s, wrong] = True
+        same[s, np.flatnonzero(base[s])[:20]] = False
+    d = verdict.difference(same, base)
+    assert verdict.tost(d, 0.002) < 0.05 and verdict.tost(d, 0.00001) > 0.05
+
+
+def test_alpha_spending_adds_up_to_alpha_and_spends_little_early() -> None:
+    levels = verdict.spending([3, 5, 10], 10)
+    assert sum(levels) == pytest.approx(verdict.ALPHA)
+    assert levels[0] < 0.001 < levels[1] < levels[2]
+    assert verdict.spending([3], 3) == pytest.approx([verdict.ALPHA])
 
 
 def test_seeds_needed_grows_with_noise() -> None:
@@ -116,8 +189,10 @@ def test_reference_only_at_the_reference_fidelity() -> None:
     accs = {"baseline": [0.9912, 0.9918, 0.9915], "trial2": [0.9930, 0.9935, 0.9932]}
     full = confirm.summarize(_attrs(accs))
     assert full["reference"]["comparable"] is True
-    assert _rows(full)["trial2"]["vs_reference"]["verdict"] == "better"
-    assert _rows(full)["baseline"]["vs_reference"]["verdict"] == "inconclusive"
+    # One published run: its own seed spread counts (the baseline's sd stands in), and the word is never "better".
+    assert _rows(full)["trial2"]["vs_reference"]["verdict"] == "above"
+    assert _rows(full)["baseline"]["vs_reference"]["verdict"] == "no difference detected"
+    assert "above the published figure" in full["verdict"] and "equivalent within ±0.20 pp" in full["verdict"]
     low = confirm.summarize(_attrs(accs, epochs=3, train_limit=12000))
     assert low["reference"]["comparable"] is False
     assert all(r["vs_reference"] is None for r in low["configs"])
@@ -143,17 +218,21 @@ def test_a_candidate_without_baseline_runs_is_not_called_unretrained() -> None:
     assert s["verdicts"] == {} and "trial2" in _rows(s) and "verdict" not in _rows(s)["trial2"]
     assert "the baseline has no run at this fidelity" in s["verdict"]
     one = confirm.summarize(_attrs({"baseline": [0.97], "trial2": [0.98]}))["verdict"]
-    assert "over 1 paired seed)" in one and "baseline 0.9700 over 1 seed:" in one
+    assert "over 1 paired seed)" in one and "baseline 0.9700 over 1 seed" in one and "not judged" in one
 
 
-def test_rank_agreement_is_spearman() -> None:
+def test_rank_agreement_is_spearman_with_an_exact_p_for_few_configurations() -> None:
     from scipy.stats import spearmanr
 
+    from cnnsearch.evidence import published
+
     search, confirmed = [0.97, 0.985, 0.98, 0.99, 0.975], [0.991, 0.990, 0.993, 0.994, 0.989]
-    check = verdict.rank_agreement(search, confirmed)
-    assert check.n == 5 and check.rho == pytest.approx(spearmanr(search, confirmed).statistic)
-    assert np.isnan(verdict.rank_agreement([0.9, 0.95], [0.9, 0.95]).rho)  # 2 points: no correlation
-    assert np.isnan(verdict.rank_agreement([0.9, 0.9, 0.9], [0.9, 0.95, 0.97]).rho)  # constant side
+    check = published.rank_agreement(search, confirmed)
+    assert check.n == 5 and check.rho == pytest.approx(spearmanr(search, confirmed).statistic) and check.exact
+    three = published.rank_agreement([1, 2, 3], [3, 2, 1])
+    assert three.rho == pytest.approx(-1) and three.p == pytest.approx(1 / 3)  # never "p = 0" for 3 points
+    assert np.isnan(published.rank_agreement([0.9, 0.95], [0.9, 0.95]).rho)  # 2 points: no correlation
+    assert np.isnan(published.rank_agreement([0.9, 0.9, 0.9], [0.9, 0.95, 0.97]).rho)  # constant side
 
 
 @pytest.mark.parametrize("val, word", [({0: 0.97, 2: 0.98, 5: 0.99}, "Strong"), ({0: 0.99, 2: 0.98, 5: 0.97}, "Weak")])
@@ -169,3 +248,43 @@ def test_summary_checks_the_search_fidelity_on_the_confirmed_configurations(val:
     assert check["candidate_search_span"] == pytest.approx(0.01) and "within 1.00 pp" in check["sentence"]
     assert _rows(s)["trial5"]["search_val_accuracy"] == val[5]
     assert confirm.summarize(_attrs(accs))["rank_check"] is None
+
+
+def test_a_second_look_at_more_seeds_is_judged_at_the_level_it_spends() -> None:
+    from cnnsearch.evidence import store
+
+    base = [0.9900, 0.9905, 0.9895, 0.9902, 0.9898]
+    cand = [b + d for b, d in zip(base, [0.0030, 0.0010, 0.0035, 0.0005, 0.0030])]  # p ~ 0.02 over 5 seeds
+    attrs = _attrs({"baseline": base, "trial7": cand})
+    once = confirm.summarize(attrs)  # stored without a family: one look at the full 0.05
+    assert 0.005 < _rows(once)["trial7"]["p_holm"] < 0.05 and once["verdicts"] == {"trial7": "better"}
+    fid = confirm.Fidelity(20, 0)
+    fam = store.new_family(attrs, fid, ["trial7"], first_seed=0, max_seeds=10, alpha=0.05)
+    fam["looks"] = [{"seeds": 3}, {"seeds": 5}]  # declared for 10 seeds, looked at 3 and again at 5
+    attrs[store.family_key(fid, fam["id"])] = fam
+    twice = confirm.summarize(attrs)
+    levels = [look["alpha"] for look in twice["family"]["looks"]]
+    assert levels == pytest.approx(verdict.spending([3, 5], 10)) and levels[1] < 0.006
+    r = _rows(twice)["trial7"]
+    assert r["p_holm"] == pytest.approx(_rows(once)["trial7"]["p_holm"])  # same data, same p ...
+    assert twice["verdicts"] == {"trial7": "inconclusive"}  # ... judged at the second look's level
+    assert "look 2 of a confirmation declared for at most 10 seeds" in twice["verdict"]
+
+
+def test_runs_at_different_fidelities_get_no_verdict() -> None:
+    base = {s: {"test_accuracy": 0.990, "epochs": 20, "train_limit": 0} for s in range(3)}
+    cand = {s: {"test_accuracy": 0.999, "epochs": 3 if s == 1 else 20, "train_limit": 0} for s in range(3)}
+    r = verdict.paired_verdicts(base, {"trial1": cand})["results"]["trial1"]
+    assert r["verdict"] == "inconclusive" and "different fidelities (20 epochs/train_limit 0, 3 epochs" in r["reason"]
+
+
+def test_the_committed_calibration_keeps_the_error_rate() -> None:
+    """reports/bench/calibration.json (tests/bench/calibration.py): null rate within alpha, power rising with seeds."""
+    import json
+    from pathlib import Path
+
+    doc = json.loads((Path(__file__).resolve().parents[1] / "reports" / "bench" / "calibration.json").read_text())
+    for r in doc["null"] + doc["null_same_configuration"] + doc["null_family_of_3"] + doc["sequential"][:1]:
+        assert r["verdict"]["rate"] <= doc["alpha"] + 2 * r["verdict"]["mc_se"], r
+    power = [r["verdict"]["rate"] for r in doc["power"]]
+    assert [r["seeds"] for r in doc["power"]] == [3, 5, 10] and power == sorted(power)

@@ -173,6 +173,7 @@ def study_list(url: str | None, as_json: bool) -> None:
 def study_show(name: str, top: int | None, sort: str, url: str | None, as_json: bool) -> None:
     """Show study NAME: settings and every trial with its choices."""
     from cnnsearch.search import browse as records
+    from cnnsearch.search import seeds
     from cnnsearch.ground.describe import choices
 
     doc = records.show(name, url, top=top, sort=sort)
@@ -182,6 +183,7 @@ def study_show(name: str, top: int | None, sort: str, url: str | None, as_json: 
     click.echo(f"study {name} ({doc['storage']}), created {doc['created']} from {doc['space_source']}")
     click.echo(f"training: {doc['training']}")
     click.echo(f"trials: {doc['counts']}")
+    click.echo(seeds.describe(doc.get("sampler_seeds") or []))
     base_val = doc.get("baseline_val_accuracy")
     words = {"COMPLETE": "done", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "queued"}
     # Columns sized so a seed.toml row fits 100 characters (the choices take up to 53).
@@ -312,6 +314,11 @@ def study_enqueue(name: str, assignments: tuple[str, ...], url: str | None, as_j
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True, help="Configurations to retrain.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Training seeds per configuration (a verdict needs at least 3).")
+@click.option("--max-seeds", type=click.IntRange(min=1), default=None,
+              help="Most seeds this confirmation may reach, declared before its first look [default: --seeds];"
+                   " later calls add seeds up to it, each look at the alpha it spends (O'Brien-Fleming).")
+@click.option("--new", "new_family", is_flag=True,
+              help="Start a new confirmation at seeds no stored run used (after a maximum was reached).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help=f"Epochs per run [default: {REFERENCE.epochs}; the reference's; with --show: the most-run"
                    " fidelity].")
@@ -324,8 +331,9 @@ def study_enqueue(name: str, assignments: tuple[str, ...], url: str | None, as_j
 @storage_option
 @json_option
 @click.option("--verbose", is_flag=True, help="Per-epoch metrics on stderr.")
-def study_confirm(name: str, top: int, seeds: int, epochs: int | None, train_limit: int | None,
-                  data_path: str | None, show_only: bool, url: str | None, as_json: bool, verbose: bool) -> None:
+def study_confirm(name: str, top: int, seeds: int, max_seeds: int | None, new_family: bool, epochs: int | None,
+                  train_limit: int | None, data_path: str | None, show_only: bool, url: str | None, as_json: bool,
+                  verbose: bool) -> None:
     """Retrain the top configurations and the baseline over training seeds; judge each against the baseline."""
     from cnnsearch.evidence import confirm as confirm_mod
     from cnnsearch.ground.progress import Progress, duration
@@ -353,7 +361,7 @@ def study_confirm(name: str, top: int, seeds: int, epochs: int | None, train_lim
         try:
             # SIGTERM as Ctrl-C: one line, exit 143; the runs stored so far are kept and confirm resumes there.
             with interrupt.stopping():
-                summary = confirm_mod.run(name, top=top, seeds=seeds,
+                summary = confirm_mod.run(name, top=top, seeds=seeds, max_seeds=max_seeds, new=new_family,
                                           epochs=ref.epochs if epochs is None else epochs,
                                           train_limit=ref.train_limit if train_limit is None else train_limit,
                                           data_path=data_path, url=url, on_run=line, on_plan=plan,
@@ -375,7 +383,7 @@ def study_confirm(name: str, top: int, seeds: int, epochs: int | None, train_lim
         return
     for r in summary["configs"]:
         sd = "" if r["sd_test_accuracy"] is None else f" ± {r['sd_test_accuracy']:.4f}"
-        word = f"  {r['verdict']}" if "verdict" in r else ""
+        word = f"  {r['verdict']}" if "verdict" in r else ("  incomplete (no verdict)" if r.get("incomplete") else "")
         click.echo(f"{r['config']:>10}: {r['mean_test_accuracy']:.4f}{sd} over {r['seeds']} seeds,"
                    f" param_count {r['param_count']:,}{word}")
     click.echo(summary["verdict"])

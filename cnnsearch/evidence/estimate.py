@@ -63,13 +63,16 @@ class Plan(NamedTuple):
     seconds: float | None  # None: nothing measured to scale from
     speed: Speed | None
     trial_images: int  # images each measured trial trained on
+    total: int = 0  # runs the confirmation needs, new and already stored (0: not said)
 
     def text(self) -> str:
         """``12 runs: 4 configurations x 3 seeds at 20 epochs on 54,000 images; about 2 h 25 min ...``."""
         def n(count: int, word: str) -> str:
             return f"{count} {word}{'' if count == 1 else 's'}"
 
-        head = (f"{n(self.runs, 'run')}: {n(self.configs, 'configuration')} x {n(self.seeds, 'seed')} at"
+        runs = (f"{self.runs} new run{'' if self.runs == 1 else 's'}; {self.total - self.runs} of {self.total} already"
+                " done" if self.total else n(self.runs, 'run'))
+        head = (f"{runs}: {n(self.configs, 'configuration')} x {n(self.seeds, 'seed')} at"
                 f" {n(self.epochs, 'epoch')} on {self.train_images:,} images")
         if not self.runs:
             return head + "; every one is stored already (nothing to train)"
@@ -83,11 +86,11 @@ class Plan(NamedTuple):
 
 
 def plan(trials: Iterable[Mapping[str, Any]], trial_images: int, val_images: int, run_flops: list[int],
-         *, configs: int, seeds: int, epochs: int, train_images: int) -> Plan:
+         *, configs: int, seeds: int, epochs: int, train_images: int, total: int = 0) -> Plan:
     """A confirmation's plan: ``run_flops`` holds the forward FLOPs of each run still to train."""
     s = speed(trials, trial_images, val_images)
     seconds = None if s is None else sum(epochs * epoch_seconds(s, f, train_images, val_images) for f in run_flops)
-    return Plan(len(run_flops), configs, seeds, epochs, train_images, seconds, s, trial_images)
+    return Plan(len(run_flops), configs, seeds, epochs, train_images, seconds, s, trial_images, total)
 
 
 __all__ = ["Plan", "Speed", "TRAIN_COST", "epoch_seconds", "plan", "speed", "work"]

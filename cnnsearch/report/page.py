@@ -33,6 +33,8 @@ import pandas as pd
 
 from cnnsearch.evidence import confirm as confirm_mod
 from cnnsearch.evidence import importance as importance_mod
+from cnnsearch.evidence import words as words_mod
+from cnnsearch.search import seeds as seeds_mod
 from cnnsearch.model import viz
 from cnnsearch.ground.errors import CnnsearchError
 from cnnsearch.records.storage import DEFAULT_STORAGE
@@ -163,7 +165,8 @@ def header_section(d: ReportData) -> Section:
     versions = next((r.get("versions") for r in [d.best, d.baseline] if r and r.get("versions")), None)
     items = [
         ("storage", d.url), ("created", s["created"]), ("space file", s["space_source"]),
-        ("sampler / pruner", f"{s['study']['sampler']} / {s['study']['pruner']} (seed {s['study']['seed']})"),
+        ("sampler / pruner", f"{s['study']['sampler']} / {s['study']['pruner']} (study seed {s['study']['seed']})"),
+        ("effective sampler seed of each run", seeds_mod.describe(seeds_mod.of(d.study)) if d.study else "not read"),
         ("objectives", ", ".join(s["study"]["objectives"])),
         ("training", ", ".join(f"{k}={v}" for k, v in s["training"].items())),
         ("trials", ", ".join(f"{v} {k.lower()}" for k, v in sorted(d.counts.items())) or "none"),
@@ -313,8 +316,10 @@ def confirm_section(d: ReportData) -> Section:
             "test accuracy per seed": ", ".join(f"{a:.4f}" for a in r["test_accuracies"]),
             "mean ± sd": f"{r['mean_test_accuracy']:.4f}" + ("" if r["sd_test_accuracy"] is None
                                                              else f" ± {r['sd_test_accuracy']:.4f}"),
-            "− baseline (95% interval)": "" if "diff_mean" not in r else _pp(r["diff_mean"]) + (
-                "" if ci is None else f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]"),
+            "− baseline (95% interval, seeds + test images)": "" if "diff_mean" not in r else _pp(r["diff_mean"]) + (
+                "" if ci is None or ci[0] is None else f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]"),
+            "seeds only": "" if not r.get("ci95_seeds") or r["ci95_seeds"][0] is None
+            else f"[{100 * r['ci95_seeds'][0]:+.2f}, {100 * r['ci95_seeds'][1]:+.2f}]",
             "Holm p": "" if r.get("p_holm") is None else f"{r['p_holm']:.2g}",
             "verdict": r.get("verdict", ""),
             "seeds needed (estimate)": r.get("seeds_needed_estimate") or "",
@@ -328,13 +333,7 @@ def confirm_section(d: ReportData) -> Section:
     body = (_p(c["verdict"], "answer") + (_p(c["rank_check"]["sentence"], "answer") if c.get("rank_check") else "")
             + "<div class='scroll'>"
             + pd.DataFrame(rows).to_html(index=False, border=0, classes="trials") + "</div>"
-            + _p(f"Retrained at {fid.describe()} with the seeds paired (seed s of a candidate against seed s of the"
-                 " baseline). The verdict rests on the per-seed differences: a 95% t-interval over seeds and its"
-                 f" p-value, Holm-corrected over the candidates; 'better' or 'worse' needs at least"
-                 f" {c['min_seeds']} seeds and a corrected p < {c['alpha']}. McNemar's exact test compares two"
-                 " fixed trained models on the test images, so it cannot see training noise: it is shown per seed"
-                 " pair as supporting evidence only. 'Seeds needed' is an estimate (80% power) from the observed"
-                 " difference and sd, themselves noisy.", "note"))
+            + _p(words_mod.method_note(c), "note"))
     if others:
         body += _p("Runs at other fidelities are stored too (cnnsearch study confirm NAME --show --epochs E"
                    " --train-limit N): " + "; ".join(f"{f['epochs']} epochs, train_limit {f['train_limit']}:"

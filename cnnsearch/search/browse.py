@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial
 
 from cnnsearch.model.arch import REFERENCE
 from cnnsearch.ground.errors import CnnsearchError, ConfigError, StorageError
+from cnnsearch.search import seeds
 from cnnsearch.records.storage import ARTIFACTS_ENV, artifact_dir, is_enospc, kept_weights, mask_url, open_storage
 from cnnsearch.search.study import baseline_trial, best_trial, counts, load, param_count, settings_of, trial_attr
 
@@ -83,6 +84,7 @@ def show(name: str, url: str | None = None, *, top: int | None = None, sort: str
         "best_trial": best.number if best else None,
         "best_weights": h.study.user_attrs.get("best_weights"),
         "data": h.study.user_attrs.get("data"),
+        "sampler_seeds": seeds.of(h.study),
         "trials": records,
     }
 

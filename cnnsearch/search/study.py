@@ -248,10 +248,16 @@ def load(name: str, url: str | None = None, *, heartbeat: bool = False, seed: in
     training = TrainConfig.from_dict(settings["training"])
     if heartbeat and sp.study["heartbeat_seconds"] and isinstance(storage, optuna.storages.RDBStorage):
         storage = open_storage(url, heartbeat_s=sp.study["heartbeat_seconds"])
-    sampler = make_sampler(sp, seed=sampler_seed(study, sp, seed))
+    effective = sampler_seed(study, sp, seed)
+    if heartbeat:  # opened to run trials (the runner's call): the seed that will draw them is kept
+        from cnnsearch.search import seeds
+
+        seeds.record(study, effective, seed)
+    sampler = make_sampler(sp, seed=effective)
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler,
                               pruner=make_pruner(sp, training.epochs))
     return Handle(study, sp, training, url)
+
 
 
 def sampler_seed(study: optuna.Study, sp: space_mod.Space, seed: int | None = None) -> int:

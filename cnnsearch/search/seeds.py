@@ -1,0 +1,49 @@
+"""Every run's effective sampler seed, kept on the study (issue 20).
+
+Without ``study run --seed`` the sampler's seed is drawn at random (so two runs
+started together never draw the same configurations); before this module it was
+never stored, and a report's "seed 0" was not the seed that ran. Each run that
+opens a study to sample (:func:`cnnsearch.search.study.load` with ``heartbeat``)
+records the seed it really used here, one system attribute per process, so
+parallel workers never overwrite each other's (no read-modify-write of a shared list).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from typing import Any
+
+import optuna
+
+#: System-attribute prefix of one run's record: cnnsearch:sampler_seed:<UTC time>:<pid>.
+PREFIX = "cnnsearch:sampler_seed:"
+
+
+def record(study: optuna.Study, effective: int, given: int | None) -> None:
+    """Store the sampler seed a run really used, the ``--seed`` it was given (None: drawn), worker and start."""
+    from cnnsearch.search.study import WORKER_ENV, set_system_attr
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    set_system_attr(study, f"{PREFIX}{now.strftime('%Y%m%dT%H%M%S.%f')}:{os.getpid()}",
+                    {"seed": effective, "given": given, "worker": int(os.environ.get(WORKER_ENV, "0") or 0),
+                     "trials_before": len(study.get_trials(deepcopy=False)), "at": now.isoformat(timespec="seconds")})
+
+
+def of(study: optuna.Study) -> list[dict[str, Any]]:
+    """Every run's effective sampler seed record (see :func:`record`), oldest first."""
+    from cnnsearch.search.study import system_attrs
+
+    attrs = system_attrs(study)
+    return [attrs[k] for k in sorted(attrs) if k.startswith(PREFIX)]
+
+
+def describe(records: list[dict[str, Any]]) -> str:
+    """``sampler seeds: 1234567 (drawn at random, worker 0, from trial 0, 2026-12-03T10:00:00+00:00); ...``."""
+    if not records:
+        return "sampler seeds: none recorded (no run since seeds were stored)"
+    parts = []
+    for r in records:
+        how = "drawn at random" if r["given"] is None else f"--seed {r['given']}"
+        parts.append(f"{r['seed']} ({how}, worker {r['worker']}, from trial {r['trials_before']}, {r['at']})")
+    return "sampler seeds: " + "; ".join(parts)
