@@ -29,8 +29,8 @@ from typing import Any, Callable
 
 from cnnsearch.evidence import ablation_stats
 from cnnsearch.evidence import confirm as confirm_mod
-from cnnsearch.evidence.ablate_changes import (PLAN_PREFIX, Ablation, Change, changes, identity, plan_ablation,
-                                               point, winner_trial)
+from cnnsearch.evidence.ablate_changes import (PLAN_PREFIX, Ablation, Change, changes, check_differs, identity,
+                                               plan_ablation, point, winner_trial)
 from cnnsearch.evidence.confirm import Fidelity
 from cnnsearch.ground.errors import ConfigError
 from cnnsearch.search import study as study_mod
@@ -218,6 +218,7 @@ def run(name: str, *, trial: int | None = None, seeds: int = 3, epochs: int | No
 
     h = study_mod.load(name, url)
     t = winner_trial(h, trial)
+    check_differs(h, t)
     attrs = stored(h.study)
     fid = default_fidelity(attrs, t.number)
     fid = Fidelity(fid.epochs if epochs is None else epochs, fid.train_limit if train_limit is None else train_limit)

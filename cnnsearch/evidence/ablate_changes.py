@@ -133,6 +133,13 @@ def winner_trial(h: study_mod.Handle, trial: int | None) -> Any:
     return found
 
 
+def check_differs(h: study_mod.Handle, trial: Any) -> None:
+    """Refuse a winner that builds the baseline's very model (before any data is loaded): nothing to ablate."""
+    if identity(*point(trial.params, h.space)) == identity(*point(points.baseline_params(h.space), h.space)):
+        raise ConfigError(f"--trial: expected a trial that differs from the baseline; received trial {trial.number},"
+                          " which builds the baseline's model, so there is nothing to ablate; pick another trial")
+
+
 def describe_point(params: Mapping[str, Any], h: study_mod.Handle, input_shape: tuple[int, ...],
                    n_classes: int) -> dict[str, Any]:
     """A point's identity and size, or why it cannot be built: ``{"params", "identity", ...,"problem"}``."""
@@ -164,9 +171,6 @@ def plan_ablation(h: study_mod.Handle, trial: Any, fid: Fidelity, seeds: int, in
     base_params = points.baseline_params(h.space)
     winner = describe_point(trial.params, h, input_shape, n_classes)
     base = describe_point(base_params, h, input_shape, n_classes)
-    if winner["identity"] == base["identity"]:
-        raise ConfigError(f"--trial: expected a trial that differs from the baseline; trial {trial.number} builds"
-                          " the same model as the baseline, so there is nothing to ablate")
     found = changes(trial.params, base_params)
     variants = []
     for c in found:
@@ -179,5 +183,5 @@ def plan_ablation(h: study_mod.Handle, trial: Any, fid: Fidelity, seeds: int, in
     return Ablation(trial.number, fid, seeds, winner, base, found, variants)
 
 
-__all__ = ["Ablation", "Change", "PLAN_PREFIX", "apply", "changes", "describe_point", "identity", "plan_ablation",
+__all__ = ["Ablation", "Change", "PLAN_PREFIX", "apply", "changes", "check_differs", "describe_point", "identity", "plan_ablation",
            "point", "winner_trial"]
