@@ -224,3 +224,28 @@ def test_ablate_trains_reuses_resumes_and_shows(tmp_path: Path, space_file: Path
     # The confirmation still sees only its own configurations (the variants are stored apart).
     conf = CliRunner().invoke(main, ["study", "confirm", "a", "--show", "--json"])
     assert {c["config"] for c in json.loads(conf.stdout)["configs"]} == {"baseline", "trial1"}
+
+
+def test_report_section_computes_then_draws() -> None:
+    from cnnsearch.report import ablation as report_ablation
+
+    noise = np.array([0.0, 0.0004, -0.0003, 0.0002])
+    base = 0.98 + noise
+    acc = {"B": base, "W": base + 0.015, "leave_one_out-a": base + 0.005, "add_one_in-a": base + 0.010,
+           "leave_one_out-b": base + 0.010 + noise, "add_one_in-b": base + 0.005 - noise}
+    ab = _ablation(4)
+    ab["variants"][3]["problem"] = "cannot be built: feature map vanishes"  # add one in, change b
+    s = ablation_stats.summarize(ab, _records({k: list(v) for k, v in acc.items()}))
+    data = report_ablation.chart_data(s)
+    assert data["total"]["effect"] == pytest.approx(1.5) and data["changes"] == ["a", "b"]
+    a_loo = next(r for r in data["rows"] if r["change"] == "a" and r["direction"] == "leave_one_out")
+    b_loo = next(r for r in data["rows"] if r["change"] == "b" and r["direction"] == "leave_one_out")
+    assert a_loo["effect"] == pytest.approx(1.0) and b_loo["low"] < b_loo["effect"] < b_loo["high"]
+    b_aoi = next(r for r in data["rows"] if r["change"] == "b" and r["direction"] == "add_one_in")
+    assert b_aoi["effect"] is None and b_aoi["note"] == "not run"
+    text = report_ablation.section_html("x", s)
+    assert text.count("<img src='data:image/png;base64,") == 1 and "not run: cannot be built" in text
+    assert "By experiment" in text and "Holm-corrected" in text
+    assert "cnnsearch study ablate x" in report_ablation.section_html("x", None)
+    assert report_ablation.mattered_statement(s, "fANOVA says a").startswith("By experiment")
+    assert report_ablation.mattered_statement(None, "fANOVA says a").startswith("Observational")

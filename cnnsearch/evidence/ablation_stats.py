@@ -243,7 +243,8 @@ def mattered_sentence(s: dict[str, Any]) -> str:
     if not found:
         return (f"{src}: no single change had an effect beyond the seeds' noise; the winner's"
                 f" {_pp(s['total']['effect'])} is not carried by any one of its {len(s['changes'])} changes alone.")
-    return f"{src}: {'; '.join(found)}. The others showed no effect beyond the seeds' noise."
+    rest = " The others showed no effect beyond the seeds' noise." if len(found) < len(s["changes"]) else ""
+    return f"{src}: {'; '.join(found)}.{rest}"
 
 
 __all__ = ["DIRECTIONS", "interactions", "mattered_sentence", "paired_verdicts", "sentence", "summarize"]
