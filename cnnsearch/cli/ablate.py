@@ -20,7 +20,7 @@ def _cell(r: dict[str, Any]) -> str:
     if r["same_model"]:
         return "same model"
     if r["effect"] is None:
-        return "no runs yet"
+        return r["reason"].split(";")[0] or "no runs yet"
     ci = r["ci95"]
     interval = "" if ci is None else f" [{_pp(ci[0])}, {_pp(ci[1])}]"
     return f"{_pp(r['effect'])}{interval} {r['verdict']}"

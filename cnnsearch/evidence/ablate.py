@@ -118,7 +118,8 @@ def train_run(h: study_mod.Handle, ab: Ablation, job: dict[str, Any], splits: An
 def summarize(ab: dict[str, Any], attrs: dict[str, Any], space: Any) -> dict[str, Any]:
     """The stored ablation ``ab`` (its :meth:`Ablation.to_dict`) judged from the stored runs."""
     fid = Fidelity(**ab["fidelity"])
-    return ablation_stats.summarize(ab, run_index(attrs, fid, space))
+    labels = confirm_mod.decode(attrs["confirm_labels"]) if attrs.get("confirm_labels") else None
+    return ablation_stats.summarize(ab, run_index(attrs, fid, space), labels)
 
 
 @dataclass(frozen=True)
@@ -240,8 +241,7 @@ def run(name: str, *, trial: int | None = None, seeds: int = 3, epochs: int | No
             record = train_run(h, ab, job, splits, [interrupt.keras_callback()], on_epoch)
             if on_run is not None:
                 on_run(record)
-    out = ablation_stats.summarize(ab.to_dict(), run_index(stored(h.study), fid, h.space))
-    return out
+    return summarize(ab.to_dict(), stored(h.study), h.space)
 
 
 def _label(ab: Ablation, job: dict[str, Any]) -> str:

@@ -18,7 +18,9 @@ records: no Optuna, no TensorFlow.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 from cnnsearch.evidence import verdict as verdict_mod
 from cnnsearch.evidence.confirm import Fidelity
@@ -31,69 +33,75 @@ _WORDS = {"leave_one_out": {"worse": "helps", "better": "hurts"}, "add_one_in": 
 Index = Mapping[tuple[str, int], dict[str, Any]]
 
 
-def paired_verdicts(candidates: dict[str, list[dict[str, Any]]], baseline: list[dict[str, Any]]
-                    ) -> dict[str, dict[str, Any]]:
-    """Paired verdicts of candidates against one baseline from stored runs, Holm over the candidates.
+def paired_verdicts(baseline: Mapping[int, Mapping[str, Any]],
+                    candidates: Mapping[str, Mapping[int, Mapping[str, Any]]], labels: np.ndarray | None = None,
+                    *, seeds: Sequence[int] | None = None) -> dict[str, Any]:
+    """Paired verdicts of candidates against one baseline from stored runs ({seed: record}), one Holm family.
 
-    Args:
-        candidates: Name -> that configuration's run records (``seed``, ``test_accuracy``).
-        baseline: The baseline's run records.
+    The family is the candidates that finished every seed in ``seeds`` (default: the baseline's); the
+    others are listed under ``incomplete`` with their finished seed count and get no verdict. Results
+    carry ``n``, ``mean`` (candidate - baseline), ``ci95``, ``p``, ``p_holm``, ``verdict`` and ``reason``.
 
-    Today's :mod:`cnnsearch.evidence.verdict` (training seeds only). The one switch point for the
-    evidence issue's verdict that also counts the test images' noise: same inputs, same keys out.
+    The one switch point to the evidence issue's verdict (same name, arguments and keys; it also
+    counts the test images' noise from ``labels`` and the runs' stored predictions). Today: training
+    seeds only, :func:`cnnsearch.evidence.verdict.paired`, ``holm`` and ``decide``; ``labels`` unused.
     """
-    base = {int(r["seed"]): float(r["test_accuracy"]) for r in baseline}
-    out: dict[str, dict[str, Any]] = {}
-    for name, recs in candidates.items():
-        cand = {int(r["seed"]): float(r["test_accuracy"]) for r in recs}
-        seeds = sorted(set(cand) & set(base))
-        if not seeds:
-            out[name] = {"n": 0, "seeds": [], "diff_mean": None, "diff_ci95": None, "p": math.nan}
-            continue
-        cmp = verdict_mod.paired([cand[s] for s in seeds], [base[s] for s in seeds])
-        out[name] = {"n": cmp.n, "seeds": seeds, "diff_mean": cmp.mean, "diff_sd": None if cmp.n < 2 else cmp.sd,
-                     "diff_ci95": None if cmp.n < 2 else list(cmp.ci95), "p": cmp.p}
-    names = list(out)
-    for name, p in zip(names, verdict_mod.holm([out[n]["p"] for n in names])):
-        r = out[name]
-        r["p_holm"] = None if math.isnan(p) else p
-        r["verdict"] = "inconclusive" if r["n"] == 0 else verdict_mod.decide(r["diff_mean"], p, r["n"])
-        r["p"] = None if math.isnan(r["p"]) else r["p"]
-    return out
+    seeds = sorted(baseline) if seeds is None else sorted(seeds)
+    family = [k for k in candidates if seeds and all(s in candidates[k] and s in baseline for s in seeds)]
+    incomplete = {k: sum(s in v for s in seeds) for k, v in candidates.items() if k not in family}
+    results: dict[str, dict[str, Any]] = {}
+    for k in family:
+        cmp = verdict_mod.paired([candidates[k][s]["test_accuracy"] for s in seeds],
+                                 [baseline[s]["test_accuracy"] for s in seeds])
+        why = "" if cmp.n >= verdict_mod.MIN_SEEDS else f"{cmp.n} paired seeds: a verdict needs {verdict_mod.MIN_SEEDS}"
+        results[k] = {"n": cmp.n, "mean": cmp.mean, "ci95": list(cmp.ci95), "p": cmp.p, "reason": why}
+    for (k, r), p in zip(results.items(), verdict_mod.holm([r["p"] for r in results.values()])):
+        r["p_holm"] = p
+        r["verdict"] = verdict_mod.decide(r["mean"], p, r["n"])
+    return {"alpha": verdict_mod.ALPHA, "seeds": seeds, "family": family, "incomplete": incomplete,
+            "results": results}
 
 
-def _records(index: Index, ident: str, seeds: int) -> list[dict[str, Any]]:
-    return [index[(ident, s)] for s in range(seeds) if (ident, s) in index]
+def _by_seed(index: Index, ident: str, seeds: int) -> dict[int, dict[str, Any]]:
+    return {s: index[(ident, s)] for s in range(seeds) if (ident, s) in index}
 
 
-def _effect(direction: str, r: dict[str, Any] | None) -> dict[str, Any]:
-    """A paired verdict turned into the change's effect (leave one out: the sign and interval flip)."""
-    if r is None or r["diff_mean"] is None:
-        return {"n": 0 if r is None else r["n"], "effect": None, "ci95": None, "p_holm": None, "verdict": "inconclusive"}
+def _effect(direction: str, r: dict[str, Any] | None, judged: dict[str, Any], name: str) -> dict[str, Any]:
+    """A paired verdict turned into the change's effect (leave one out: the sign and interval flip).
+
+    ``r`` None: the variant has not finished every seed the reference has (``judged["incomplete"]``).
+    """
+    if r is None:
+        done = judged["incomplete"].get(name, 0)
+        return {"n": done, "effect": None, "ci95": None, "p": None, "p_holm": None, "verdict": "inconclusive",
+                "reason": f"{done} of {len(judged['seeds'])} seeds finished; run study ablate again to finish it"}
     flip = direction == "leave_one_out"
-    ci = r["diff_ci95"]
+    ci = None if any(math.isnan(c) for c in r["ci95"]) else r["ci95"]
     # "+ 0.0" turns a flipped 0.0 into 0.0, not -0.0 (printed "-0.00 pp").
-    return {"n": r["n"], "effect": (-r["diff_mean"] if flip else r["diff_mean"]) + 0.0,
+    return {"n": r["n"], "effect": (-r["mean"] if flip else r["mean"]) + 0.0,
             "ci95": None if ci is None else ([-ci[1] + 0.0, -ci[0] + 0.0] if flip else list(ci)), "p": r["p"],
-            "p_holm": r["p_holm"], "verdict": _WORDS[direction].get(r["verdict"], "inconclusive")}
+            "p_holm": r["p_holm"], "verdict": _WORDS[direction].get(r["verdict"], "inconclusive"),
+            "reason": r.get("reason", "")}
 
 
-def _direction(ab: dict[str, Any], index: Index, direction: str) -> dict[str, dict[str, Any]]:
+def _direction(ab: dict[str, Any], index: Index, direction: str, labels: np.ndarray | None
+               ) -> dict[str, dict[str, Any]]:
     """Per change: the variant of ``direction`` and its effect (a same-model variant: 0, not tested)."""
     seeds = int(ab["seeds"])
     ref = ab["winner"] if direction == "leave_one_out" else ab["baseline"]
     variants = {v["change"]: v for v in ab["variants"] if v["direction"] == direction}
-    tested = {c: _records(index, v["identity"], seeds) for c, v in variants.items()
+    tested = {c: _by_seed(index, v["identity"], seeds) for c, v in variants.items()
               if v["problem"] is None and v["identity"] != ref["identity"]}
-    verdicts = paired_verdicts(tested, _records(index, ref["identity"], seeds))
+    judged = paired_verdicts(_by_seed(index, ref["identity"], seeds), tested, labels)
+    verdicts = judged["results"]
     out = {}
     for c, v in variants.items():
         row = {"identity": v["identity"], "param_count": v["param_count"], "problem": v["problem"],
                "same_model": v["identity"] == ref["identity"]}
         if row["same_model"]:
-            row.update(n=0, effect=0.0, ci95=[0.0, 0.0], p_holm=None, verdict="inconclusive")
+            row.update(n=0, effect=0.0, ci95=[0.0, 0.0], p=None, p_holm=None, verdict="inconclusive", reason="")
         else:
-            row.update(_effect(direction, verdicts.get(c)))
+            row.update(_effect(direction, verdicts.get(c), judged, c))
         out[c] = row
     return out
 
@@ -170,21 +178,24 @@ def _interaction_sentence(inter: dict[str, Any], n_changes: int, total: dict[str
             f" uncertainty ({sums}).")
 
 
-def summarize(ab: dict[str, Any], index: Index) -> dict[str, Any]:
-    """The stored ablation ``ab`` judged from the runs in ``index`` ((identity, seed) -> record). JSON-ready."""
+def summarize(ab: dict[str, Any], index: Index, labels: np.ndarray | None = None) -> dict[str, Any]:
+    """The stored ablation ``ab`` judged from the runs in ``index`` ((identity, seed) -> record). JSON-ready.
+
+    ``labels``: the test labels the runs' stored predictions are scored against (for the test-image noise).
+    """
     seeds = int(ab["seeds"])
-    w = _records(index, ab["winner"]["identity"], seeds)
-    b = _records(index, ab["baseline"]["identity"], seeds)
-    total = _effect("add_one_in", paired_verdicts({"winner": w}, b)["winner"])
+    w, b = (_by_seed(index, ab[k]["identity"], seeds) for k in ("winner", "baseline"))
+    judged = paired_verdicts(b, {"winner": w}, labels)
+    total = _effect("add_one_in", judged["results"].get("winner"), judged, "winner")
     total["verdict"] = {"helps": "better", "hurts": "worse"}.get(total["verdict"], "inconclusive")
-    per_dir = {d: _direction(ab, index, d) for d in DIRECTIONS}
+    per_dir = {d: _direction(ab, index, d, labels) for d in DIRECTIONS}
     rows = [{"name": c["name"], "keys": c["keys"], "text": c["text"],
              **{d: per_dir[d][c["name"]] for d in DIRECTIONS}} for c in ab["changes"]]
     out: dict[str, Any] = {
         "trial": ab["trial"], "fidelity": ab["fidelity"], "seeds": seeds, "alpha": verdict_mod.ALPHA,
         "min_seeds": verdict_mod.MIN_SEEDS,
-        "winner": {**ab["winner"], "runs": len(w), "mean_test_accuracy": _mean(w)},
-        "baseline": {**ab["baseline"], "runs": len(b), "mean_test_accuracy": _mean(b)},
+        "winner": {**ab["winner"], "runs": len(w), "mean_test_accuracy": _mean(list(w.values()))},
+        "baseline": {**ab["baseline"], "runs": len(b), "mean_test_accuracy": _mean(list(b.values()))},
         "total": total, "changes": rows,
     }
     out["interaction"] = interactions(ab, index, rows, total)
@@ -214,7 +225,7 @@ def _effect_text(r: dict[str, Any]) -> str:
     if r["same_model"]:
         return "the same model (no effect)"
     if r["effect"] is None:
-        return "no paired runs yet"
+        return r["reason"] or "no paired runs yet"
     return f"{r['verdict']} ({_pp(r['effect'])}{_interval(r['ci95'])}, n = {r['n']})"
 
 

@@ -88,7 +88,7 @@ def _cell(x: dict[str, Any]) -> str:
     if x["same_model"]:
         return "the same model (no effect)"
     if x["effect"] is None:
-        return "no paired runs yet"
+        return html.escape(x.get("reason") or "no paired runs yet")
     ci = x.get("ci95")
     interval = "" if ci is None else f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]"
     return f"{100 * x['effect']:+.2f} pp{interval} <b>{html.escape(x['verdict'])}</b>"
