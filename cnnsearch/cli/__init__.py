@@ -209,7 +209,8 @@ def dashboard(url: str | None, host: str, port: int) -> None:
 
 
 # The command groups, each in its own module (they import the shared options above).
-from cnnsearch.cli import space as _space_cli, study as _study_cli  # noqa: E402
+from cnnsearch.cli import ablate as _ablate_cli, space as _space_cli, study as _study_cli  # noqa: E402
 
 main.add_command(_space_cli.space)
 main.add_command(_study_cli.study)
+_study_cli.study.add_command(_ablate_cli.study_ablate)
