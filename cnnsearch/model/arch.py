@@ -18,7 +18,6 @@ from typing import Any, Literal
 from cnnsearch.ground.errors import ArchitectureError, check_known_keys
 from cnnsearch.model.weights import read_weights  # noqa: F401  (re-exported; its home since issue 21)
 
-
 Padding = Literal["valid", "same"]
 PoolType = Literal["max", "avg", "none"]
 Head = Literal["flatten", "gap"]
@@ -37,9 +36,8 @@ AUGMENT_MAX = 0.5
 ROTATION_MAX = 180.0
 #: Largest ``zoom``, a fraction of the image side in or out: beyond 0.5 a zoom out leaves a digit a few pixels wide.
 ZOOM_MAX = 0.5
-#: ArchSpec fields added for issue 21 (the frontier). :meth:`ArchSpec.to_dict` leaves them out at their
-#: defaults, so the stored form of every older spec (the reference's included) is unchanged and identical
-#: finished runs recorded before them are still found and reused.
+#: Fields added by issue 21: :meth:`ArchSpec.to_dict` leaves them out at these defaults, so older stored specs
+#: (the reference's) keep their form and identical finished runs are still found and reused.
 NEW_FIELDS = {"pool_layers": (), "transition": 0, "rotation": 0.0, "zoom": 0.0}
 
 
@@ -91,13 +89,17 @@ class ArchSpec:
     # mixes and narrows the channels for the next block at little cost. 0 = none, as the reference.
     transition: int = 0
     rotation: float = 0.0  # random rotation up to this many degrees either way, training only; 0 = none
-    zoom: float = 0.0  # random zoom in or out up to this fraction of the side, training only; 0 = none
+    zoom: float = 0.0  # random zoom in or out up to this fraction of the side, training only
 
     def __post_init__(self) -> None:
         # Lists come from TOML and JSON; store tuples so specs hash and compare.
         object.__setattr__(self, "conv_filters", tuple(int(f) for f in self.conv_filters))
         object.__setattr__(self, "kernel_sizes", tuple(int(k) for k in self.kernel_sizes))
-        object.__setattr__(self, "pool_layers", tuple(sorted(int(i) for i in self.pool_layers)))
+        layers = tuple(sorted(int(i) for i in self.pool_layers))
+        n = len(self.conv_filters)
+        rule = tuple(i for i in range(1, n + 1) if i == n or (self.pool_every > 0 and i % self.pool_every == 0))
+        # Positions the pool_every rule gives anyway take its form: one spec, one stored form (pool_at = "2" is ArchSpec()).
+        object.__setattr__(self, "pool_layers", () if layers == rule else layers)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (tuples as lists); :data:`NEW_FIELDS` at their defaults are left out."""

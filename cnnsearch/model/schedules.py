@@ -53,12 +53,21 @@ def check(name: str, args: Mapping[str, Any], where: str = "schedule") -> None:
 
 def check_value(name: str, key: str, v: Any, where: str) -> None:
     """One schedule parameter in its range (see :data:`SCHEDULES`)."""
+    if not in_range(name, key, v):
+        raise ConfigError(f"{where}: expected {expected(name, key)}; received {v!r}")
+
+
+def in_range(name: str, key: str, v: Any) -> bool:
+    """Is ``v`` a valid value of parameter ``key`` of schedule ``name``?"""
+    low, high, low_in, high_in = SCHEDULES[name][key][:4]
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and (low <= v if low_in else low < v) and (v <= high if high_in else v < high))
+
+
+def expected(name: str, key: str) -> str:
+    """What parameter ``key`` of schedule ``name`` must be, in words: ``a number in (0, 1) (fraction of ...)``."""
     low, high, low_in, high_in, _, meaning = SCHEDULES[name][key]
-    interval = f"{'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
-    ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-          and (low <= v if low_in else low < v) and (v <= high if high_in else v < high))
-    if not ok:
-        raise ConfigError(f"{where}: expected a number in {interval} ({meaning}); received {v!r}")
+    return f"a number in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'} ({meaning})"
 
 
 def value(name: str, args: Mapping[str, Any], key: str) -> float:
