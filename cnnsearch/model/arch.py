@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from cnnsearch.ground.errors import ArchitectureError, check_known_keys
+from cnnsearch.model.weights import read_weights  # noqa: F401  (re-exported; its home since issue 21)
 
 Padding = Literal["valid", "same"]
 PoolType = Literal["max", "avg", "none"]
@@ -31,6 +32,13 @@ BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.9
 #: Shift fractions an ``augment`` may take (random translation of up to this fraction of the image side).
 AUGMENT_MAX = 0.5
+#: Largest ``rotation``, degrees either way: 180 already covers every angle (beyond it Keras repeats them).
+ROTATION_MAX = 180.0
+#: Largest ``zoom``, a fraction of the image side in or out: beyond 0.5 a zoom out leaves a digit a few pixels wide.
+ZOOM_MAX = 0.5
+#: Fields added by issue 21: :meth:`ArchSpec.to_dict` leaves them out at these defaults, so older stored specs
+#: (the reference's) keep their form and identical finished runs are still found and reused.
+NEW_FIELDS = {"pool_layers": (), "transition": 0, "rotation": 0.0, "zoom": 0.0}
 
 
 @dataclass(frozen=True)
@@ -74,18 +82,31 @@ class ArchSpec:
     # Random shifts of up to this fraction of the image side, in training only (a Keras preprocessing
     # layer inside the model: inference and the NumPy forward pass skip it). 0 = none, as the reference.
     augment: float = 0.0
+    # Conv layers (1-based) that pooling (and conv dropout) follows, e.g. (2, 4); () = the pool_every rule.
+    # Given, it is the whole rule: nothing is implied after the last layer (a GAP head pools there itself).
+    pool_layers: tuple[int, ...] = ()
+    # Filters of a 1x1 "transition" conv after every pooling (batch norm when batch_norm, then ReLU): it
+    # mixes and narrows the channels for the next block at little cost. 0 = none, as the reference.
+    transition: int = 0
+    rotation: float = 0.0  # random rotation up to this many degrees either way, training only; 0 = none
+    zoom: float = 0.0  # random zoom in or out up to this fraction of the side, training only
 
     def __post_init__(self) -> None:
         # Lists come from TOML and JSON; store tuples so specs hash and compare.
         object.__setattr__(self, "conv_filters", tuple(int(f) for f in self.conv_filters))
         object.__setattr__(self, "kernel_sizes", tuple(int(k) for k in self.kernel_sizes))
+        layers = tuple(sorted(int(i) for i in self.pool_layers))
+        n = len(self.conv_filters)
+        rule = tuple(i for i in range(1, n + 1) if i == n or (self.pool_every > 0 and i % self.pool_every == 0))
+        # Positions the pool_every rule gives anyway take its form: one spec, one stored form (pool_at = "2" is ArchSpec()).
+        object.__setattr__(self, "pool_layers", () if layers == rule else layers)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (tuples as lists)."""
+        """Plain JSON-ready dict (tuples as lists); :data:`NEW_FIELDS` at their defaults are left out."""
         d = asdict(self)
-        d["conv_filters"] = list(self.conv_filters)
-        d["kernel_sizes"] = list(self.kernel_sizes)
-        return d
+        for key in ("conv_filters", "kernel_sizes", "pool_layers"):
+            d[key] = list(getattr(self, key))
+        return {k: v for k, v in d.items() if k not in NEW_FIELDS or v != type(v)(NEW_FIELDS[k])}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ArchSpec":
@@ -98,7 +119,7 @@ class ArchSpec:
 class Layer:
     """One step of a spec's layer plan: what Keras builds, NumPy computes and the summary counts.
 
-    ``kind`` is one of ``augment``, ``conv``, ``batch_norm``, ``relu``,
+    ``kind`` is one of ``augment`` (shifts), ``rotate``, ``zoom``, ``conv`` (transitions too), ``batch_norm``, ``relu``,
     ``maxpool``, ``avgpool``, ``dropout``, ``flatten``, ``gap``, ``dense``.
     """
 
@@ -111,7 +132,7 @@ class Layer:
     kernel: int = 0  # conv kernel side or pool window side, pixels
     stride: int = 1  # conv or pool stride, pixels
     padding: str = "valid"
-    rate: float = 0.0  # dropout rate, or the augment shift fraction
+    rate: float = 0.0  # dropout rate, the augment shift or zoom fraction, or the rotation in degrees
     activation: str = ""  # 'relu' or 'softmax' fused into a conv or dense layer; '' = none
     use_bias: bool = True
 
@@ -184,13 +205,31 @@ def check(spec: ArchSpec) -> None:
         raise bad("head", "'flatten' or 'gap'", spec.head)
     if not 0.0 <= spec.augment <= AUGMENT_MAX:
         raise bad("augment", f"a shift fraction in [0, {AUGMENT_MAX}]", spec.augment)
+    _check_frontier(spec, bad)
+
+
+def _check_frontier(spec: ArchSpec, bad: Any) -> None:
+    """The issue-21 fields: pooling positions, transition width, rotation and zoom."""
+    n = len(spec.conv_filters)
+    if len(set(spec.pool_layers)) != len(spec.pool_layers) or any(not 1 <= i <= n for i in spec.pool_layers):
+        raise bad("pool_layers", f"distinct conv layer numbers from 1 to {n} (this spec has {n} conv layers)",
+                  list(spec.pool_layers))
+    if spec.transition < 0:
+        raise bad("transition", ">= 0 filters (0 = no transition conv)", spec.transition)
+    if not 0.0 <= spec.rotation <= ROTATION_MAX:
+        raise bad("rotation", f"degrees in [0, {ROTATION_MAX:g}]", spec.rotation)
+    if not 0.0 <= spec.zoom <= ZOOM_MAX:
+        raise bad("zoom", f"a zoom fraction in [0, {ZOOM_MAX}]", spec.zoom)
 
 
 def pool_after(spec: ArchSpec, i: int) -> bool:
     """Does pooling (and conv dropout) follow conv layer ``i`` (0-based)?"""
+    if spec.pool == "none":
+        return False
+    if spec.pool_layers:
+        return i + 1 in spec.pool_layers
     last = i == len(spec.conv_filters) - 1
-    every = spec.pool_every > 0 and (i + 1) % spec.pool_every == 0
-    return spec.pool != "none" and (last or every)
+    return last or (spec.pool_every > 0 and (i + 1) % spec.pool_every == 0)
 
 
 def plan(spec: ArchSpec, input_shape: tuple[int, ...] = (28, 28, 1), n_classes: int = 10) -> list[Layer]:
@@ -207,9 +246,7 @@ def plan(spec: ArchSpec, input_shape: tuple[int, ...] = (28, 28, 1), n_classes: 
     if len(input_shape) != 3:
         raise ArchitectureError(f"input_shape must be (height, width, channels); received {input_shape}")
     h, w, c = (int(d) for d in input_shape)
-    out: list[Layer] = []
-    if spec.augment:
-        out.append(Layer("augment", "augment", (h, w, c), 0, 0, rate=spec.augment))
+    out = _augment_layers(spec, (h, w, c))
     pool_no = 0
     for i, (filters, k) in enumerate(zip(spec.conv_filters, spec.kernel_sizes)):
         name = CONV_LAYER.format(i + 1)
@@ -220,30 +257,69 @@ def plan(spec: ArchSpec, input_shape: tuple[int, ...] = (28, 28, 1), n_classes: 
                 f" feature map and would shrink it to nothing; use padding='same', a smaller kernel or stride,"
                 f" fewer conv layers, or less pooling"
             )
-        bias = not spec.batch_norm
-        shape = (oh, ow, filters)
-        out.append(Layer(name, "conv", shape, k * k * c * filters + (filters if bias else 0),
-                         2 * oh * ow * filters * k * k * c, units=filters, kernel=k, stride=spec.stride,
-                         padding=spec.padding, activation="" if spec.batch_norm else "relu", use_bias=bias))
-        if spec.batch_norm:
-            # gamma, beta, moving mean and variance; a scale and a shift per value at inference.
-            out.append(Layer(f"bn{i + 1}", "batch_norm", shape, 4 * filters, 2 * oh * ow * filters, units=filters))
-            out.append(Layer(f"relu{i + 1}", "relu", shape, 0, 0))
+        out += _conv_block(spec, (name, f"bn{i + 1}", f"relu{i + 1}"), (h, w, c), filters, k, spec.stride,
+                           spec.padding)
         h, w, c = oh, ow, filters
         if pool_after(spec, i):
             pool_no += 1
-            p = spec.pool_size
-            ph, pw = conv_output(h, p, p, "valid"), conv_output(w, p, p, "valid")
-            if ph < 1 or pw < 1:
-                raise ArchitectureError(
-                    f"pool{pool_no} ({p}x{p} {spec.pool} pooling) receives a {h}x{w} feature map and would shrink"
-                    f" it to nothing; use a smaller pool_size, padding='same', or pool less often"
-                )
-            # One comparison/add per window element per output value.
-            out.append(Layer(f"pool{pool_no}", f"{spec.pool}pool", (ph, pw, c), 0, ph * pw * c * p * p,
-                             kernel=p, stride=p))
-            out.append(Layer(f"dropout_pool{pool_no}", "dropout", (ph, pw, c), 0, 0, rate=spec.dropout_conv))
-            h, w = ph, pw
+            block = _pool_block(spec, pool_no, (h, w, c))
+            out += block
+            h, w, c = block[-1].output_shape
+    return out + _head(spec, (h, w, c), n_classes)
+
+
+def _augment_layers(spec: ArchSpec, shape: tuple[int, int, int]) -> list[Layer]:
+    """Random shifts, rotations and zooms: no weights, no inference cost (active in training only)."""
+    kinds = (("augment", spec.augment), ("rotate", spec.rotation), ("zoom", spec.zoom))
+    return [Layer(kind, kind, shape, 0, 0, rate=float(v)) for kind, v in kinds if v]
+
+
+def _conv_block(spec: ArchSpec, names: tuple[str, str, str], shape: tuple[int, int, int], filters: int, k: int,
+                stride: int, padding: str) -> list[Layer]:
+    """A conv layer (ReLU fused), or conv without bias + batch norm + ReLU; ``names``: conv, bn, relu."""
+    h, w, c = shape
+    oh, ow = conv_output(h, k, stride, padding), conv_output(w, k, stride, padding)
+    bias = not spec.batch_norm
+    out_shape = (oh, ow, filters)
+    out = [Layer(names[0], "conv", out_shape, k * k * c * filters + (filters if bias else 0),
+                 2 * oh * ow * filters * k * k * c, units=filters, kernel=k, stride=stride, padding=padding,
+                 activation="" if spec.batch_norm else "relu", use_bias=bias)]
+    if spec.batch_norm:
+        # gamma, beta, moving mean and variance; a scale and a shift per value at inference.
+        out.append(Layer(names[1], "batch_norm", out_shape, 4 * filters, 2 * oh * ow * filters, units=filters))
+        out.append(Layer(names[2], "relu", out_shape, 0, 0))
+    return out
+
+
+def _pool_block(spec: ArchSpec, n: int, shape: tuple[int, int, int]) -> list[Layer]:
+    """Pooling number ``n``, its optional 1x1 transition conv, then the conv dropout."""
+    h, w, c = shape
+    p = spec.pool_size
+    ph, pw = conv_output(h, p, p, "valid"), conv_output(w, p, p, "valid")
+    if ph < 1 or pw < 1:
+        raise ArchitectureError(
+            f"pool{n} ({p}x{p} {spec.pool} pooling) receives a {h}x{w} feature map and would shrink"
+            f" it to nothing; use a smaller pool_size, padding='same', or pool less often"
+        )
+    # One comparison/add per window element per output value.
+    out = [Layer(f"pool{n}", f"{spec.pool}pool", (ph, pw, c), 0, ph * pw * c * p * p, kernel=p, stride=p)]
+    if spec.transition:
+        if spec.transition > c:
+            raise ArchitectureError(
+                f"transition{n} (1x1 conv, {spec.transition} filters) receives {c} channels from pool{n}; a"
+                f" transition narrows the channels: use transition <= {c}, or 0 for none"
+            )
+        out += _conv_block(spec, (f"transition{n}", f"bn_transition{n}", f"relu_transition{n}"), (ph, pw, c),
+                           spec.transition, 1, 1, "valid")
+    shape_out = out[-1].output_shape
+    out.append(Layer(f"dropout_pool{n}", "dropout", shape_out, 0, 0, rate=spec.dropout_conv))
+    return out
+
+
+def _head(spec: ArchSpec, shape: tuple[int, int, int], n_classes: int) -> list[Layer]:
+    """Flatten or global average pooling, the optional hidden dense layer, and the softmax output."""
+    h, w, c = shape
+    out: list[Layer] = []
     if spec.head == "gap":
         out.append(Layer("gap", "gap", (c,), 0, h * w * c))
         width = c
@@ -283,10 +359,8 @@ def build_model(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int) ->
     model_layers: list[Any] = [K.Input(shape=tuple(input_shape), name="image")]
     for s in steps:
         act = s.activation or None
-        if s.kind == "augment":
-            # Active in training only (Keras preprocessing layers pass inputs through at inference);
-            # constant zero fill: MNIST's background is black.
-            model_layers.append(L.RandomTranslation(s.rate, s.rate, fill_mode="constant", name=s.name))
+        if s.kind in ("augment", "rotate", "zoom"):
+            model_layers.append(_augment_layer(L, s))
         elif s.kind == "conv":
             model_layers.append(L.Conv2D(s.units, (s.kernel, s.kernel), strides=s.stride, padding=s.padding,
                                          activation=act, use_bias=s.use_bias, name=s.name))
@@ -311,37 +385,16 @@ def build_model(spec: ArchSpec, input_shape: tuple[int, ...], n_classes: int) ->
     return K.Sequential(model_layers, name="cnnsearch")
 
 
-def read_weights(path: str | Any) -> dict[str, list[Any]]:
-    """Layer weights of a saved cnnsearch model (``.keras``), without TensorFlow.
+def _augment_layer(L: Any, s: Layer) -> Any:
+    """The Keras preprocessing layer of an augmentation step.
 
-    A ``.keras`` file is a zip of ``config.json`` (layer names in order) and
-    ``model.weights.h5``, whose groups Keras names by layer class in order
-    (conv2d, conv2d_1, dense, ...). Matching the two orders gives
-    ``{"conv1": [kernel, bias], "bn1": [gamma, beta, mean, variance], "dense1": [...], "output": [...]}``
-    (a conv followed by batch norm has no bias: ``[kernel]``).
+    Active in training only (Keras preprocessing layers pass inputs through at
+    inference); constant zero fill: MNIST's background is black.
     """
-    import io
-    import json
-    import re
-    import zipfile
-
-    import h5py
-    import numpy as np
-
-    with zipfile.ZipFile(path) as z:
-        config = json.loads(z.read("config.json"))
-        blob = z.read("model.weights.h5")
-    layers = [layer for layer in config["config"]["layers"] if layer["class_name"] != "InputLayer"]
-    counts: dict[str, int] = {}
-    out: dict[str, list[Any]] = {}
-    with h5py.File(io.BytesIO(blob), "r") as h5:
-        for layer in layers:
-            base = re.sub(r"(?<!^)(?=[A-Z])", "_", layer["class_name"]).lower()
-            base = base.replace("2_d", "2d")  # Conv2D -> conv2d, GlobalAveragePooling2D -> ..._pooling2d
-            n = counts.get(base, 0)
-            counts[base] = n + 1
-            group = f"layers/{base}" if n == 0 else f"layers/{base}_{n}"
-            if group in h5 and "vars" in h5[group] and len(h5[group]["vars"]):
-                variables = h5[group]["vars"]
-                out[layer["config"]["name"]] = [np.asarray(variables[str(i)]) for i in range(len(variables))]
-    return out
+    if s.kind == "rotate":
+        # Keras's factor is a fraction of a full turn: 15 degrees either way = 15 / 360.
+        return L.RandomRotation(s.rate / 360.0, fill_mode="constant", name=s.name)
+    if s.kind == "zoom":
+        # One factor for height, width kept in proportion (width_factor=None): a digit is not stretched.
+        return L.RandomZoom(s.rate, fill_mode="constant", name=s.name)
+    return L.RandomTranslation(s.rate, s.rate, fill_mode="constant", name=s.name)

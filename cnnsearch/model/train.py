@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from cnnsearch.model import schedules
 from cnnsearch.model.arch import REFERENCE, ArchSpec, build_model, summarize
 from cnnsearch.ground.data import Splits
 from cnnsearch.ground.errors import ConfigError, TrialFailed, check_known_keys
@@ -25,6 +26,8 @@ from cnnsearch.ground.errors import ConfigError, TrialFailed, check_known_keys
 OPTIMIZERS = {
     "adadelta": ("learning_rate", "rho", "epsilon"),
     "adam": ("learning_rate", "beta_1", "beta_2", "epsilon"),
+    # Adam with decoupled weight decay (Keras's default weight_decay: 0.004).
+    "adamw": ("learning_rate", "weight_decay", "beta_1", "beta_2", "epsilon"),
     "sgd": ("learning_rate", "momentum", "nesterov"),
     "rmsprop": ("learning_rate", "rho", "momentum", "epsilon"),
 }
@@ -32,6 +35,10 @@ OPTIMIZERS = {
 
 #: Images per batch when evaluating and predicting (no gradients: larger than training's, same results).
 EVAL_BATCH_SIZE = 512
+
+#: TrainConfig fields added for issue 21, with their defaults. :meth:`TrainConfig.to_dict` leaves them out at
+#: these values, so the stored settings of every older run are unchanged and identical runs are still reused.
+NEW_FIELDS: dict[str, Any] = {"schedule": "constant", "schedule_args": {}, "label_smoothing": 0.0}
 
 #: Keras dtype policies a run may use.
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -57,6 +64,12 @@ class TrainConfig:
     # training epochs 1.08-1.52x faster than 1 for the reference and an 8/16 model at 1 and 2 threads, never
     # slower (32 was slower once: 0.86x, small model, 1 thread); identical histories for a fixed seed.
     steps_per_execution: int = 8
+    # Learning-rate schedule (schedules.SCHEDULES) and its parameters, fractions of the run: the same shape at the
+    # search's fidelity and the confirmation's. "constant" = the reference's fixed learning rate.
+    schedule: str = "constant"
+    schedule_args: dict[str, float] = field(default_factory=dict)
+    # Label smoothing of the cross-entropy (Keras's CategoricalCrossentropy): 0 = none, as the reference.
+    label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -79,10 +92,13 @@ class TrainConfig:
                 f"optimizer {self.optimizer!r} takes {', '.join(OPTIMIZERS[self.optimizer])};"
                 f" received unknown argument(s) {', '.join(unknown)}"
             )
+        schedules.check(self.schedule, self.schedule_args)
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1); received {self.label_smoothing}")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
+        """JSON-ready dict; :data:`NEW_FIELDS` at their defaults are left out (see there)."""
+        return {k: v for k, v in asdict(self).items() if k not in NEW_FIELDS or v != NEW_FIELDS[k]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -182,13 +198,19 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def make_optimizer(config: TrainConfig) -> Any:
-    """The Keras optimizer named by ``config``."""
+def make_optimizer(config: TrainConfig, train_images: int = 0) -> Any:
+    """The Keras optimizer named by ``config``, its learning rate scheduled over a run on ``train_images`` images.
+
+    ``train_images`` sets the run's optimizer steps (epochs x batches per epoch), which a schedule needs.
+    """
     from cnnsearch.ground._tf import keras
 
     opt = keras().optimizers
-    cls = {"adadelta": opt.Adadelta, "adam": opt.Adam, "sgd": opt.SGD, "rmsprop": opt.RMSprop}[config.optimizer]
-    return cls(learning_rate=config.learning_rate, **config.optimizer_args)
+    cls = {"adadelta": opt.Adadelta, "adam": opt.Adam, "adamw": opt.AdamW, "sgd": opt.SGD,
+           "rmsprop": opt.RMSprop}[config.optimizer]
+    steps = config.epochs * max(1, math.ceil(train_images / config.batch_size))
+    lr = schedules.build(config.schedule, config.schedule_args, config.learning_rate, steps)
+    return cls(learning_rate=lr, **config.optimizer_args)
 
 
 def fit(
@@ -218,6 +240,35 @@ def fit(
         TrialFailed: the loss became NaN or infinite.
     """
     summary = summarize(spec, data.input_shape, data.n_classes)
+    model, K = _compiled(spec, data, config, verbose)
+    y_train = K.utils.to_categorical(data.y_train, data.n_classes)
+    y_val = K.utils.to_categorical(data.y_val, data.n_classes)
+    timing, epoch_seconds = _timing(K, model, on_epoch)
+    # NaN is checked at the end of each epoch, not with keras.callbacks.TerminateOnNaN: a batch-level
+    # callback makes Keras pull the loss off the device after every step, a sync per batch for at most
+    # one epoch saved on a diverging trial. Listed first so a NaN never reaches a pruner.
+    all_callbacks = [timing, *callbacks]
+    start = time.perf_counter()
+    # NumPy arrays straight to Keras: an A/B against a tf.data pipeline (shuffle, batch, prefetch) at
+    # 18,000 images gave 10.0 vs 10.1 s an epoch, so the simpler path stays.
+    history = model.fit(
+        data.x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
+        validation_data=(data.x_val, y_val), shuffle=True, callbacks=all_callbacks, verbose=verbose,
+    )
+    hist = _finite_history(history.history)
+    y_test = K.utils.to_categorical(data.y_test, data.n_classes)
+    test_loss, test_acc = model.evaluate(data.x_test, y_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
+    preds = None
+    if predict_test:
+        preds = np.argmax(model.predict(data.x_test, batch_size=EVAL_BATCH_SIZE, verbose=0), axis=1)
+    seconds = time.perf_counter() - start
+    return TrainResult(model=model, history=hist, test_loss=float(test_loss), test_accuracy=float(test_acc),
+                       seconds=seconds, epoch_seconds=epoch_seconds, params=summary.params, flops=summary.flops,
+                       test_predictions=preds)
+
+
+def _compiled(spec: ArchSpec, data: Splits, config: TrainConfig, verbose: int) -> tuple[Any, Any]:
+    """A fresh, seeded, compiled Keras model of ``spec`` (and the keras module)."""
     from cnnsearch.ground._tf import keras
 
     K = keras()
@@ -235,12 +286,15 @@ def fit(
     finally:
         # The policy is global: later models (figures, other trials) start from float32 again.
         K.mixed_precision.set_global_policy("float32")
-    model.compile(loss="categorical_crossentropy", optimizer=make_optimizer(config), metrics=["accuracy"],
+    loss = K.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    model.compile(loss=loss, optimizer=make_optimizer(config, len(data.x_train)), metrics=["accuracy"],
                   jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
-    y_train = K.utils.to_categorical(data.y_train, data.n_classes)
-    y_val = K.utils.to_categorical(data.y_val, data.n_classes)
-    y_test = K.utils.to_categorical(data.y_test, data.n_classes)
+    return model, K
 
+
+def _timing(K: Any, model: Any, on_epoch: Callable[[int, dict[str, float]], None] | None
+            ) -> tuple[Any, list[float]]:
+    """A callback that times each epoch, stops on a NaN loss and calls ``on_epoch``; and its list of times."""
     epoch_seconds: list[float] = []
     marks = {"t": 0.0}
 
@@ -251,35 +305,21 @@ def fit(
         epoch_seconds.append(time.perf_counter() - marks["t"])
         logs = dict(logs or {})
         if not all(math.isfinite(float(logs.get(k, 0.0))) for k in ("loss", "val_loss")):
-            model.stop_training = True  # fit() returns; the NaN check below fails the trial
+            model.stop_training = True  # fit() returns; the NaN check after it fails the trial
         if on_epoch is not None:
             on_epoch(epoch, logs)
 
-    # NaN is checked at the end of each epoch, not with keras.callbacks.TerminateOnNaN: a batch-level
-    # callback makes Keras pull the loss off the device after every step, a sync per batch for at most
-    # one epoch saved on a diverging trial. Listed first so a NaN never reaches a pruner.
-    timing = K.callbacks.LambdaCallback(on_epoch_begin=_begin, on_epoch_end=_end)
-    all_callbacks = [timing, *callbacks]
-    start = time.perf_counter()
-    # NumPy arrays straight to Keras: an A/B against a tf.data pipeline (shuffle, batch, prefetch) at
-    # 18,000 images gave 10.0 vs 10.1 s an epoch, so the simpler path stays.
-    history = model.fit(
-        data.x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
-        validation_data=(data.x_val, y_val), shuffle=True, callbacks=all_callbacks, verbose=verbose,
-    )
-    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    return K.callbacks.LambdaCallback(on_epoch_begin=_begin, on_epoch_end=_end), epoch_seconds
+
+
+def _finite_history(history: dict[str, Any]) -> dict[str, list[float]]:
+    """Keras's history as floats; a NaN or infinite loss fails the trial (:class:`TrialFailed`)."""
+    hist = {k: [float(v) for v in vals] for k, vals in history.items()}
     losses = hist.get("loss", [])
     if not losses or any(not math.isfinite(v) for v in losses + hist.get("val_loss", [])):
         epoch = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
         raise TrialFailed(f"loss became NaN or infinite at epoch {epoch + 1}; lower the learning rate")
-    test_loss, test_acc = model.evaluate(data.x_test, y_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
-    preds = None
-    if predict_test:
-        preds = np.argmax(model.predict(data.x_test, batch_size=EVAL_BATCH_SIZE, verbose=0), axis=1)
-    seconds = time.perf_counter() - start
-    return TrainResult(model=model, history=hist, test_loss=float(test_loss), test_accuracy=float(test_acc),
-                       seconds=seconds, epoch_seconds=epoch_seconds, params=summary.params, flops=summary.flops,
-                       test_predictions=preds)
+    return hist
 
 
 def release() -> None:

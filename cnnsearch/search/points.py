@@ -18,20 +18,22 @@ from typing import Any, Mapping
 
 from cnnsearch.model.arch import ArchSpec, summarize
 from cnnsearch.ground.errors import ArchitectureError, ConfigError
+from cnnsearch.search import frontier_dims
 from cnnsearch.search.dims import Dimension, Space
 
 
 #: Most conv layers a space may ask for (the dimension ``conv_layers``).
-MAX_CONV_LAYERS = 4
+MAX_CONV_LAYERS = 8  # deep narrow stacks (issue 21): the hand-built small MNIST CNNs use 6-8 conv layers
 
 #: The per-layer dimensions (conv1_filters ... conv4_kernel): the ArchSpec field each feeds, and its layer.
 LAYER_DIMS = {f"conv{i}_{kind}": (kind, i) for i in range(1, MAX_CONV_LAYERS + 1) for kind in ("filters", "kernel")}
 #: Training dimensions, applied to the TrainConfig rather than the ArchSpec.
-TRAINING_DIMS = ("learning_rate", "batch_size", "optimizer", "adadelta_learning_rate", "adam_learning_rate")
+TRAINING_DIMS = ("learning_rate", "batch_size", "optimizer", "adadelta_learning_rate", "adam_learning_rate",
+                 "adamw_learning_rate", *frontier_dims.TRAINING_DIMS)
 #: Optimizers a space may choose between; each has a conditional dimension "<name>_learning_rate".
-SPACE_OPTIMIZERS = ("adadelta", "adam")
+SPACE_OPTIMIZERS = ("adadelta", "adam", "adamw")
 #: Learning rate of an optimizer drawn without its own learning-rate dimension (Adadelta: the reference's).
-DEFAULT_LEARNING_RATE = {"adadelta": 1.0, "adam": 0.001}
+DEFAULT_LEARNING_RATE = {"adadelta": 1.0, "adam": 0.001, "adamw": 0.001}
 
 _SEED = ArchSpec()
 
@@ -48,10 +50,12 @@ def seed_value(dim: str) -> Any:
         return 1.0
     if dim == "optimizer":
         return "adadelta"
-    if dim == "adam_learning_rate":
+    if dim in ("adam_learning_rate", "adamw_learning_rate"):
         return None  # the reference trains with Adadelta
     if dim == "batch_size":
         return 128
+    if dim in frontier_dims.ARCH_DIMS:
+        return frontier_dims.seed_value(dim, _SEED)
     return getattr(_SEED, dim)
 
 
@@ -60,23 +64,26 @@ def baseline_params(space: Space) -> dict[str, Any]:
 
     Its learning rate and batch size are the study's [training] ones.
     """
-    n_layers = seed_value("conv_layers")
-    opt = space.training.optimizer
-    return {name: _reference_value(space, name) for name in space.searched if _active(name, n_layers, opt)}
+    n_layers, opt, sched = seed_value("conv_layers"), space.training.optimizer, space.training.schedule
+    return {name: _reference_value(space, name) for name in space.searched if _active(name, n_layers, opt, sched)}
 
 
 def _reference_value(space: Space, name: str) -> Any:
     if name.endswith("_learning_rate"):
         return space.training.learning_rate  # active only for the study's own optimizer
+    if name in frontier_dims.TRAINING_DIMS:
+        return frontier_dims.reference_value(space.training, name)
     if name in TRAINING_DIMS:
         return getattr(space.training, name)
     return seed_value(name)
 
 
-def _active(name: str, n_layers: int, optimizer: str = "adadelta") -> bool:
-    """Is dimension ``name`` asked for a point with ``n_layers`` conv layers trained by ``optimizer``?"""
+def _active(name: str, n_layers: int, optimizer: str = "adadelta", schedule: str = "constant") -> bool:
+    """Is dimension ``name`` asked for a point with ``n_layers`` conv layers trained by ``optimizer``, ``schedule``?"""
     if name.endswith("_learning_rate"):
         return name == f"{optimizer}_learning_rate"
+    if (asked := frontier_dims.active(name, optimizer, schedule)) is not None:
+        return asked
     return name not in LAYER_DIMS or LAYER_DIMS[name][1] <= n_layers
 
 
@@ -85,14 +92,13 @@ def check_baseline_is_a_point(space: Space, err: Any) -> None:
 
     ``err(key, expected, received)`` builds the ConfigError, naming the space file.
     """
-    n_layers = seed_value("conv_layers")
-    opt = space.training.optimizer
+    n_layers, opt, sched = seed_value("conv_layers"), space.training.optimizer, space.training.schedule
     conv = space.dims.get("conv_layers")
     if conv is not None and not conv.contains(n_layers):
         raise err("space.conv_layers", f"a space holding the reference's {n_layers} (trial 0 is the reference)",
                   conv.to_dict())
     for name, dim in space.dims.items():
-        if not _active(name, n_layers, opt):
+        if not _active(name, n_layers, opt, sched):
             continue
         ref = _reference_value(space, name)
         if not dim.contains(ref):
@@ -107,7 +113,8 @@ def check_some_point_builds(space: Space, *, input_shape: tuple[int, int, int] =
     Tries every combination of the shape dimensions, or ``budget`` random ones when there are more.
     """
     shape_dims = [n for n in space.dims if n in LAYER_DIMS and n.endswith("_kernel")] + [
-        n for n in ("conv_layers", "stride", "padding", "pool", "pool_size", "pool_every") if n in space.dims]
+        n for n in ("conv_layers", "stride", "padding", "pool", "pool_size", "pool_every", "pool_at", "transition")
+        if n in space.dims]
     axes = [space.dims[n].points() for n in shape_dims]
     total = math.prod(len(a) for a in axes)
     if total <= budget:
@@ -124,7 +131,8 @@ def check_some_point_builds(space: Space, *, input_shape: tuple[int, int, int] =
             return
         except ArchitectureError as exc:
             last_error = str(exc)
-    raise ConfigError(f"{space.source}: space: expected at least one buildable architecture on 28x28 images;"
+    keys = ", ".join(f"space.{n}" for n in shape_dims) or "space"
+    raise ConfigError(f"{space.source}: {keys}: expected at least one buildable architecture on 28x28 images;"
                       f" received a space whose every point fails, e.g.: {last_error}")
 
 
@@ -146,7 +154,8 @@ def spec_from_values(values: Mapping[str, Any], space: Space | None = None) -> A
         kernels.append(k if k is not None else get("conv2_kernel"))
     return replace(_SEED, conv_filters=tuple(filters), kernel_sizes=tuple(kernels),
                    **{n: get(n) for n in ("stride", "padding", "pool", "pool_size", "pool_every", "dropout_conv",
-                                          "dense_units", "dropout_dense", "batch_norm", "head", "augment")})
+                                          "dense_units", "dropout_dense", "batch_norm", "head", "augment")},
+                   **frontier_dims.arch_fields(get))
 
 
 def suggest(trial: Any, space: Space) -> tuple[ArchSpec, dict[str, Any]]:
@@ -160,14 +169,15 @@ def suggest(trial: Any, space: Space) -> tuple[ArchSpec, dict[str, Any]]:
     (or, in a size-limited study, infeasible) trial.
     """
     values: dict[str, Any] = {}
-    first = [n for n in ("conv_layers", "optimizer") if n in space.dims]
+    first = [n for n in ("conv_layers", "optimizer", "schedule") if n in space.dims]
     order = first + [n for n in space.dims if n not in first]
     for name in order:
         dim = space.dims[name]
         if dim.kind == "fixed":
             continue
         n_layers = int(values.get("conv_layers", _fixed_or_seed(space, "conv_layers")))
-        if not _active(name, n_layers, values.get("optimizer", _optimizer(space))):
+        if not _active(name, n_layers, values.get("optimizer", _optimizer(space)),
+                       values.get("schedule", _fixed_or_training(space, "schedule"))):
             continue
         if dim.kind == "choice":
             values[name] = trial.suggest_categorical(name, list(dim.choices))
@@ -184,6 +194,11 @@ def undrawn(params: Mapping[str, Any], space: Space) -> list[str]:
     n_layers = int(params.get("conv_layers", _fixed_or_seed(space, "conv_layers")))
     opt = params.get("optimizer", _optimizer(space))
     return [n for n in space.searched if n not in TRAINING_DIMS and _active(n, n_layers, opt) and n not in params]
+
+
+def _fixed_or_training(space: Space, name: str) -> Any:
+    dim = space.dims.get(name)
+    return dim.value if dim is not None and dim.kind == "fixed" else getattr(space.training, name)
 
 
 def _optimizer(space: Space) -> str:
@@ -205,7 +220,8 @@ def training_overrides(values: Mapping[str, Any], space: Space) -> dict[str, Any
         out.update(optimizer=opt, optimizer_args={}, learning_rate=DEFAULT_LEARNING_RATE[opt])
     if f"{opt}_learning_rate" in values:
         out["learning_rate"] = values[f"{opt}_learning_rate"]
-    return out
+    args = out.get("optimizer_args", space.training.optimizer_args)
+    return {**out, **frontier_dims.training_overrides(values, space.training, opt, args)}
 
 
 def _fixed_or_seed(space: Space, name: str) -> Any:

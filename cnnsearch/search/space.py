@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 from cnnsearch.search import shipped
 from cnnsearch.ground.errors import ConfigError
+from cnnsearch.search import frontier_dims
 from cnnsearch.search.dims import Dimension, Space
 from cnnsearch.search.points import (LAYER_DIMS, MAX_CONV_LAYERS, SPACE_OPTIMIZERS, check_baseline_is_a_point,
                               check_some_point_builds, grid_space)
@@ -55,7 +56,7 @@ MAX_INT_POINTS = 1_000_000
 
 #: [training] keys: TrainConfig fields a space file may set (optimizer is a table).
 TRAINING_KEYS = ("epochs", "train_limit", "batch_size", "optimizer", "jit_compile", "precision",
-                 "steps_per_execution")
+                 "steps_per_execution", *frontier_dims.TRAINING_KEYS)
 
 #: The type of every dimension a space may name (the per-layer ones, and these).
 _SCALAR_DIMS: dict[str, type] = {
@@ -64,11 +65,12 @@ _SCALAR_DIMS: dict[str, type] = {
     "batch_norm": bool, "head": str, "augment": float,
     "learning_rate": float, "batch_size": int,  # training dimensions (wide space)
     # The optimizer, and a learning rate per optimizer asked only when that optimizer is drawn.
-    "optimizer": str, "adadelta_learning_rate": float, "adam_learning_rate": float,
+    "optimizer": str, "adadelta_learning_rate": float, "adam_learning_rate": float, "adamw_learning_rate": float,
+    **frontier_dims.DIM_TYPES,  # issue 21: pooling positions, transitions, rotation, zoom, schedules, AdamW
 }
 _DIM_TYPES: dict[str, type] = {**{k: int for k in LAYER_DIMS}, **_SCALAR_DIMS}
 _ALLOWED_STR = {"padding": ("valid", "same"), "pool": ("max", "avg", "none"), "head": ("flatten", "gap"),
-                "optimizer": SPACE_OPTIMIZERS}
+                "optimizer": SPACE_OPTIMIZERS, **frontier_dims.allowed_strings()}
 
 
 def load(path: str | Path) -> Space:
@@ -114,6 +116,7 @@ def parse(text: str, *, source: str = "<space>", stored: bool = False) -> Space:
     if not raw_space:
         raise err("space", "at least one dimension, e.g. conv1_filters = [16, 32, 64]", raw_space)
     dims = {name: _parse_dim(name, value, err) for name, value in raw_space.items()}
+    frontier_dims.check_transition_fits(dims, _widest(dims), err)
     space = Space(source=source, text=text, study=study, training=training, dims=dims)
     check_baseline_is_a_point(space, err)
     check_some_point_builds(space)
@@ -169,6 +172,8 @@ def _parse_training(raw: dict[str, Any], err: Any, source: str) -> TrainConfig:
                 cfg["learning_rate"] = opt.pop("learning_rate")
             if opt or cfg["optimizer"] != "adadelta":
                 cfg["optimizer_args"] = opt  # else TrainConfig's defaults: the reference's rho and epsilon
+        elif key in frontier_dims.TRAINING_KEYS:
+            cfg.update(frontier_dims.parse_training_key(key, value, err))
         elif key == "jit_compile":
             if value not in (True, False, "auto"):
                 raise err("training.jit_compile", 'true, false or "auto"', value)
@@ -265,7 +270,15 @@ def _check_optimizer_arg(arg: str, v: Any, err: Any) -> None:
         raise err(where, "a value >= 0", v)
 
 
+def _widest(dims: dict[str, Dimension]) -> int:
+    """The most filters any conv layer of a space can have (the reference's 64 at least: it is a point)."""
+    return max([64, *(max(d.points()) for n, d in dims.items() if n.endswith("_filters"))])
+
+
 def _check_domain(name: str, v: Any, where: str, err: Any) -> None:
+    if name in frontier_dims.DIM_TYPES:
+        frontier_dims.check_domain(name, v, where, err, MAX_CONV_LAYERS)
+        return
     if name in _ALLOWED_STR and v not in _ALLOWED_STR[name]:
         raise err(where, f"one of {', '.join(_ALLOWED_STR[name])}", v)
     if name.startswith("dropout") and not 0.0 <= v < 1.0:
