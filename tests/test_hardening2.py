@@ -310,3 +310,35 @@ def test_sigterm_while_the_report_is_written_is_one_line_and_143(trained: dict[s
     assert code == 143, out
     assert "Traceback" not in out and out.strip().splitlines()[-1] == "cnnsearch: interrupted (SIGTERM)", out
     assert out_file.read_text() == "the old report"
+
+
+# --- item 6: enqueue on the shipped small space: conditional dimensions checked against their point ------
+
+@pytest.mark.parametrize("pairs", [["augment=0.05"], ["optimizer=adam"], ["conv_layers=3", "conv3_filters=64"],
+                                   ["batch_norm=true"], ["optimizer=adam", "adam_learning_rate=0.001"]])
+def test_enqueue_on_the_small_space(pairs: list[str]) -> None:
+    import optuna
+
+    from cnnsearch.search import points
+
+    assert cli("study", "create", "small", "--space", "small").exit_code == 0
+    r = cli("study", "enqueue", "small", *pairs, "--json")
+    assert r.exit_code == 0, r.output
+    params = __import__("json").loads(r.stdout)["params"]
+    for pair in pairs:
+        key, value = pair.split("=")
+        assert str(params[key]).lower() == value.lower() or params[key] == float(value)
+    # Exactly the dimensions a trial at this point asks for: no more (an inactive one), no fewer.
+    h = study_mod.load("small")
+    points.suggest(optuna.trial.FixedTrial(params), h.space)  # raises on a missing one
+    asked = optuna.trial.FixedTrial(params)
+    points.suggest(asked, h.space)
+    assert set(asked.params) == set(params)
+
+
+@pytest.mark.parametrize("pairs, needle", [(["adam_learning_rate=0.001"], "optimizer=adadelta"),
+                                           (["conv3_filters=64"], "conv_layers=2"),
+                                           (["batch_norm=maybe"], "expected true or false")])
+def test_enqueue_refuses_a_value_its_point_does_not_ask(pairs: list[str], needle: str) -> None:
+    assert cli("study", "create", "small", "--space", "small").exit_code == 0
+    one_error_line(cli("study", "enqueue", "small", *pairs), needle, code=2)

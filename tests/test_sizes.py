@@ -25,7 +25,6 @@ FUNCTION_EXCEPTIONS: dict[str, str] = {
     "model/arch.py:plan": "over before the layout move; split pending",
     "model/baseline.py:run": "over before the layout move; split pending",
     "model/train.py:fit": "over before the layout move; split pending",
-    "search/exchange.py:parse_assignments": "over before the layout move; split pending",
     "search/limits.py:feasible_sampler": "over before the layout move; split pending",
     "search/objective.py:_trial": "over before the layout move; split pending",
 }
