@@ -342,3 +342,77 @@ def test_enqueue_on_the_small_space(pairs: list[str]) -> None:
 def test_enqueue_refuses_a_value_its_point_does_not_ask(pairs: list[str], needle: str) -> None:
     assert cli("study", "create", "small", "--space", "small").exit_code == 0
     one_error_line(cli("study", "enqueue", "small", *pairs), needle, code=2)
+
+
+# --- item 4: --out / --export never replace a symlink or a device; item 11: bad paths are one line -------
+
+def _fifo_reader(path: Path) -> tuple[object, list[bytes]]:
+    import threading
+
+    got: list[bytes] = []
+
+    def read() -> None:
+        with open(path, "rb") as fh:
+            got.append(fh.read())
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    return t, got
+
+
+def test_export_writes_through_a_fifo_and_a_symlink(tiny_space: Path, tmp_path: Path) -> None:
+    import stat
+
+    assert cli("study", "create", "fresh", "--space", str(tiny_space)).exit_code == 0
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader, got = _fifo_reader(fifo)
+    r = cli("study", "export", "fresh", "--out", str(fifo))
+    reader.join(60)  # type: ignore[attr-defined]
+    assert r.exit_code == 0, r.output
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO was replaced by a regular file"
+    assert got and got[0].startswith(b"number,baseline,state")
+    real, link = tmp_path / "real.csv", tmp_path / "link.csv"
+    real.write_text("old")
+    link.symlink_to(real)
+    assert cli("study", "export", "fresh", "--out", str(link)).exit_code == 0
+    assert link.is_symlink() and real.read_text().startswith("number,baseline,state")
+
+
+def test_report_out_onto_a_symlink_keeps_the_link(tiny_space: Path, tmp_path: Path) -> None:
+    assert cli("study", "create", "fresh", "--space", str(tiny_space)).exit_code == 0
+    real, link = tmp_path / "real.html", tmp_path / "link.html"
+    real.write_text("old")
+    link.symlink_to(real)
+    r = cli("report", "fresh", "--no-models", "--out", str(link))
+    assert r.exit_code == 0, r.output
+    assert link.is_symlink() and "<html" in real.read_text().lower()
+
+
+def test_export_of_a_fresh_study_and_bad_paths_are_one_line(tiny_space: Path, tmp_path: Path) -> None:
+    assert cli("study", "create", "fresh", "--space", str(tiny_space)).exit_code == 0
+    r = cli("study", "export", "fresh")  # only the queued baseline: no trial has a duration yet
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[1].startswith("0,True,WAITING")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    one_error_line(cli("study", "export", "fresh", "--out", str(a_file / "x.csv")), "--out")
+    one_error_line(cli("space", "init", str(a_file / "x.toml")), "cannot write the space file", code=2)
+    assert a_file.read_text() == "x"
+
+
+def test_report_on_a_full_disk_is_one_line_and_keeps_the_old_one(tiny_space: Path, small_fs: object) -> None:
+    assert cli("study", "create", "fresh", "--space", str(tiny_space)).exit_code == 0
+    out = small_fs.path / "r.html"  # type: ignore[attr-defined]
+    out.write_text("the old report")
+    with open(small_fs.path / "filler", "wb", buffering=0) as fh:  # type: ignore[attr-defined]
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+        except OSError:  # full
+            pass
+    r = cli("report", "fresh", "--no-models", "--out", str(out))
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    line = r.stderr.strip().splitlines()[-1]  # after the report's own step lines
+    assert line.startswith("cnnsearch: error: --out") and "no space left" in line, line
+    assert out.read_text() == "the old report"

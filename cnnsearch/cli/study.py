@@ -275,13 +275,9 @@ def study_export(name: str, fmt: str, out: str | None, url: str | None) -> None:
     if out is None:
         click.echo(text, nl=False)
         return
-    from pathlib import Path
+    from cnnsearch.ground.output import write_file
 
-    dest = Path(out)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(dest)  # atomic: a reader never sees half a file
+    dest = write_file(out, text, what=f"the {fmt} export")  # atomic; through a device, never over it
     click.echo(f"wrote {dest} ({fmt})", err=True)
 
 

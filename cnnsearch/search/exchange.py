@@ -69,7 +69,8 @@ def trials_frame(name: str, url: str | None = None) -> pd.DataFrame:
         spread = pd.DataFrame(rows, index=df.index)
         at = df.columns.get_loc(col)
         df = pd.concat([df.iloc[:, :at], spread, df.iloc[:, at + 1:]], axis=1)
-    df["duration_s"] = df.pop("duration").dt.total_seconds()
+    # No trial finished yet (a fresh study: its queued baseline only): the column is all None, not timedelta.
+    df["duration_s"] = pd.to_timedelta(df.pop("duration")).dt.total_seconds()
     baseline = df.pop("user_attrs_baseline") if "user_attrs_baseline" in df else pd.Series(False, index=df.index)
     df.insert(1, "baseline", baseline.map(lambda v: v is True))
     df.insert(2, "state", df.pop("state"))
