@@ -416,3 +416,18 @@ def test_report_on_a_full_disk_is_one_line_and_keeps_the_old_one(tiny_space: Pat
     line = r.stderr.strip().splitlines()[-1]  # after the report's own step lines
     assert line.startswith("cnnsearch: error: --out") and "no space left" in line, line
     assert out.read_text() == "the old report"
+
+
+# --- item 12: a space in which no point fits its size limits is refused at create ------------------------
+
+def test_space_with_no_point_under_its_limits_is_refused_before_any_trial(tmp_path: Path, tiny_npz: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
+    f = tmp_path / "tight.toml"
+    f.write_text(TINY_SPACE.format(epochs=1, heartbeat=60).replace("[3, 13]", "[3]")
+                 .replace("pruner = \"none\"", "pruner = \"none\"\nmax_params = 1000"))
+    assert cli("study", "create", "tight", "--space", str(f)).exit_code == 0
+    r = cli("study", "run", "tight", "--trials", "3", "--no-report")
+    line = r.stderr.strip().splitlines()[-1]
+    assert r.exit_code == 2 and "smallest point has" in line and "max_params 1,000" in line, r.output
+    assert [t.state.name for t in study_mod.load("tight").study.get_trials()] == ["WAITING"]
