@@ -431,3 +431,60 @@ def test_space_with_no_point_under_its_limits_is_refused_before_any_trial(tmp_pa
     line = r.stderr.strip().splitlines()[-1]
     assert r.exit_code == 2 and "smallest point has" in line and "max_params 1,000" in line, r.output
     assert [t.state.name for t in study_mod.load("tight").study.get_trials()] == ["WAITING"]
+
+
+# --- item 13: heartbeat_seconds is bounded ----------------------------------------------------------------
+
+def test_huge_heartbeat_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "hb.toml"
+    f.write_text(TINY_SPACE.format(epochs=1, heartbeat=10**12))
+    one_error_line(cli("study", "create", "hb", "--space", str(f)), "heartbeat_seconds", "at most 3,600", code=2)
+
+
+def test_a_stored_huge_heartbeat_is_bounded_where_used(tiny_space: Path) -> None:
+    h = study_mod.create("hb", tiny_space)
+    settings = study_mod.settings_of(h.study)
+    settings["space_text"] = settings["space_text"].replace("heartbeat_seconds = 60", "heartbeat_seconds = 10000000000")
+    study_mod.set_system_attr(h.study, study_mod.SETTINGS_ATTR, settings)
+    storage = study_mod.load("hb", heartbeat=True).study._storage  # Optuna's cache over the RDB storage
+    assert storage.get_heartbeat_interval() == 3600
+
+
+# --- item 14: a tampered artifact_id never leads outside the artifact folder ------------------------------
+
+@pytest.mark.parametrize("artifact_id", ["../../secret.keras", "/etc/passwd", "..", "sub/x.keras"])
+def test_tampered_artifact_id_is_not_followed(artifact_id: str, tiny_space: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CNNSEARCH_ARTIFACTS", str(tmp_path / "store" / "artifacts"))
+    secret = tmp_path / "secret.keras"
+    secret.write_bytes(b"not yours")
+    assert storage.artifact_path(os.environ["CNNSEARCH_STORAGE"], artifact_id) is None
+    h = study_mod.create("tamper", tiny_space)
+    meta = {"trial": 0, "artifact_id": artifact_id, "val_accuracy": 0.9, "sha256": ""}
+    h.study.set_user_attr("best_weights", meta)
+    with pytest.raises(storage.StorageError, match="not a file of the artifact folder"):
+        storage.kept_weights(h.url, meta)
+    study_mod.delete("tamper")
+    assert secret.read_bytes() == b"not yours"  # neither read nor deleted
+
+
+# --- item 16: a foreign cnnsearch attribute of the wrong type --------------------------------------------
+
+@pytest.mark.parametrize("value", ["a string", ["a", "list"], {"space_text": 3, "space_source": "x", "training": {}}])
+def test_foreign_settings_are_one_line(value: object, tmp_path: Path) -> None:
+    import optuna
+
+    study = optuna.create_study(study_name="foreign", storage=os.environ["CNNSEARCH_STORAGE"])
+    study.set_user_attr("cnnsearch", value)
+    for args in (["study", "show", "foreign"], ["report", "foreign", "--out", str(tmp_path / "r.html")],
+                 ["study", "run", "foreign", "--trials", "1"]):
+        one_error_line(cli(*args), "study 'foreign'", "stored setting cnnsearch.")
+
+
+# --- item 17: study show leaves a gap after "running" ---------------------------------------------------
+
+def test_show_separates_running_from_the_next_column(tiny_space: Path) -> None:
+    h = study_mod.create("gap", tiny_space)
+    h.study.ask()  # the queued baseline, now RUNNING
+    rows = [line for line in cli("study", "show", "gap").stdout.splitlines() if line.startswith("#0")]
+    assert rows and "running " in rows[0] and "running-" not in rows[0], rows

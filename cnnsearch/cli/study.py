@@ -185,7 +185,8 @@ def study_show(name: str, top: int | None, sort: str, url: str | None, as_json: 
     base_val = doc.get("baseline_val_accuracy")
     words = {"COMPLETE": "done", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "queued"}
     # Columns sized so a seed.toml row fits 100 characters (the choices take up to 53).
-    click.echo(f"{'trial':<6}{'state':<7}{'val':<7}{'vs':<7}{'test':<7}{'param_count':>11}  choices")
+    # "running" fills 7 columns: the state column is 8 wide, one space less before the choices.
+    click.echo(f"{'trial':<6}{'state':<8}{'val':<7}{'vs':<7}{'test':<7}{'param_count':>11} choices")
     for t in doc["trials"]:
         val = "-" if t["val_accuracy"] is None else f"{t['val_accuracy']:.4f}"
         test = "-" if t["test_accuracy"] is None else f"{t['test_accuracy']:.4f}"
@@ -194,8 +195,8 @@ def study_show(name: str, top: int | None, sort: str, url: str | None, as_json: 
             vs = f"{100 * (t['val_accuracy'] - base_val):+.2f}"
         count = "-" if t["param_count"] is None else f"{t['param_count']:,}"
         reason = f"  ({t['fail_reason']})" if t["fail_reason"] and t["state"] == "FAIL" else ""
-        click.echo(f"{'#' + str(t['number']):<5} {words.get(t['state'], t['state'].lower()):<7}{val:<7}{vs:<7}"
-                   f"{test:<7}{count:>11}  {choices(t['spec'], t['params'])}{reason}")
+        click.echo(f"{'#' + str(t['number']):<5} {words.get(t['state'], t['state'].lower()):<8}{val:<7}{vs:<7}"
+                   f"{test:<7}{count:>11} {choices(t['spec'], t['params'])}{reason}")
     if doc["trials"] and base_val is not None:
         click.echo("(val, test: accuracy; vs: val accuracy minus the in-study baseline's, in pp)")
 

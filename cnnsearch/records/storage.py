@@ -359,6 +359,20 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def artifact_path(url: str, artifact_id: Any) -> Path | None:
+    """The file of ``artifact_id`` in the artifact folder; None for an id that would lead outside it.
+
+    Ids come from the database, which another tool (or a person) may have edited: ``../../etc/passwd``,
+    an absolute path or a symlink out must never be read, copied or deleted.
+    """
+    if not isinstance(artifact_id, str) or not artifact_id or "/" in artifact_id or "\\" in artifact_id \
+            or artifact_id in (".", ".."):
+        return None
+    folder = artifact_dir(url).resolve()
+    path = (folder / artifact_id).resolve()
+    return path if path.parent == folder else None
+
+
 def kept_weights(url: str, meta: dict[str, Any] | None, which: str = "best") -> Path | None:
     """The kept ``.keras`` file described by ``meta`` (a study's ``best_weights``), verified; None if absent.
 
@@ -370,7 +384,11 @@ def kept_weights(url: str, meta: dict[str, Any] | None, which: str = "best") -> 
 
     if not meta:
         return None
-    path = artifact_dir(url) / meta["artifact_id"]
+    path = artifact_path(url, meta.get("artifact_id"))
+    if path is None:
+        raise StorageError(f"the kept weights of the {which} trial {meta.get('trial')} are named"
+                           f" {str(meta.get('artifact_id'))[:80]!r}, which is not a file of the artifact folder"
+                           f" {artifact_dir(url)} (the database was edited?); they are not read: retrain the trial")
     if not path.is_file():
         return None
     problem = ""
@@ -390,6 +408,6 @@ def kept_weights(url: str, meta: dict[str, Any] | None, which: str = "best") -> 
     return path
 
 
-__all__ = ["artifact_dir", "artifact_store", "engine_kwargs", "experimental_ok", "first_line", "is_enospc",
+__all__ = ["artifact_dir", "artifact_path", "artifact_store", "engine_kwargs", "experimental_ok", "first_line", "is_enospc",
            "journal_path", "kept_weights", "mask_url", "open_storage", "resolve_storage", "scrub", "secrets_of",
            "serialise_sqlite", "sha256", "sqlite_path", "storage_error"]

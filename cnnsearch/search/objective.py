@@ -23,8 +23,8 @@ from cnnsearch.search import limits
 from cnnsearch.search import points
 from cnnsearch.model.arch import summarize
 from cnnsearch.ground.errors import ArchitectureError, CnnsearchError, Interrupted, StorageError, TrialFailed
-from cnnsearch.records.storage import (ARTIFACTS_ENV, artifact_dir, artifact_store, first_line, is_enospc, kept_weights,
-                               sha256)
+from cnnsearch.records.storage import (ARTIFACTS_ENV, artifact_dir, artifact_path, artifact_store, first_line,
+                                       is_enospc, kept_weights, sha256)
 from cnnsearch.search.study import (BASELINE_ROLE, SHORT_ATTR, SYSTEM_PREFIX, Handle, fresh_user_attrs, set_trial_data,
                              trial_attr)
 
@@ -276,12 +276,12 @@ def find_reusable_baseline(handle: Handle, spec: dict[str, Any], training: dict[
 
     want = (norm(spec), norm(training), data_sha256)
     storage = handle.study._storage
-    folder = artifact_dir(handle.url)
     for other in storage.get_all_studies():
         if other.study_name == handle.name:
             continue
         kept = other.user_attrs.get("baseline_weights") or {}
-        if not kept.get("artifact_id") or not (folder / kept["artifact_id"]).is_file():
+        source = artifact_path(handle.url, kept.get("artifact_id"))  # never a file outside the folder
+        if source is None or not source.is_file():
             continue
         for t in storage.get_all_trials(other._study_id, deepcopy=False, states=(TrialState.COMPLETE,)):
             ua = t.user_attrs

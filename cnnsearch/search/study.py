@@ -25,7 +25,7 @@ from cnnsearch.search import points
 from cnnsearch.search import space as space_mod
 from cnnsearch.model.arch import REFERENCE
 from cnnsearch.ground.errors import ConfigError, StorageError
-from cnnsearch.records.storage import (artifact_store, experimental_ok, kept_weights, mask_url, open_storage,
+from cnnsearch.records.storage import (artifact_path, experimental_ok, kept_weights, mask_url, open_storage,
                                resolve_storage)
 from cnnsearch.model.train import TrainConfig
 
@@ -242,11 +242,18 @@ def load(name: str, url: str | None = None, *, heartbeat: bool = False, seed: in
     if not settings:
         raise StorageError(f"study {name!r} in {mask_url(url)} was not created by cnnsearch (no '{SETTINGS_KEY}' settings);"
                            " create one with 'cnnsearch study create'")
+    for key, kind in (("space_text", str), ("space_source", str), ("training", dict)):  # another tool's or version's?
+        if not isinstance(settings, dict) or not isinstance(settings.get(key), kind):
+            got = type(settings.get(key) if isinstance(settings, dict) else settings).__name__
+            raise StorageError(f"study {name!r}: stored setting {SETTINGS_KEY}.{key}: expected a {kind.__name__};"
+                               f" received a {got} (made by another tool or version?); create a new study with"
+                               " 'cnnsearch study create'")
     sp = space_mod.parse(settings["space_text"], source=f"{name} (stored space from {settings['space_source']})",
                          stored=True)
     training = TrainConfig.from_dict(settings["training"])
     if heartbeat and sp.study["heartbeat_seconds"] and isinstance(storage, optuna.storages.RDBStorage):
-        storage = open_storage(url, heartbeat_s=sp.study["heartbeat_seconds"])
+        # Bounded: a study stored before the bound (or edited) must not overflow the heartbeat's timer.
+        storage = open_storage(url, heartbeat_s=min(sp.study["heartbeat_seconds"], space_mod.MAX_HEARTBEAT_S))
     sampler = make_sampler(sp, seed=sampler_seed(study, sp, seed))
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler,
                               pruner=make_pruner(sp, training.epochs))
@@ -348,10 +355,9 @@ def delete(name: str, url: str | None = None) -> None:
     kept = {(h.study.user_attrs.get(k) or {}).get("artifact_id") for k in ("best_weights", "baseline_weights")}
     optuna.delete_study(study_name=name, storage=h.study._storage)  # the study's own storage object
     for artifact_id in kept - {None}:
-        try:
-            artifact_store(h.url).remove(artifact_id)
-        except Exception:  # already gone
-            pass
+        path = artifact_path(h.url, artifact_id)  # None for a tampered id pointing out of the folder
+        if path is not None:
+            path.unlink(missing_ok=True)
 
 
 def weights_problems(name: str, url: str | None = None) -> list[str]:
