@@ -488,3 +488,27 @@ def test_show_separates_running_from_the_next_column(tiny_space: Path) -> None:
     h.study.ask()  # the queued baseline, now RUNNING
     rows = [line for line in cli("study", "show", "gap").stdout.splitlines() if line.startswith("#0")]
     assert rows and "running " in rows[0] and "running-" not in rows[0], rows
+
+
+# --- item 9: study delete refuses a study with a live worker unless --force ------------------------------
+
+def test_delete_refuses_a_running_study(tiny_space: Path) -> None:
+    from cnnsearch.search.objective import worker_lease
+
+    h = study_mod.create("busy", tiny_space)
+    t = h.study.ask()
+    t.set_user_attr("worker", worker_lease())  # this process: alive
+    one_error_line(cli("study", "delete", "busy", "--yes"), "refusing to delete study 'busy'", "--force")
+    assert "busy" in [s.study_name for s in __import__("optuna").get_all_study_summaries(h.study._storage)]
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    t.set_user_attr("worker", {**worker_lease(), "pid": gone.pid})  # its worker gone: stale, not running
+    assert cli("study", "delete", "busy", "--yes").exit_code == 0
+
+
+def test_delete_force_deletes_a_running_study(tiny_space: Path) -> None:
+    from cnnsearch.search.objective import worker_lease
+
+    h = study_mod.create("busy", tiny_space)
+    h.study.ask().set_user_attr("worker", worker_lease())
+    assert cli("study", "delete", "busy", "--yes", "--force").exit_code == 0

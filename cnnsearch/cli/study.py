@@ -226,12 +226,16 @@ def study_best(name: str, export: str | None, url: str | None, as_json: bool) ->
 @study.command("delete")
 @study_argument
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Delete even while a run is training one of its trials.")
 @storage_option
-def study_delete(name: str, yes: bool, url: str | None) -> None:
+def study_delete(name: str, yes: bool, force: bool, url: str | None) -> None:
     """Delete study NAME, its trials and kept weights."""
+    from cnnsearch.search import stale
     from cnnsearch.search import study as study_mod
 
     study_mod.load(name, url)  # fail clearly on a missing study before asking anything
+    if not force:
+        stale.check_not_running(name, url)  # a live worker's trial: deleting would crash its run
     if not yes:
         # No terminal to ask (a pipe, cron, or stdin closed: sys.stdin is None) reads as "no".
         if sys.stdin is None or sys.stdin.closed or not sys.stdin.isatty():
