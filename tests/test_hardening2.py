@@ -512,3 +512,25 @@ def test_delete_force_deletes_a_running_study(tiny_space: Path) -> None:
     h = study_mod.create("busy", tiny_space)
     h.study.ask().set_user_attr("worker", worker_lease())
     assert cli("study", "delete", "busy", "--yes", "--force").exit_code == 0
+
+
+# --- item 7: long names: bounded at create; file names made from a name always fit -----------------------
+
+def test_a_300_character_name_is_refused_at_create(tiny_space: Path) -> None:
+    one_error_line(cli("study", "create", "n" * 300, "--space", str(tiny_space)), "at most 120 characters",
+                   "300 characters", code=2)
+
+
+def test_a_long_cjk_name_trains_and_keeps_its_weights(tmp_path: Path, tiny_npz: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
+    name = "\u6df1\u5ea6" * 60  # 120 characters, 360 bytes: more than a file name may hold
+    f = tmp_path / "one.toml"
+    f.write_text(TINY_SPACE.format(epochs=1, heartbeat=60).replace("[3, 13]", "[3]"))
+    assert cli("study", "create", name, "--space", str(f)).exit_code == 0
+    r = cli("study", "run", name, "--trials", "0", "--no-report", "--quiet")
+    assert r.exit_code == 0, r.output
+    h = study_mod.load(name)
+    assert h.study.get_trials()[0].state.name == "COMPLETE"
+    kept = storage.kept_weights(h.url, h.study.user_attrs["best_weights"])
+    assert kept is not None and len(kept.name.encode()) < 255

@@ -369,7 +369,14 @@ def _record_failure(trial: optuna.Trial, failure: TrialFailed) -> None:
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    """A file-name part made from a study name: ASCII, at most 57 characters, distinct names kept distinct.
+
+    Bytes, not characters, bound a file name (255 on Linux): 100 CJK characters are 300 bytes.
+    """
+    safe = "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in name)
+    if safe == name and len(name) <= 48:
+        return name
+    return f"{safe[:48]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 __all__ = ["Objective", "find_reusable_baseline", "model_file", "process_start", "splits_sha256", "worker_lease"]

@@ -3,8 +3,7 @@
 A study stores its space file and training settings at create (the system
 attribute ``cnnsearch:settings``; one short user attribute each for the
 dashboard), so ``run`` on any machine, at any later time, trains exactly as the
-first run did. Trial 0 is the reference model, enqueued
-at create and marked ``baseline`` in its user attributes. Training trials is
+first run did. Trial 0 is the reference model, enqueued at create and marked ``baseline`` in its user attributes. Training trials is
 :mod:`cnnsearch.search.objective` (one trial) and :mod:`cnnsearch.search.runner` (many); reading
 a study (trial records, summaries, the best trial's export) is :mod:`cnnsearch.search.browse`.
 """
@@ -25,10 +24,13 @@ from cnnsearch.search import points
 from cnnsearch.search import space as space_mod
 from cnnsearch.model.arch import REFERENCE
 from cnnsearch.ground.errors import ConfigError, StorageError
+from cnnsearch.ground.version import __version__
 from cnnsearch.records.storage import (artifact_path, experimental_ok, kept_weights, mask_url, open_storage,
                                resolve_storage)
 from cnnsearch.model.train import TrainConfig
 
+#: Longest study name, characters (file names made from it are shortened to fit on their own).
+MAX_NAME = 120
 #: Set by the runner for each worker process (0, 1, ...): offsets the sampler's seed.
 WORKER_ENV = "CNNSEARCH_WORKER_INDEX"
 #: Study user attribute that held the settings fixed at create in studies made before SETTINGS_ATTR (still read).
@@ -69,8 +71,9 @@ def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
     The space file is validated before anything is written: an invalid file
     creates no study and no database file.
     """
-    if not name or any(c in name for c in "\n\r\t"):
-        raise ConfigError(f"study name: expected a non-empty single-line name; received {name!r}")
+    if not name or any(c in name for c in "\n\r\t") or len(name) > MAX_NAME:  # Optuna's column holds 512 bytes
+        raise ConfigError(f"study name: expected a non-empty single-line name of at most {MAX_NAME} characters;"
+                          f" received {name[:60]!r}{'...' if len(name) > 60 else ''} ({len(name):,} characters)")
     sp = space_mod.load(space_path)  # validate first: nothing written on error
     url = resolve_storage(url)
     storage = open_storage(url, create=True)
@@ -84,7 +87,7 @@ def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
         "study": sp.study,
         "training": sp.training.to_dict(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "version": _version(),
+        "version": __version__,
     }
     # The whole settings as one system attribute (what load reads); short readable ones for the dashboard.
     set_system_attr(study, SETTINGS_ATTR, settings)
@@ -385,12 +388,6 @@ def fresh_user_attrs(study: optuna.Study) -> dict[str, Any]:
 def system_attrs(study: optuna.Study) -> dict[str, Any]:
     """A study's system attributes (see :func:`set_system_attr`)."""
     return dict(study._storage.get_study_system_attrs(study._study_id))
-
-
-def _version() -> str:
-    from cnnsearch.ground.version import __version__
-
-    return __version__
 
 
 __all__ = ["BASELINE_ROLE", "Handle", "SETTINGS_ATTR", "SETTINGS_KEY", "TRIAL_DATA", "baseline_trial", "best_trial",
