@@ -534,3 +534,37 @@ def test_a_long_cjk_name_trains_and_keeps_its_weights(tmp_path: Path, tiny_npz: 
     assert h.study.get_trials()[0].state.name == "COMPLETE"
     kept = storage.kept_weights(h.url, h.study.user_attrs["best_weights"])
     assert kept is not None and len(kept.name.encode()) < 255
+
+
+# --- item 10: one corrupt confirmation record is skipped with one warning --------------------------------
+
+def _confirm_records(h: study_mod.Handle) -> None:
+    import numpy as np
+
+    from cnnsearch.evidence import confirm
+
+    labels = np.arange(30) % 3
+    study_mod.set_system_attr(h.study, "confirm_labels", confirm.encode(labels))
+    for seed in range(3):
+        for config, trial, acc in (("baseline", 0, 0.90), ("trial 1", 1, 0.93)):
+            rec = {"config": config, "trial": trial, "seed": seed, "epochs": 2, "train_limit": 0, "params": {},
+                   "param_count": 1000, "test_accuracy": acc + 0.01 * seed, "test_loss": 0.3,
+                   "val_accuracy": acc, "seconds": 1.0, "predictions": confirm.encode(labels)}
+            study_mod.set_system_attr(h.study, f"confirm:e2-n0:{config}:seed{seed}", rec)
+    bad = {"config": "trial 1", "trial": 1, "seed": "zero", "epochs": 2, "train_limit": 0}  # tampered
+    study_mod.set_system_attr(h.study, "confirm:e2-n0:trial 1:seed3", bad)
+    study_mod.set_system_attr(h.study, "confirm:e2-n0:trial 1:seed4", "not a record")
+
+
+def test_a_corrupt_confirmation_record_is_skipped_with_one_warning(tiny_space: Path, tmp_path: Path) -> None:
+    h = study_mod.create("conf", tiny_space)
+    _confirm_records(h)
+    for args in (["study", "confirm", "conf", "--show"], ["report", "conf", "--no-models", "--out",
+                                                           str(tmp_path / "r.html")]):
+        r = cli(*args)
+        assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+        warned = [line for line in r.stderr.splitlines() if line.startswith("cnnsearch: warning:")]
+        assert len(warned) == 2, r.stderr
+        assert "'e2-n0:trial 1:seed3' (trial 1, field seed" in warned[0] or "seed3" in "".join(warned), warned
+    shown = __import__("json").loads(cli("study", "confirm", "conf", "--show", "--json").stdout)
+    assert [c["seeds"] for c in shown["configs"]] == [3, 3]

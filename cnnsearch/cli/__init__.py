@@ -64,6 +64,26 @@ def main(debug: bool) -> None:
     from cnnsearch.ground import _tf
 
     _tf.show_import_log = debug
+    _one_line_warnings()
+
+
+def _one_line_warnings() -> None:
+    """Show cnnsearch's own warnings (a skipped corrupt record) as one ``cnnsearch: warning:`` line each."""
+    import warnings
+
+    from cnnsearch.evidence.sound import CorruptRecord
+
+    shown = warnings.showwarning
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        if issubclass(category, CorruptRecord):
+            click.echo(f"cnnsearch: warning: {message}", err=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    if getattr(shown, "__name__", "") != "show":
+        warnings.showwarning = show
+    warnings.simplefilter("always", CorruptRecord)  # each skipped record, every time, not once per place
 
 
 def emit_json(obj: Any) -> None:

@@ -228,8 +228,10 @@ def _store(study: Any, key: str, value: Any) -> None:
 
 def stored(study: Any) -> dict[str, Any]:
     """Everything confirmation stored on a study (runs and test labels)."""
+    from cnnsearch.evidence.sound import sound  # a record that cannot be read is skipped with one warning
+
     attrs = study_mod.system_attrs(study)
-    return {k: v for k, v in attrs.items() if k.startswith(PREFIX) or k == "confirm_labels"}
+    return sound({k: v for k, v in attrs.items() if k.startswith(PREFIX) or k == "confirm_labels"}, PREFIX)
 
 
 def encode(pred: np.ndarray | None) -> str:
