@@ -352,6 +352,6 @@ def kept_weights(url: str, meta: dict[str, Any] | None, which: str = "best") -> 
     return path
 
 
-__all__ = ["artifact_dir", "artifact_path", "artifact_store", "engine_kwargs", "experimental_ok", "first_line", "is_enospc",
-           "journal_path", "kept_weights", "mask_url", "open_storage", "resolve_storage", "scrub", "secrets_of",
-           "serialise_sqlite", "sha256", "sqlite_path", "storage_error"]
+__all__ = ["artifact_dir", "artifact_path", "artifact_store", "engine_kwargs", "experimental_ok", "first_line",
+           "is_enospc", "journal_path", "kept_weights", "mask_url", "open_storage", "resolve_storage", "scrub",
+           "secrets_of", "serialise_sqlite", "sha256", "sqlite_path", "storage_error"]

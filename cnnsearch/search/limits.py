@@ -115,7 +115,8 @@ def check_some_point_fits(space: Space, *, input_shape: tuple[int, ...] = (28, 2
             best = summary
     if best is not None:
         raise ConfigError(f"{space.source}: study.max_params / max_flops: expected a space with at least one point"
-                          f" within the limits on images of {tuple(input_shape)}; received one whose smallest point has {best.params:,} params and"
+                          f" within the limits on images of {tuple(input_shape)}; received one whose smallest point"
+                          f" has {best.params:,} params and"
                           f" {best.flops:,} FLOPs ({infeasible_reason(space, best)}); raise the limits or add"
                           " smaller values (fewer filters, dense_units = 0, a larger pool)")
 

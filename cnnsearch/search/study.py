@@ -3,7 +3,7 @@
 A study stores its space file and training settings at create (the system
 attribute ``cnnsearch:settings``; one short user attribute each for the
 dashboard), so ``run`` on any machine, at any later time, trains exactly as the
-first run did. Trial 0 is the reference model, enqueued at create and marked ``baseline`` in its user attributes. Training trials is
+first run did. Trial 0 is the reference model, enqueued at create and marked ``baseline``. Training trials is
 :mod:`cnnsearch.search.objective` (one trial) and :mod:`cnnsearch.search.runner` (many); reading
 a study (trial records, summaries, the best trial's export) is :mod:`cnnsearch.search.browse`.
 """
