@@ -310,3 +310,261 @@ def test_sigterm_while_the_report_is_written_is_one_line_and_143(trained: dict[s
     assert code == 143, out
     assert "Traceback" not in out and out.strip().splitlines()[-1] == "cnnsearch: interrupted (SIGTERM)", out
     assert out_file.read_text() == "the old report"
+
+
+# --- item 6: enqueue on the shipped small space: conditional dimensions checked against their point ------
+
+@pytest.mark.parametrize("pairs", [["augment=0.05"], ["optimizer=adam"], ["conv_layers=3", "conv3_filters=64"],
+                                   ["batch_norm=true"], ["optimizer=adam", "adam_learning_rate=0.001"]])
+def test_enqueue_on_the_small_space(pairs: list[str]) -> None:
+    import optuna
+
+    from cnnsearch.search import points
+
+    assert cli("study", "create", "small", "--space", "small").exit_code == 0
+    r = cli("study", "enqueue", "small", *pairs, "--json")
+    assert r.exit_code == 0, r.output
+    params = __import__("json").loads(r.stdout)["params"]
+    for pair in pairs:
+        key, value = pair.split("=")
+        assert str(params[key]).lower() == value.lower() or params[key] == float(value)
+    # Exactly the dimensions a trial at this point asks for: no more (an inactive one), no fewer.
+    h = study_mod.load("small")
+    points.suggest(optuna.trial.FixedTrial(params), h.space)  # raises on a missing one
+    asked = optuna.trial.FixedTrial(params)
+    points.suggest(asked, h.space)
+    assert set(asked.params) == set(params)
+
+
+@pytest.mark.parametrize("pairs, needle", [(["adam_learning_rate=0.001"], "optimizer=adadelta"),
+                                           (["conv3_filters=64"], "conv_layers=2"),
+                                           (["batch_norm=maybe"], "expected true or false")])
+def test_enqueue_refuses_a_value_its_point_does_not_ask(pairs: list[str], needle: str) -> None:
+    assert cli("study", "create", "small", "--space", "small").exit_code == 0
+    one_error_line(cli("study", "enqueue", "small", *pairs), needle, code=2)
+
+
+# --- item 4: --out / --export never replace a symlink or a device; item 11: bad paths are one line -------
+
+def _fifo_reader(path: Path) -> tuple[object, list[bytes]]:
+    import threading
+
+    got: list[bytes] = []
+
+    def read() -> None:
+        with open(path, "rb") as fh:
+            got.append(fh.read())
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    return t, got
+
+
+def test_export_writes_through_a_fifo_and_a_symlink(tiny_space: Path, tmp_path: Path) -> None:
+    import stat
+
+    assert cli("study", "create", "fresh", "--space", str(tiny_space)).exit_code == 0
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader, got = _fifo_reader(fifo)
+    r = cli("study", "export", "fresh", "--out", str(fifo))
+    reader.join(60)  # type: ignore[attr-defined]
+    assert r.exit_code == 0, r.output
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO was replaced by a regular file"
+    assert got and got[0].startswith(b"number,baseline,state")
+    real, link = tmp_path / "real.csv", tmp_path / "link.csv"
+    real.write_text("old")
+    link.symlink_to(real)
+    assert cli("study", "export", "fresh", "--out", str(link)).exit_code == 0
+    assert link.is_symlink() and real.read_text().startswith("number,baseline,state")
+
+
+def test_report_out_onto_a_symlink_keeps_the_link(tiny_space: Path, tmp_path: Path) -> None:
+    assert cli("study", "create", "fresh", "--space", str(tiny_space)).exit_code == 0
+    real, link = tmp_path / "real.html", tmp_path / "link.html"
+    real.write_text("old")
+    link.symlink_to(real)
+    r = cli("report", "fresh", "--no-models", "--out", str(link))
+    assert r.exit_code == 0, r.output
+    assert link.is_symlink() and "<html" in real.read_text().lower()
+
+
+def test_export_of_a_fresh_study_and_bad_paths_are_one_line(tiny_space: Path, tmp_path: Path) -> None:
+    assert cli("study", "create", "fresh", "--space", str(tiny_space)).exit_code == 0
+    r = cli("study", "export", "fresh")  # only the queued baseline: no trial has a duration yet
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[1].startswith("0,True,WAITING")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    one_error_line(cli("study", "export", "fresh", "--out", str(a_file / "x.csv")), "--out")
+    one_error_line(cli("space", "init", str(a_file / "x.toml")), "cannot write the space file", code=2)
+    assert a_file.read_text() == "x"
+
+
+def test_report_on_a_full_disk_is_one_line_and_keeps_the_old_one(tiny_space: Path, small_fs: object) -> None:
+    assert cli("study", "create", "fresh", "--space", str(tiny_space)).exit_code == 0
+    out = small_fs.path / "r.html"  # type: ignore[attr-defined]
+    out.write_text("the old report")
+    with open(small_fs.path / "filler", "wb", buffering=0) as fh:  # type: ignore[attr-defined]
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+        except OSError:  # full
+            pass
+    r = cli("report", "fresh", "--no-models", "--out", str(out))
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    line = r.stderr.strip().splitlines()[-1]  # after the report's own step lines
+    assert line.startswith("cnnsearch: error: --out") and "no space left" in line, line
+    assert out.read_text() == "the old report"
+
+
+# --- item 12: a space in which no point fits its size limits is refused at create ------------------------
+
+def test_space_with_no_point_under_its_limits_is_refused_before_any_trial(tmp_path: Path, tiny_npz: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
+    f = tmp_path / "tight.toml"
+    f.write_text(TINY_SPACE.format(epochs=1, heartbeat=60).replace("[3, 13]", "[3]")
+                 .replace("pruner = \"none\"", "pruner = \"none\"\nmax_params = 1000"))
+    assert cli("study", "create", "tight", "--space", str(f)).exit_code == 0
+    r = cli("study", "run", "tight", "--trials", "3", "--no-report")
+    line = r.stderr.strip().splitlines()[-1]
+    assert r.exit_code == 2 and "smallest point has" in line and "max_params 1,000" in line, r.output
+    assert [t.state.name for t in study_mod.load("tight").study.get_trials()] == ["WAITING"]
+
+
+# --- item 13: heartbeat_seconds is bounded ----------------------------------------------------------------
+
+def test_huge_heartbeat_is_refused(tmp_path: Path) -> None:
+    f = tmp_path / "hb.toml"
+    f.write_text(TINY_SPACE.format(epochs=1, heartbeat=10**12))
+    one_error_line(cli("study", "create", "hb", "--space", str(f)), "heartbeat_seconds", "at most 3,600", code=2)
+
+
+def test_a_stored_huge_heartbeat_is_bounded_where_used(tiny_space: Path) -> None:
+    h = study_mod.create("hb", tiny_space)
+    settings = study_mod.settings_of(h.study)
+    settings["space_text"] = settings["space_text"].replace("heartbeat_seconds = 60", "heartbeat_seconds = 10000000000")
+    study_mod.set_system_attr(h.study, study_mod.SETTINGS_ATTR, settings)
+    storage = study_mod.load("hb", heartbeat=True).study._storage  # Optuna's cache over the RDB storage
+    assert storage.get_heartbeat_interval() == 3600
+
+
+# --- item 14: a tampered artifact_id never leads outside the artifact folder ------------------------------
+
+@pytest.mark.parametrize("artifact_id", ["../../secret.keras", "/etc/passwd", "..", "sub/x.keras"])
+def test_tampered_artifact_id_is_not_followed(artifact_id: str, tiny_space: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CNNSEARCH_ARTIFACTS", str(tmp_path / "store" / "artifacts"))
+    secret = tmp_path / "secret.keras"
+    secret.write_bytes(b"not yours")
+    assert storage.artifact_path(os.environ["CNNSEARCH_STORAGE"], artifact_id) is None
+    h = study_mod.create("tamper", tiny_space)
+    meta = {"trial": 0, "artifact_id": artifact_id, "val_accuracy": 0.9, "sha256": ""}
+    h.study.set_user_attr("best_weights", meta)
+    with pytest.raises(storage.StorageError, match="not a file of the artifact folder"):
+        storage.kept_weights(h.url, meta)
+    study_mod.delete("tamper")
+    assert secret.read_bytes() == b"not yours"  # neither read nor deleted
+
+
+# --- item 16: a foreign cnnsearch attribute of the wrong type --------------------------------------------
+
+@pytest.mark.parametrize("value", ["a string", ["a", "list"], {"space_text": 3, "space_source": "x", "training": {}}])
+def test_foreign_settings_are_one_line(value: object, tmp_path: Path) -> None:
+    import optuna
+
+    study = optuna.create_study(study_name="foreign", storage=os.environ["CNNSEARCH_STORAGE"])
+    study.set_user_attr("cnnsearch", value)
+    for args in (["study", "show", "foreign"], ["report", "foreign", "--out", str(tmp_path / "r.html")],
+                 ["study", "run", "foreign", "--trials", "1"]):
+        one_error_line(cli(*args), "study 'foreign'", "stored setting cnnsearch.")
+
+
+# --- item 17: study show leaves a gap after "running" ---------------------------------------------------
+
+def test_show_separates_running_from_the_next_column(tiny_space: Path) -> None:
+    h = study_mod.create("gap", tiny_space)
+    h.study.ask()  # the queued baseline, now RUNNING
+    rows = [line for line in cli("study", "show", "gap").stdout.splitlines() if line.startswith("#0")]
+    assert rows and "running " in rows[0] and "running-" not in rows[0], rows
+
+
+# --- item 9: study delete refuses a study with a live worker unless --force ------------------------------
+
+def test_delete_refuses_a_running_study(tiny_space: Path) -> None:
+    from cnnsearch.search.objective import worker_lease
+
+    h = study_mod.create("busy", tiny_space)
+    t = h.study.ask()
+    t.set_user_attr("worker", worker_lease())  # this process: alive
+    one_error_line(cli("study", "delete", "busy", "--yes"), "refusing to delete study 'busy'", "--force")
+    assert "busy" in [s.study_name for s in __import__("optuna").get_all_study_summaries(h.study._storage)]
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    t.set_user_attr("worker", {**worker_lease(), "pid": gone.pid})  # its worker gone: stale, not running
+    assert cli("study", "delete", "busy", "--yes").exit_code == 0
+
+
+def test_delete_force_deletes_a_running_study(tiny_space: Path) -> None:
+    from cnnsearch.search.objective import worker_lease
+
+    h = study_mod.create("busy", tiny_space)
+    h.study.ask().set_user_attr("worker", worker_lease())
+    assert cli("study", "delete", "busy", "--yes", "--force").exit_code == 0
+
+
+# --- item 7: long names: bounded at create; file names made from a name always fit -----------------------
+
+def test_a_300_character_name_is_refused_at_create(tiny_space: Path) -> None:
+    one_error_line(cli("study", "create", "n" * 300, "--space", str(tiny_space)), "at most 120 characters",
+                   "300 characters", code=2)
+
+
+def test_a_long_cjk_name_trains_and_keeps_its_weights(tmp_path: Path, tiny_npz: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
+    name = "\u6df1\u5ea6" * 60  # 120 characters, 360 bytes: more than a file name may hold
+    f = tmp_path / "one.toml"
+    f.write_text(TINY_SPACE.format(epochs=1, heartbeat=60).replace("[3, 13]", "[3]"))
+    assert cli("study", "create", name, "--space", str(f)).exit_code == 0
+    r = cli("study", "run", name, "--trials", "0", "--no-report", "--quiet")
+    assert r.exit_code == 0, r.output
+    h = study_mod.load(name)
+    assert h.study.get_trials()[0].state.name == "COMPLETE"
+    kept = storage.kept_weights(h.url, h.study.user_attrs["best_weights"])
+    assert kept is not None and len(kept.name.encode()) < 255
+
+
+# --- item 10: one corrupt confirmation record is skipped with one warning --------------------------------
+
+def _confirm_records(h: study_mod.Handle) -> None:
+    import numpy as np
+
+    from cnnsearch.evidence import confirm
+
+    labels = np.arange(30) % 3
+    study_mod.set_system_attr(h.study, "confirm_labels", confirm.encode(labels))
+    for seed in range(3):
+        for config, trial, acc in (("baseline", 0, 0.90), ("trial 1", 1, 0.93)):
+            rec = {"config": config, "trial": trial, "seed": seed, "epochs": 2, "train_limit": 0, "params": {},
+                   "param_count": 1000, "test_accuracy": acc + 0.01 * seed, "test_loss": 0.3,
+                   "val_accuracy": acc, "seconds": 1.0, "predictions": confirm.encode(labels)}
+            study_mod.set_system_attr(h.study, f"confirm:e2-n0:{config}:seed{seed}", rec)
+    bad = {"config": "trial 1", "trial": 1, "seed": "zero", "epochs": 2, "train_limit": 0}  # tampered
+    study_mod.set_system_attr(h.study, "confirm:e2-n0:trial 1:seed3", bad)
+    study_mod.set_system_attr(h.study, "confirm:e2-n0:trial 1:seed4", "not a record")
+
+
+def test_a_corrupt_confirmation_record_is_skipped_with_one_warning(tiny_space: Path, tmp_path: Path) -> None:
+    h = study_mod.create("conf", tiny_space)
+    _confirm_records(h)
+    for args in (["study", "confirm", "conf", "--show"], ["report", "conf", "--no-models", "--out",
+                                                           str(tmp_path / "r.html")]):
+        r = cli(*args)
+        assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+        warned = [line for line in r.stderr.splitlines() if line.startswith("cnnsearch: warning:")]
+        assert len(warned) == 2, r.stderr
+        assert "'e2-n0:trial 1:seed3' (trial 1, field seed" in warned[0] or "seed3" in "".join(warned), warned
+    shown = __import__("json").loads(cli("study", "confirm", "conf", "--show", "--json").stdout)
+    assert [c["seeds"] for c in shown["configs"]] == [3, 3]

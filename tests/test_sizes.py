@@ -20,7 +20,6 @@ MODULE_EXCEPTIONS: dict[str, str] = {
 FUNCTION_EXCEPTIONS: dict[str, str] = {
     "cli/study.py:study_run": "over before the layout move; split pending",
     "model/baseline.py:run": "over before the layout move; split pending",
-    "search/exchange.py:parse_assignments": "over before the layout move; split pending",
     "search/limits.py:feasible_sampler": "over before the layout move; split pending",
     "search/objective.py:_trial": "over before the layout move; split pending",
 }

@@ -64,6 +64,26 @@ def main(debug: bool) -> None:
     from cnnsearch.ground import _tf
 
     _tf.show_import_log = debug
+    _one_line_warnings()
+
+
+def _one_line_warnings() -> None:
+    """Show cnnsearch's own warnings (a skipped corrupt record) as one ``cnnsearch: warning:`` line each."""
+    import warnings
+
+    from cnnsearch.evidence.sound import CorruptRecord
+
+    shown = warnings.showwarning
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        if issubclass(category, CorruptRecord):
+            click.echo(f"cnnsearch: warning: {message}", err=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    if getattr(shown, "__name__", "") != "show":
+        warnings.showwarning = show
+    warnings.simplefilter("always", CorruptRecord)  # each skipped record, every time, not once per place
 
 
 def emit_json(obj: Any) -> None:
@@ -179,16 +199,22 @@ def write_report(name: str, out: str | None, url: str | None, data_path: str | N
     from cnnsearch.ground import interrupt
 
     start = time.perf_counter()
+    said: list[str] = []
+
+    def step(text: str) -> None:
+        said.append(text)
+        click.echo(f"report: {text}", err=True)
+
     with interrupt.stopping():  # SIGTERM as Ctrl-C: one line, exit 143; the old report stays whole
-        path = report_mod.write(name, out, url, data_path=data_path, models=models,
-                                on_step=lambda text: click.echo(f"report: {text}", err=True))
+        path = report_mod.write(name, out, url, data_path=data_path, models=models, on_step=step)
     click.echo(f"wrote {path} in {duration(time.perf_counter() - start)} (open it in a browser; it makes no network"
                " requests)")
     if models:
         from cnnsearch.search import study as study_mod
 
         for problem in study_mod.weights_problems(name, url):  # the report says it too, in the model section
-            click.echo(f"cnnsearch: warning: {problem}", err=True)
+            if not any(problem in text for text in said):  # once: not again after the report's own step line
+                click.echo(f"cnnsearch: warning: {problem}", err=True)
 
 
 @main.command()

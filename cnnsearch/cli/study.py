@@ -187,7 +187,8 @@ def study_show(name: str, top: int | None, sort: str, url: str | None, as_json: 
     base_val = doc.get("baseline_val_accuracy")
     words = {"COMPLETE": "done", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "queued"}
     # Columns sized so a seed.toml row fits 100 characters (the choices take up to 53).
-    click.echo(f"{'trial':<6}{'state':<7}{'val':<7}{'vs':<7}{'test':<7}{'param_count':>11}  choices")
+    # "running" fills 7 columns: the state column is 8 wide, one space less before the choices.
+    click.echo(f"{'trial':<6}{'state':<8}{'val':<7}{'vs':<7}{'test':<7}{'param_count':>11} choices")
     for t in doc["trials"]:
         val = "-" if t["val_accuracy"] is None else f"{t['val_accuracy']:.4f}"
         test = "-" if t["test_accuracy"] is None else f"{t['test_accuracy']:.4f}"
@@ -196,8 +197,8 @@ def study_show(name: str, top: int | None, sort: str, url: str | None, as_json: 
             vs = f"{100 * (t['val_accuracy'] - base_val):+.2f}"
         count = "-" if t["param_count"] is None else f"{t['param_count']:,}"
         reason = f"  ({t['fail_reason']})" if t["fail_reason"] and t["state"] == "FAIL" else ""
-        click.echo(f"{'#' + str(t['number']):<5} {words.get(t['state'], t['state'].lower()):<7}{val:<7}{vs:<7}"
-                   f"{test:<7}{count:>11}  {choices(t['spec'], t['params'])}{reason}")
+        click.echo(f"{'#' + str(t['number']):<5} {words.get(t['state'], t['state'].lower()):<8}{val:<7}{vs:<7}"
+                   f"{test:<7}{count:>11} {choices(t['spec'], t['params'])}{reason}")
     if doc["trials"] and base_val is not None:
         click.echo("(val, test: accuracy; vs: val accuracy minus the in-study baseline's, in pp)")
 
@@ -227,12 +228,16 @@ def study_best(name: str, export: str | None, url: str | None, as_json: bool) ->
 @study.command("delete")
 @study_argument
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Delete even while a run is training one of its trials.")
 @storage_option
-def study_delete(name: str, yes: bool, url: str | None) -> None:
+def study_delete(name: str, yes: bool, force: bool, url: str | None) -> None:
     """Delete study NAME, its trials and kept weights."""
+    from cnnsearch.search import stale
     from cnnsearch.search import study as study_mod
 
     study_mod.load(name, url)  # fail clearly on a missing study before asking anything
+    if not force:
+        stale.check_not_running(name, url)  # a live worker's trial: deleting would crash its run
     if not yes:
         # No terminal to ask (a pipe, cron, or stdin closed: sys.stdin is None) reads as "no".
         if sys.stdin is None or sys.stdin.closed or not sys.stdin.isatty():
@@ -277,13 +282,9 @@ def study_export(name: str, fmt: str, out: str | None, url: str | None) -> None:
     if out is None:
         click.echo(text, nl=False)
         return
-    from pathlib import Path
+    from cnnsearch.ground.output import write_file
 
-    dest = Path(out)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(dest)  # atomic: a reader never sees half a file
+    dest = write_file(out, text, what=f"the {fmt} export")  # atomic; through a device, never over it
     click.echo(f"wrote {dest} ({fmt})", err=True)
 
 

@@ -76,8 +76,10 @@ def put(study: Any, key: str, value: Any) -> None:
 
 def stored(study: Any) -> dict[str, Any]:
     """Everything confirmation stored on a study (runs, families and test labels)."""
+    from cnnsearch.evidence.sound import sound  # a run record that cannot be read is skipped with one warning
+
     attrs = study_mod.system_attrs(study)
-    return {k: v for k, v in attrs.items() if k.startswith((PREFIX, FAMILY_PREFIX)) or k == LABELS_KEY}
+    return sound({k: v for k, v in attrs.items() if k.startswith((PREFIX, FAMILY_PREFIX)) or k == LABELS_KEY}, PREFIX)
 
 
 def encode(pred: np.ndarray | None) -> str:

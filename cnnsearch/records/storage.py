@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import optuna
 
 from cnnsearch.ground.errors import ConfigError, StorageError
+from cnnsearch.records.secrets import mask_url, scrub, secrets_of  # noqa: F401 (re-exported: callers import here)
 
 #: Where studies live when neither --storage nor $CNNSEARCH_STORAGE says (relative to the working folder).
 DEFAULT_STORAGE = "sqlite:///studies/cnnsearch.db"
@@ -152,63 +153,6 @@ def engine_kwargs(url: str) -> dict[str, Any]:
         # A host that accepts TCP but never answers would hang for minutes (130 s measured) without it.
         return {"connect_args": {"connect_timeout": PG_CONNECT_TIMEOUT_S}}
     return {}
-
-
-#: Query parameters of a database URL that carry a secret (libpq's and common drivers' names).
-_SECRET_PARAMS = ("password", "passwd", "pwd", "sslpassword", "secret", "token")
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``: every URL cnnsearch prints or stores goes through this.
-
-    The user information ends at the *last* ``@`` before the query, so a password holding a raw ``@``
-    or ``/`` (which SQLAlchemy's parser splits at the first ``@``) is masked whole; so is a password
-    given as a query parameter (``?password=...``).
-    """
-    import re
-
-    if "://" not in url or url.startswith(("sqlite:", "journal:")):
-        return url
-    scheme, rest = url.split("://", 1)
-    head, q, query = rest.partition("?")
-    if "@" in head:
-        userinfo, host = head.rsplit("@", 1)
-        user, colon, _ = userinfo.partition(":")
-        head = f"{user}:***@{host}" if colon else f"{userinfo}@{host}"
-    if q:
-        names = "|".join(_SECRET_PARAMS)
-        query = re.sub(rf"(?i)(^|&)({names})=[^&]*", r"\1\2=***", query)
-    return f"{scheme}://{head}{q}{query}"
-
-
-def secrets_of(url: str) -> list[str]:
-    """The secret strings of a storage URL (its password, raw and decoded), to scrub from any message."""
-    from urllib.parse import unquote
-
-    if "://" not in url or url.startswith(("sqlite:", "journal:")):
-        return []
-    head, _, query = url.split("://", 1)[1].partition("?")
-    found = []
-    if "@" in head:
-        _, colon, password = head.rsplit("@", 1)[0].partition(":")
-        if colon and password:
-            found += [password, unquote(password)]
-            # A raw "@" in it: drivers split at the first "@" and may echo the rest as the host name.
-            parts = password.split("@")
-            found += ["@".join(parts[i:]) + "@" for i in range(1, len(parts))]
-    for pair in query.split("&"):
-        key, _, value = pair.partition("=")
-        if key.lower() in _SECRET_PARAMS and value:
-            found += [value, unquote(value)]
-    return sorted({s for s in found if s}, key=len, reverse=True)
-
-
-def scrub(text: str, url: str | None = None) -> str:
-    """``text`` with every secret of ``url`` (default: the storage this process opened) replaced by ``***``."""
-    url = url or (_opened[0] if _opened else resolve_storage(None))
-    for secret in secrets_of(url):
-        text = text.replace(secret, "***")
-    return text
 
 
 def _check_sqlite_is_optuna(db: Path, url: str) -> None:
@@ -359,6 +303,20 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def artifact_path(url: str, artifact_id: Any) -> Path | None:
+    """The file of ``artifact_id`` in the artifact folder; None for an id that would lead outside it.
+
+    Ids come from the database, which another tool (or a person) may have edited: ``../../etc/passwd``,
+    an absolute path or a symlink out must never be read, copied or deleted.
+    """
+    if not isinstance(artifact_id, str) or not artifact_id or "/" in artifact_id or "\\" in artifact_id \
+            or artifact_id in (".", ".."):
+        return None
+    folder = artifact_dir(url).resolve()
+    path = (folder / artifact_id).resolve()
+    return path if path.parent == folder else None
+
+
 def kept_weights(url: str, meta: dict[str, Any] | None, which: str = "best") -> Path | None:
     """The kept ``.keras`` file described by ``meta`` (a study's ``best_weights``), verified; None if absent.
 
@@ -370,7 +328,11 @@ def kept_weights(url: str, meta: dict[str, Any] | None, which: str = "best") -> 
 
     if not meta:
         return None
-    path = artifact_dir(url) / meta["artifact_id"]
+    path = artifact_path(url, meta.get("artifact_id"))
+    if path is None:
+        raise StorageError(f"the kept weights of the {which} trial {meta.get('trial')} are named"
+                           f" {str(meta.get('artifact_id'))[:80]!r}, which is not a file of the artifact folder"
+                           f" {artifact_dir(url)} (the database was edited?); they are not read: retrain the trial")
     if not path.is_file():
         return None
     problem = ""
@@ -390,6 +352,6 @@ def kept_weights(url: str, meta: dict[str, Any] | None, which: str = "best") -> 
     return path
 
 
-__all__ = ["artifact_dir", "artifact_store", "engine_kwargs", "experimental_ok", "first_line", "is_enospc",
-           "journal_path", "kept_weights", "mask_url", "open_storage", "resolve_storage", "scrub", "secrets_of",
-           "serialise_sqlite", "sha256", "sqlite_path", "storage_error"]
+__all__ = ["artifact_dir", "artifact_path", "artifact_store", "engine_kwargs", "experimental_ok", "first_line",
+           "is_enospc", "journal_path", "kept_weights", "mask_url", "open_storage", "resolve_storage", "scrub",
+           "secrets_of", "serialise_sqlite", "sha256", "sqlite_path", "storage_error"]

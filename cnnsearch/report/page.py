@@ -23,7 +23,6 @@ import hashlib
 import html
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -36,7 +35,7 @@ from cnnsearch.evidence import importance as importance_mod
 from cnnsearch.evidence import words as words_mod
 from cnnsearch.search import seeds as seeds_mod
 from cnnsearch.model import viz
-from cnnsearch.ground.errors import CnnsearchError
+from cnnsearch.ground.output import write_file
 from cnnsearch.records.storage import DEFAULT_STORAGE
 from cnnsearch.report.data import (LEAD_COLUMNS, REFERENCE, TAIL_COLUMNS, Models, ReportData, compute,
                                    compute_models)
@@ -431,20 +430,7 @@ def write(name: str, out: str | os.PathLike[str] | None = None, url: str | None 
     """Build the report and write it atomically (default ``reports/NAME/index.html``); see :func:`build`."""
     path = Path(out) if out is not None else default_out(name)
     text = build(name, url, data_path=data_path, models=models, on_step=on_step)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=path.parent)
-    except OSError as exc:
-        raise CnnsearchError(f"--out {path}: cannot write the report there ({exc.strerror or exc}:"
-                             f" {exc.filename or path.parent}); pass --out a file in a folder you can write to") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a report is an ordinary file
-        os.replace(tmp, path)  # atomic: a failure never leaves half a report over a good one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Atomic over a regular file (a failure never leaves half a report over a good one); through a
+    # device or pipe; never over one (cnnsearch.ground.output).
+    write_file(path, text, flag="--out", what="the report")
     return path

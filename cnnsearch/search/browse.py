@@ -7,8 +7,6 @@ deletes studies; this module never writes to a study). Only ``best`` with
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +15,9 @@ from optuna.trial import FrozenTrial
 
 from cnnsearch.model.arch import REFERENCE
 from cnnsearch.ground.errors import CnnsearchError, ConfigError, StorageError
+from cnnsearch.ground.output import write_file
 from cnnsearch.search import seeds
-from cnnsearch.records.storage import ARTIFACTS_ENV, artifact_dir, is_enospc, kept_weights, mask_url, open_storage
+from cnnsearch.records.storage import ARTIFACTS_ENV, artifact_dir, kept_weights, mask_url, open_storage
 from cnnsearch.search.study import baseline_trial, best_trial, counts, load, param_count, settings_of, trial_attr
 
 
@@ -124,16 +123,8 @@ def best(name: str, url: str | None = None, *, export: str | Path | None = None)
         if source is None:
             raise StorageError(f"study {name!r}: weights {weights['artifact_id']} missing from"
                                f" {artifact_dir(h.url)}; retrain the trial or point {ARTIFACTS_ENV} at the folder")
-        tmp = export.with_name(export.name + ".tmp")
-        try:
-            export.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, export)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)  # never leave a partial copy (it would keep a full disk full)
-            cause = "no space left on device" if is_enospc(exc) else (exc.strerror or str(exc))
-            raise CnnsearchError(f"--export {export}: cannot write the model ({cause}); nothing was written:"
-                                 " free some space or pick another place") from exc
+        # Atomic, no partial copy left on a full disk; a symlink's target written, a device never replaced.
+        write_file(export, source.read_bytes(), flag="--export", what="the model")
         record["exported"] = str(export)
     return record
 

@@ -72,6 +72,56 @@ def known_infeasible(params: Mapping[str, Any], space: Space, input_shape: tuple
     return bool(infeasible_reason(space, summary))
 
 
+#: Dimensions whose value can make a model smaller either way (a larger kernel or pool shrinks the flattened
+#: map): every combination of them is tried. The others (filters, dense units, batch norm) only grow a model.
+_SHAPE_DIMS = ("conv_layers", "stride", "padding", "pool", "pool_size", "pool_every", "head")
+
+
+def check_some_point_fits(space: Space, *, input_shape: tuple[int, ...] = (28, 28, 1), n_classes: int = 10,
+                          budget: int = 20_000) -> None:
+    """Reject a size-limited space in which no point is within ``max_params`` / ``max_flops``.
+
+    Known from the layer arithmetic, before any training: every combination of
+    the shape dimensions (kernels, depth, padding, pooling, head) with each
+    growing dimension at its smallest. Spaces with more than ``budget``
+    combinations are not judged (a sample could miss the one point that fits).
+
+    Raises:
+        ConfigError: no point fits; the line gives the smallest point's size.
+    """
+    import itertools
+    import math
+
+    from cnnsearch.ground.errors import ConfigError
+    from cnnsearch.search.points import LAYER_DIMS
+
+    if not space.constrained:
+        return
+    shape = [n for n in space.dims if (n in LAYER_DIMS and n.endswith("_kernel")) or n in _SHAPE_DIMS]
+    axes = [space.dims[n].points() for n in shape]
+    if math.prod(len(a) for a in axes) > budget:
+        return
+    smallest = {n: min(d.points(), key=lambda v: (v is not False, v if isinstance(v, (int, float)) else 0))
+                for n, d in space.dims.items() if n not in shape}
+    best: Summary | None = None
+    for combo in itertools.product(*axes):
+        try:
+            summary = summarize(spec_from_values({**smallest, **dict(zip(shape, combo))}, space), input_shape,
+                                n_classes)
+        except ArchitectureError:
+            continue
+        if not infeasible_reason(space, summary):
+            return
+        if best is None or (summary.params, summary.flops) < (best.params, best.flops):
+            best = summary
+    if best is not None:
+        raise ConfigError(f"{space.source}: study.max_params / max_flops: expected a space with at least one point"
+                          f" within the limits on images of {tuple(input_shape)}; received one whose smallest point"
+                          f" has {best.params:,} params and"
+                          f" {best.flops:,} FLOPs ({infeasible_reason(space, best)}); raise the limits or add"
+                          " smaller values (fewer filters, dense_units = 0, a larger pool)")
+
+
 def feasible_sampler(base: Any, space: Space, tries: int = 20) -> Any:
     """Wrap an Optuna sampler so its model-based proposals skip points known to be infeasible.
 

@@ -23,8 +23,8 @@ from cnnsearch.search import limits
 from cnnsearch.search import points
 from cnnsearch.model.arch import summarize
 from cnnsearch.ground.errors import ArchitectureError, CnnsearchError, Interrupted, StorageError, TrialFailed
-from cnnsearch.records.storage import (ARTIFACTS_ENV, artifact_dir, artifact_store, first_line, is_enospc, kept_weights,
-                               sha256)
+from cnnsearch.records.storage import (ARTIFACTS_ENV, artifact_dir, artifact_path, artifact_store, first_line,
+                                       is_enospc, kept_weights, sha256)
 from cnnsearch.search.study import (BASELINE_ROLE, SHORT_ATTR, SYSTEM_PREFIX, Handle, fresh_user_attrs, set_trial_data,
                              trial_attr)
 
@@ -276,12 +276,12 @@ def find_reusable_baseline(handle: Handle, spec: dict[str, Any], training: dict[
 
     want = (norm(spec), norm(training), data_sha256)
     storage = handle.study._storage
-    folder = artifact_dir(handle.url)
     for other in storage.get_all_studies():
         if other.study_name == handle.name:
             continue
         kept = other.user_attrs.get("baseline_weights") or {}
-        if not kept.get("artifact_id") or not (folder / kept["artifact_id"]).is_file():
+        source = artifact_path(handle.url, kept.get("artifact_id"))  # never a file outside the folder
+        if source is None or not source.is_file():
             continue
         for t in storage.get_all_trials(other._study_id, deepcopy=False, states=(TrialState.COMPLETE,)):
             ua = t.user_attrs
@@ -369,7 +369,14 @@ def _record_failure(trial: optuna.Trial, failure: TrialFailed) -> None:
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    """A file-name part made from a study name: ASCII, at most 57 characters, distinct names kept distinct.
+
+    Bytes, not characters, bound a file name (255 on Linux): 100 CJK characters are 300 bytes.
+    """
+    safe = "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in name)
+    if safe == name and len(name) <= 48:
+        return name
+    return f"{safe[:48]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 __all__ = ["Objective", "find_reusable_baseline", "model_file", "process_start", "splits_sha256", "worker_lease"]

@@ -87,6 +87,11 @@ def _active(name: str, n_layers: int, optimizer: str = "adadelta", schedule: str
     return name not in LAYER_DIMS or LAYER_DIMS[name][1] <= n_layers
 
 
+def is_active(name: str, n_layers: int, optimizer: str) -> bool:
+    """Is dimension ``name`` asked for a point with ``n_layers`` conv layers trained by ``optimizer``?"""
+    return _active(name, n_layers, optimizer)
+
+
 def check_baseline_is_a_point(space: Space, err: Any) -> None:
     """Reject a space that does not hold the reference model (trial 0 of every study).
 

@@ -21,7 +21,7 @@ SUFFIX = ".toml"
 
 def folder() -> Path:
     """Where the shipped space files are: the checkout's ``studies/``, else the installed package data."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # cnnsearch/search/shipped.py -> the checkout
     if (root / "pyproject.toml").is_file() and (root / "studies").is_dir():
         return root / "studies"
     return Path(str(importlib.resources.files("cnnsearch") / "spaces"))
@@ -87,9 +87,17 @@ def init(dest: str | Path, name: str = "seed") -> Path:
               f"#   cnnsearch study create NAME --space {dest}\n"
               "# (every key is described in README's \"Space files\"; 'cnnsearch space show NAME' prints the\n"
               "# shipped ones).\n#\n")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest, "x") as fh:  # "x": fail rather than overwrite, even against a race
-        fh.write(header + src.read_text())
+    created = False
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(dest, "x") as fh:  # "x": fail rather than overwrite, even against a race
+            created = True
+            fh.write(header + src.read_text())
+    except OSError as exc:  # a parent that is a file, no such drive, read-only, full: one line
+        if created:
+            dest.unlink(missing_ok=True)  # no half-written copy left behind
+        raise ConfigError(f"{dest}: cannot write the space file there ({exc.strerror or exc}:"
+                          f" {exc.filename or dest}); pass a path in a folder you can write to") from exc
     return dest
 
 

@@ -125,6 +125,11 @@ def parse(text: str, *, source: str = "<space>", stored: bool = False) -> Space:
     return space
 
 
+#: Longest heartbeat interval a space may set, seconds (one hour): larger values only delay the re-queue of
+#: a dead worker's trial, and a huge one overflowed the heartbeat thread's timer (issue 26).
+MAX_HEARTBEAT_S = 3600
+
+
 def _parse_study(raw: dict[str, Any], err: Any, stored: bool = False) -> dict[str, Any]:
     study = dict(STUDY_DEFAULTS)
     for key, value in raw.items():
@@ -138,6 +143,9 @@ def _parse_study(raw: dict[str, Any], err: Any, stored: bool = False) -> dict[st
     for key in ("seed", "heartbeat_seconds", "max_consecutive_failures", "max_params", "max_flops"):
         if not isinstance(study[key], int) or isinstance(study[key], bool) or study[key] < 0:
             raise err(f"study.{key}", "a non-negative integer", study[key])
+    if study["heartbeat_seconds"] > MAX_HEARTBEAT_S and not stored:  # a stored one is bounded where it is used
+        raise err("study.heartbeat_seconds", f"at most {MAX_HEARTBEAT_S:,} seconds (a dead worker's trial is"
+                  " re-queued after twice this; 0 turns the heartbeat off)", study["heartbeat_seconds"])
     if study["seed"] > MAX_SEED and not stored:
         raise err("study.seed", f"a seed from 0 to {MAX_SEED:,} (2**31 - 1: seeds are offset per trial and"
                   " worker and must stay valid for NumPy and TensorFlow)", study["seed"])

@@ -92,9 +92,35 @@ def requeue_missing(study: optuna.Study) -> list[int]:
     return queued
 
 
+def live_trials(study: optuna.Study) -> list[tuple[int, str]]:
+    """RUNNING trials whose worker may still be at work: (number, who), for ``study delete`` to refuse.
+
+    A lease of this machine is checked (a gone process does not count); another machine's cannot be
+    checked from here and counts as live.
+    """
+    live = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        lease = t.user_attrs.get("worker")
+        if lease and _lease_alive(lease) is not False:
+            live.append((t.number, f"process {lease.get('pid')} on {lease.get('host')}"))
+    return live
+
+
+def check_not_running(name: str, url: str | None = None) -> None:
+    """Raise a CnnsearchError if study ``name`` has a trial whose worker is alive (deleting it would crash the run)."""
+    from cnnsearch.ground.errors import CnnsearchError
+
+    live = live_trials(load(name, url).study)
+    if live:
+        who = "; ".join(f"trial #{n} by {w}" for n, w in live[:3])
+        raise CnnsearchError(f"refusing to delete study {name!r}: it is running ({who}); stop the run first"
+                             " (Ctrl-C, or kill its process), or add --force to delete it anyway (the running"
+                             " command then fails)")
+
+
 def fail_stale_trials(name: str, url: str | None = None, *, force: bool = False) -> list[int]:
     """``study fail-stale NAME``: :func:`fail_stale` on a stored study."""
     return fail_stale(load(name, url).study, force=force)
 
 
-__all__ = ["RETRY_OF", "fail_stale", "fail_stale_trials", "requeue_missing"]
+__all__ = ["RETRY_OF", "check_not_running", "fail_stale", "fail_stale_trials", "live_trials", "requeue_missing"]

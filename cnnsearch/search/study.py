@@ -3,8 +3,7 @@
 A study stores its space file and training settings at create (the system
 attribute ``cnnsearch:settings``; one short user attribute each for the
 dashboard), so ``run`` on any machine, at any later time, trains exactly as the
-first run did. Trial 0 is the reference model, enqueued
-at create and marked ``baseline`` in its user attributes. Training trials is
+first run did. Trial 0 is the reference model, enqueued at create and marked ``baseline``. Training trials is
 :mod:`cnnsearch.search.objective` (one trial) and :mod:`cnnsearch.search.runner` (many); reading
 a study (trial records, summaries, the best trial's export) is :mod:`cnnsearch.search.browse`.
 """
@@ -26,10 +25,13 @@ from cnnsearch.search import space as space_mod
 from cnnsearch.model.arch import REFERENCE
 from cnnsearch.ground import private
 from cnnsearch.ground.errors import ConfigError, StorageError
-from cnnsearch.records.storage import (artifact_store, experimental_ok, kept_weights, mask_url, open_storage,
+from cnnsearch.ground.version import __version__
+from cnnsearch.records.storage import (artifact_path, experimental_ok, kept_weights, mask_url, open_storage,
                                resolve_storage)
 from cnnsearch.model.train import TrainConfig
 
+#: Longest study name, characters (file names made from it are shortened to fit on their own).
+MAX_NAME = 120
 #: Set by the runner for each worker process (0, 1, ...): offsets the sampler's seed.
 WORKER_ENV = "CNNSEARCH_WORKER_INDEX"
 #: Study user attribute that held the settings fixed at create in studies made before SETTINGS_ATTR (still read).
@@ -70,8 +72,9 @@ def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
     The space file is validated before anything is written: an invalid file
     creates no study and no database file.
     """
-    if not name or any(c in name for c in "\n\r\t"):
-        raise ConfigError(f"study name: expected a non-empty single-line name; received {name!r}")
+    if not name or any(c in name for c in "\n\r\t") or len(name) > MAX_NAME:  # Optuna's column holds 512 bytes
+        raise ConfigError(f"study name: expected a non-empty single-line name of at most {MAX_NAME} characters;"
+                          f" received {name[:60]!r}{'...' if len(name) > 60 else ''} ({len(name):,} characters)")
     sp = space_mod.load(space_path)  # validate first: nothing written on error
     url = resolve_storage(url)
     storage = open_storage(url, create=True)
@@ -85,7 +88,7 @@ def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
         "study": sp.study,
         "training": sp.training.to_dict(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "version": _version(),
+        "version": __version__,
     }
     # The whole settings as one system attribute (what load reads); short readable ones for the dashboard.
     set_system_attr(study, SETTINGS_ATTR, settings)
@@ -243,11 +246,18 @@ def load(name: str, url: str | None = None, *, heartbeat: bool = False, seed: in
     if not settings:
         raise StorageError(f"study {name!r} in {mask_url(url)} was not created by cnnsearch (no '{SETTINGS_KEY}' settings);"
                            " create one with 'cnnsearch study create'")
+    for key, kind in (("space_text", str), ("space_source", str), ("training", dict)):  # another tool's or version's?
+        if not isinstance(settings, dict) or not isinstance(settings.get(key), kind):
+            got = type(settings.get(key) if isinstance(settings, dict) else settings).__name__
+            raise StorageError(f"study {name!r}: stored setting {SETTINGS_KEY}.{key}: expected a {kind.__name__};"
+                               f" received a {got} (made by another tool or version?); create a new study with"
+                               " 'cnnsearch study create'")
     sp = space_mod.parse(settings["space_text"], source=f"{name} (stored space from {settings['space_source']})",
                          stored=True)
     training = TrainConfig.from_dict(settings["training"])
     if heartbeat and sp.study["heartbeat_seconds"] and isinstance(storage, optuna.storages.RDBStorage):
-        storage = open_storage(url, heartbeat_s=sp.study["heartbeat_seconds"])
+        # Bounded: a study stored before the bound (or edited) must not overflow the heartbeat's timer.
+        storage = open_storage(url, heartbeat_s=min(sp.study["heartbeat_seconds"], space_mod.MAX_HEARTBEAT_S))
     effective = sampler_seed(study, sp, seed)
     if heartbeat:  # opened to run trials (the runner's call): the seed that will draw them is kept
         from cnnsearch.search import seeds
@@ -355,10 +365,9 @@ def delete(name: str, url: str | None = None) -> None:
     kept = {(h.study.user_attrs.get(k) or {}).get("artifact_id") for k in ("best_weights", "baseline_weights")}
     optuna.delete_study(study_name=name, storage=private.storage_of(h.study))  # the study's own storage object
     for artifact_id in kept - {None}:
-        try:
-            artifact_store(h.url).remove(artifact_id)
-        except Exception:  # already gone
-            pass
+        path = artifact_path(h.url, artifact_id)  # None for a tampered id pointing out of the folder
+        if path is not None:
+            path.unlink(missing_ok=True)
 
 
 def weights_problems(name: str, url: str | None = None) -> list[str]:
@@ -386,12 +395,6 @@ def fresh_user_attrs(study: optuna.Study) -> dict[str, Any]:
 def system_attrs(study: optuna.Study) -> dict[str, Any]:
     """A study's system attributes (see :func:`set_system_attr`)."""
     return dict(private.storage_of(study).get_study_system_attrs(private.study_id(study)))
-
-
-def _version() -> str:
-    from cnnsearch.ground.version import __version__
-
-    return __version__
 
 
 __all__ = ["BASELINE_ROLE", "Handle", "SETTINGS_ATTR", "SETTINGS_KEY", "TRIAL_DATA", "baseline_trial", "best_trial",

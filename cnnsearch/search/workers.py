@@ -21,7 +21,7 @@ from cnnsearch.model.arch import summarize
 from cnnsearch.model.train import available_cores
 from cnnsearch.records.storage import STORAGE_ENV
 from cnnsearch.search.stale import fail_stale
-from cnnsearch.search import points
+from cnnsearch.search import limits, points
 from cnnsearch.search.study import WORKER_ENV, Handle, ensure_baseline_queued, load
 
 #: Seconds a worker gets to record its interrupted trial after the signal is passed on, before it is killed.
@@ -74,6 +74,9 @@ def study_splits(handle: Handle, data_path: str | None) -> data_mod.Splits:
     except ArchitectureError as exc:
         raise DataError(f"{ds.source}: images of {splits.input_shape} are too small for the reference"
                         f" model: {exc}") from exc
+    # Size limits no point meets would record only untrained infeasible draws: refuse before any trial.
+    # Here, not at create: a model's size depends on the images' shape, known once the data are.
+    limits.check_some_point_fits(handle.space, input_shape=splits.input_shape, n_classes=splits.n_classes)
     return splits
 
 
