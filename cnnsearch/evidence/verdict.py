@@ -254,7 +254,8 @@ def _compare(cand: Mapping[int, Mapping[str, Any]], base: Mapping[int, Mapping[s
     return diff, why + "; only the seeds-only interval is shown and the verdict stays inconclusive"
 
 
-def paired_verdicts(baseline: Mapping[int, Mapping[str, Any]], candidates: Mapping[str, Mapping[int, Mapping[str, Any]]],
+def paired_verdicts(baseline: Mapping[int, Mapping[str, Any]],
+                    candidates: Mapping[str, Mapping[int, Mapping[str, Any]]],
                     labels: np.ndarray | None = None, *, seeds: Sequence[int] | None = None, alpha: float = ALPHA,
                     margin: float = EQUIVALENCE_MARGIN) -> dict[str, Any]:
     """Paired verdicts of candidates against a baseline from stored runs: one Holm family at level ``alpha``.

@@ -95,7 +95,8 @@ def reference_sentence(summary: dict[str, Any]) -> str:
         if v.get("equivalent"):
             part += f", equivalent within ±{100 * summary['margin']:.2f} pp (TOST p = {v['tost_p']:.2g})"
         elif word == "no difference detected" and v.get("tost_p") is not None:
-            part += f" (not an equivalence claim: TOST within ±{100 * summary['margin']:.2f} pp gives p = {v['tost_p']:.2g})"
+            part += (f" (not an equivalence claim: TOST within ±{100 * summary['margin']:.2f} pp gives"
+                     f" p = {v['tost_p']:.2g})")
         parts.append(part)
     sd = next((r["vs_reference"].get("sd_published") for r in summary["configs"] if r.get("vs_reference")), None)
     spread = "" if sd is None else f" {100 * sd:.2f} pp"
