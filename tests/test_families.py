@@ -94,6 +94,8 @@ def test_looks_spend_alpha_and_show_reproduces_them(searched: str) -> None:
 
 
 def test_a_changed_maximum_after_a_look_is_refused(searched: str) -> None:
+    low = _confirm("--seeds", "5", "--max-seeds", "3")
+    assert low.exit_code == 2 and "--max-seeds >= --seeds" in low.stderr and "max_seeds=3" in low.stderr
     assert _confirm("--seeds", "3").exit_code == 0
     r = _confirm("--seeds", "3", "--max-seeds", "10")
     assert r.exit_code == 2 and "declared at most 3 seeds before its first look" in r.stderr

@@ -18,10 +18,10 @@ def test_each_run_stores_the_seed_it_really_used(tmp_path: Path, tiny_space: Pat
     monkeypatch.setenv("CNNSEARCH_STORAGE", f"sqlite:///{tmp_path / 's.db'}")
     monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
     study_mod.create("s", tiny_space)
-    assert seeds.of(study_mod.load("s").study) == []  # opening to read records nothing
+    assert seeds.of(study_mod.system_attrs(study_mod.load("s").study)) == []  # opening to read records nothing
     runner.run("s", trials=0)  # drawn at random
     runner.run("s", trials=0, seed=5)  # given: 5 + trials so far + 7919 x worker
-    got = seeds.of(study_mod.load("s").study)
+    got = seeds.of(study_mod.system_attrs(study_mod.load("s").study))
     assert [r["given"] for r in got] == [None, 5] and got[1]["seed"] == 5 + got[1]["trials_before"]
     assert 0 <= got[0]["seed"] < 2**31
     shown = CliRunner().invoke(main, ["study", "show", "s"])

@@ -288,3 +288,15 @@ def test_the_committed_calibration_keeps_the_error_rate() -> None:
         assert r["verdict"]["rate"] <= doc["alpha"] + 2 * r["verdict"]["mc_se"], r
     power = [r["verdict"]["rate"] for r in doc["power"]]
     assert [r["seeds"] for r in doc["power"]] == [3, 5, 10] and power == sorted(power)
+
+
+def test_a_candidate_stopped_early_is_listed_apart_and_does_not_change_the_others() -> None:
+    base = [0.9900, 0.9905, 0.9895]
+    full = {"baseline": base, "trial3": [b + 0.004 for b in base]}
+    alone = confirm.summarize(_attrs(full))
+    both = confirm.summarize(_attrs({**full, "trial5": [0.9950]}))  # an interrupted run: 1 of 3 seeds
+    assert both["family"]["family"] == ["trial3"] and both["family"]["incomplete"] == {"trial5": 1}
+    assert both["verdicts"] == alone["verdicts"] and "trial5" not in both["verdicts"]
+    assert _rows(both)["trial3"]["p_holm"] == _rows(alone)["trial3"]["p_holm"]
+    assert _rows(both)["trial5"]["incomplete"] is True and "verdict" not in _rows(both)["trial5"]
+    assert "Incomplete, in no family and without a verdict: trial5 (1 of 3 seeds)" in both["verdict"]

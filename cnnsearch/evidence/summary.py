@@ -210,9 +210,10 @@ def _row(key: str, seeds: dict[int, dict[str, Any]], base: dict[int, dict[str, A
                p_seeds=result["p_seeds"], p=result["p"], p_holm=result["p_holm"], verdict=result["verdict"],
                decided_at_look=result.get("decided_at_look"), reason=result["reason"], tost_p=result["tost_p"],
                equivalent=result["equivalent"], margin=result["margin"])
-    row["seeds_needed_estimate"] = (verdict_mod.seeds_needed(result["mean"], result["sd_seeds"],
-                                                             verdict_mod.ALPHA / max(k, 1), se_images=result["se_images"])
-                                    if row["verdict"] == "inconclusive" and not result["reason"] else None)
+    judged = row["verdict"] == "inconclusive" and not result["reason"]
+    level = verdict_mod.ALPHA / max(k, 1)
+    row["seeds_needed_estimate"] = verdict_mod.seeds_needed(result["mean"], result["sd_seeds"], level,
+                                                            se_images=result["se_images"]) if judged else None
     if labels is not None and all(seeds[s].get("predictions") and base[s].get("predictions") for s in order):
         pairs = [(decode(base[s]["predictions"]), decode(seeds[s]["predictions"])) for s in order]
         if all(len(b) == len(labels) == len(c) for b, c in pairs):

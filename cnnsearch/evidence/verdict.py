@@ -52,6 +52,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from cnnsearch.evidence.published import RankCheck, rank_agreement  # noqa: F401  (its earlier home)
+
 #: Family-wise significance level of the verdicts of one confirmation (Holm over its declared candidates,
 #: spent over its looks by :func:`spending`).
 ALPHA = 0.05
@@ -254,7 +256,8 @@ def _compare(cand: Mapping[int, Mapping[str, Any]], base: Mapping[int, Mapping[s
     return diff, why + "; only the seeds-only interval is shown and the verdict stays inconclusive"
 
 
-def paired_verdicts(baseline: Mapping[int, Mapping[str, Any]], candidates: Mapping[str, Mapping[int, Mapping[str, Any]]],
+def paired_verdicts(baseline: Mapping[int, Mapping[str, Any]],
+                    candidates: Mapping[str, Mapping[int, Mapping[str, Any]]],
                     labels: np.ndarray | None = None, *, seeds: Sequence[int] | None = None, alpha: float = ALPHA,
                     margin: float = EQUIVALENCE_MARGIN) -> dict[str, Any]:
     """Paired verdicts of candidates against a baseline from stored runs: one Holm family at level ``alpha``.
@@ -318,3 +321,45 @@ def mcnemar(base_correct: np.ndarray, cand_correct: np.ndarray) -> tuple[int, in
     b = int(np.sum(base_correct & ~cand_correct))
     c = int(np.sum(~base_correct & cand_correct))
     return b, c, 1.0 if b + c == 0 else float(binomtest(c, b + c, 0.5).pvalue)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Seeds-only paired comparison (the earlier API, kept for callers written against it)."""
+
+    n: int
+    mean: float
+    sd: float
+    ci95: tuple[float, float]
+    p: float
+
+
+def paired(candidate: Sequence[float], baseline: Sequence[float]) -> Paired:
+    """Seeds-only paired comparison of per-seed accuracies, with the floors of :func:`difference`.
+
+    Kept for callers of the earlier API; a verdict should come from :func:`paired_verdicts`, which
+    also counts the test images.
+    """
+    d = difference(candidate, baseline)
+    return Paired(d.n, d.mean, d.sd_seeds, d.ci95_seeds, d.p_seeds)
+
+
+@dataclass(frozen=True)
+class OneSample:
+    """Mean over seeds against a fixed figure (the earlier API)."""
+
+    n: int
+    mean: float
+    ci95: tuple[float, float]
+    p: float
+
+
+def one_sample(values: Sequence[float], reference: float) -> OneSample:
+    """Mean, 95% t-interval and p of ``values`` against ``reference``, sd floored at one test image.
+
+    For a published single-run figure use :func:`cnnsearch.evidence.published.vs_published`, which
+    also counts that run's own seed spread.
+    """
+    a = np.asarray(values, dtype=float)
+    d = difference(a, np.full_like(a, reference))
+    return OneSample(d.n, float(a.mean()), (reference + d.ci95_seeds[0], reference + d.ci95_seeds[1]), d.p_seeds)

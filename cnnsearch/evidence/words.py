@@ -95,7 +95,8 @@ def reference_sentence(summary: dict[str, Any]) -> str:
         if v.get("equivalent"):
             part += f", equivalent within ±{100 * summary['margin']:.2f} pp (TOST p = {v['tost_p']:.2g})"
         elif word == "no difference detected" and v.get("tost_p") is not None:
-            part += f" (not an equivalence claim: TOST within ±{100 * summary['margin']:.2f} pp gives p = {v['tost_p']:.2g})"
+            part += (f" (not an equivalence claim: TOST within ±{100 * summary['margin']:.2f} pp gives"
+                     f" p = {v['tost_p']:.2g})")
         parts.append(part)
     sd = next((r["vs_reference"].get("sd_published") for r in summary["configs"] if r.get("vs_reference")), None)
     spread = "" if sd is None else f" {100 * sd:.2f} pp"
@@ -182,3 +183,23 @@ def method_note(summary: dict[str, Any]) -> str:
             f" 'equivalent' only from a TOST within ±{100 * summary['margin']:.2f} pp. McNemar's exact test compares"
             " two fixed trained models, so it is shown per seed pair as supporting evidence only. 'Seeds needed' is"
             " an estimate (80% power) from the observed difference and spreads, themselves noisy.")
+
+
+def answer_phrase(r: dict[str, Any]) -> str:
+    """The short form for a report's answer: what follows the verdict word, e.g.
+
+    ``on MNIST's test set vs the re-trained baseline (+0.24 pp over 3 seeds, 95% interval over seeds and test
+    images +0.06 to +0.42 pp; seeds alone +0.18 to +0.31 pp; Holm p = 0.024)``.
+    """
+    where = "on MNIST's test set vs" if r["verdict"] in ("better", "worse") else "(no difference detected) vs"
+    both, alone = _interval(r.get("ci95")), _interval(r.get("ci95_seeds"))
+    parts = [f"{_pp(r['diff_mean'])} over {r['paired_seeds']} seed{'s' * (r['paired_seeds'] != 1)}"]
+    if both:
+        parts.append(f"95% interval over seeds and test images {both}; seeds alone {alone}")
+    elif alone:
+        parts.append(f"95% interval over seeds alone {alone}")
+    if r.get("p_holm") is not None:
+        parts.append(f"Holm p = {r['p_holm']:.2g}")
+    if r.get("reason"):
+        parts.append("verdict limited: " + r["reason"])
+    return f"{where} the re-trained baseline ({'; '.join(parts)})"

@@ -34,6 +34,7 @@ from cnnsearch.evidence import confirm as confirm_mod
 from cnnsearch.evidence import importance as importance_mod
 from cnnsearch.evidence import words as words_mod
 from cnnsearch.search import seeds as seeds_mod
+from cnnsearch.search import study as study_mod
 from cnnsearch.model import viz
 from cnnsearch.ground.output import write_file
 from cnnsearch.records.storage import DEFAULT_STORAGE
@@ -139,13 +140,10 @@ def answer_section(d: ReportData) -> Section:
         fid = confirm_mod.Fidelity(**c["fidelity"])
         parts = []
         for r in cands:
-            ci = r.get("diff_ci95")
-            extra = "" if ci is None else f", 95% interval {_pp(ci[0])} to {_pp(ci[1])}, Holm p = {r['p_holm']:.2g}"
             need = r.get("seeds_needed_estimate")
             more = f"; about {need} seeds would resolve it (estimate)" if need else ""
-            parts.append(f"{html.escape(r['config'])} {_word(r['verdict'])} vs the baseline"
-                         + html.escape(f" ({_pp(r['diff_mean'])} test accuracy over {r['paired_seeds']} seeds"
-                                       f"{extra}{more})"))
+            parts.append(f"{html.escape(r['config'])} {_word(r['verdict'])} "
+                         + html.escape(words_mod.answer_phrase(r) + more))
         items.append(f"<div class='statement'><b>2. Confirmation</b> ({html.escape(fid.describe())}, paired by"
                      f" training seed): " + "; ".join(parts) + ". "
                      + html.escape(confirm_mod.reference_sentence(c))
@@ -165,7 +163,8 @@ def header_section(d: ReportData) -> Section:
     items = [
         ("storage", d.url), ("created", s["created"]), ("space file", s["space_source"]),
         ("sampler / pruner", f"{s['study']['sampler']} / {s['study']['pruner']} (study seed {s['study']['seed']})"),
-        ("effective sampler seed of each run", seeds_mod.describe(seeds_mod.of(d.study)) if d.study else "not read"),
+        ("effective sampler seed of each run",
+         seeds_mod.describe(seeds_mod.of(study_mod.system_attrs(d.study))) if d.study else "not read"),
         ("objectives", ", ".join(s["study"]["objectives"])),
         ("training", ", ".join(f"{k}={v}" for k, v in s["training"].items())),
         ("trials", ", ".join(f"{v} {k.lower()}" for k, v in sorted(d.counts.items())) or "none"),
@@ -201,8 +200,9 @@ def importance_section(d: ReportData) -> Section:
     body += _p("Two measures, on purpose: fANOVA (the share of the variance in validation accuracy a choice"
                " explains, refitted on bootstrap resamples of the completed trials to show how stable it is) and"
                " PED-ANOVA, which optuna-dashboard's importance panel shows (how much a choice's values differ"
-               " between the top 10% of trials and all of them). Both rank knobs within this space and fidelity;"
-               " neither says which value is best: the slice plots do.", "note")
+               " between the top 10% of trials and all of them). Both rank knobs within this space and fidelity."
+               " The direction per choice (median validation accuracy of the trials with each value) is"
+               " observational, not a controlled comparison: an ablation is.", "note")
     infeasible = d.counts.get("INFEASIBLE", 0)
     if infeasible:  # Optuna's PED-ANOVA reads every COMPLETE trial's value, and an infeasible one scores 0
         body += _p(f"The optuna-dashboard column includes the {infeasible} infeasible (untrained, over the size"

@@ -18,7 +18,8 @@ from cnnsearch.ground.errors import CnnsearchError, ConfigError, StorageError
 from cnnsearch.ground.output import write_file
 from cnnsearch.search import seeds
 from cnnsearch.records.storage import ARTIFACTS_ENV, artifact_dir, kept_weights, mask_url, open_storage
-from cnnsearch.search.study import baseline_trial, best_trial, counts, load, param_count, settings_of, trial_attr
+from cnnsearch.search.study import (baseline_trial, best_trial, counts, load, param_count, settings_of, system_attrs,
+                                    trial_attr)
 
 
 def trial_record(t: FrozenTrial) -> dict[str, Any]:
@@ -83,7 +84,7 @@ def show(name: str, url: str | None = None, *, top: int | None = None, sort: str
         "best_trial": best.number if best else None,
         "best_weights": h.study.user_attrs.get("best_weights"),
         "data": h.study.user_attrs.get("data"),
-        "sampler_seeds": seeds.of(h.study),
+        "sampler_seeds": seeds.of(system_attrs(h.study)),
         "trials": records,
     }
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 
@@ -20,21 +20,21 @@ import optuna
 PREFIX = "cnnsearch:sampler_seed:"
 
 
-def record(study: optuna.Study, effective: int, given: int | None) -> None:
-    """Store the sampler seed a run really used, the ``--seed`` it was given (None: drawn), worker and start."""
-    from cnnsearch.search.study import WORKER_ENV, set_system_attr
+def record(study: optuna.Study, effective: int, given: int | None, worker: int,
+           write: Callable[[optuna.Study, str, Any], None]) -> None:
+    """Store the sampler seed a run really used, the ``--seed`` it was given (None: drawn), worker and start.
 
+    ``write``: how a system attribute is stored (:func:`cnnsearch.search.study.set_system_attr`; passed in,
+    so this module imports nothing of the study module that calls it).
+    """
     now = datetime.datetime.now(datetime.timezone.utc)
-    set_system_attr(study, f"{PREFIX}{now.strftime('%Y%m%dT%H%M%S.%f')}:{os.getpid()}",
-                    {"seed": effective, "given": given, "worker": int(os.environ.get(WORKER_ENV, "0") or 0),
-                     "trials_before": len(study.get_trials(deepcopy=False)), "at": now.isoformat(timespec="seconds")})
+    write(study, f"{PREFIX}{now.strftime('%Y%m%dT%H%M%S.%f')}:{os.getpid()}",
+          {"seed": effective, "given": given, "worker": worker, "trials_before": len(study.get_trials(deepcopy=False)),
+           "at": now.isoformat(timespec="seconds")})
 
 
-def of(study: optuna.Study) -> list[dict[str, Any]]:
-    """Every run's effective sampler seed record (see :func:`record`), oldest first."""
-    from cnnsearch.search.study import system_attrs
-
-    attrs = system_attrs(study)
+def of(attrs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every run's effective sampler seed record among a study's system attributes, oldest first."""
     return [attrs[k] for k in sorted(attrs) if k.startswith(PREFIX)]
 
 

@@ -262,7 +262,7 @@ def load(name: str, url: str | None = None, *, heartbeat: bool = False, seed: in
     if heartbeat:  # opened to run trials (the runner's call): the seed that will draw them is kept
         from cnnsearch.search import seeds
 
-        seeds.record(study, effective, seed)
+        seeds.record(study, effective, seed, int(os.environ.get(WORKER_ENV, "0") or 0), set_system_attr)
     sampler = make_sampler(sp, seed=effective)
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler,
                               pruner=make_pruner(sp, training.epochs))

@@ -21,7 +21,8 @@ Reported: the share of null confirmations called ``better`` or ``worse`` (with i
 standard error), the same for the seeds-only t-test (what cnnsearch used before: it ignores the
 images), the power at 3, 5 and 10 seeds, a 3-candidate null family (Holm), and the group-sequential
 design (looks at 3, 5, 10 of at most 10 seeds, O'Brien-Fleming spending).
-Costs about 45 s of CPU (one core; wall time grows on a loaded machine); the figures in docs/evidence.md come from its JSON.
+Costs about 45 s of CPU (one core; wall time grows on a loaded machine); the figures in docs/evidence.md
+come from its JSON.
 """
 
 from __future__ import annotations
