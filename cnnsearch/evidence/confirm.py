@@ -29,6 +29,7 @@ from cnnsearch.ground import data as data_mod
 from cnnsearch.search import points
 from cnnsearch.ground import provenance
 from cnnsearch.search import study as study_mod
+from cnnsearch.evidence import reuse
 from cnnsearch.evidence import verdict as verdict_mod
 from cnnsearch.model.arch import REFERENCE as REFERENCE_RUN
 from cnnsearch.model.arch import ArchSpec
@@ -164,6 +165,7 @@ def run(
                           " used; confirm with the same data (--data) so runs stay comparable")
     if on_plan is not None:
         on_plan(_plan(h, cands, done, splits, fid, seeds, len(ds.x_train)))
+    pool = reuse.Pool(h, splits)  # issue 21: identical runs of other studies in this storage (the reference's)
     for seed in range(seeds):
         for c in cands:
             if (fid, c.key, seed) in done:
@@ -171,11 +173,14 @@ def run(
             if on_start is not None:
                 on_start(f"{c.key} seed {seed}")
             config = replace(h.training, epochs=epochs, train_limit=train_limit, seed=1000 + seed, **c.overrides)
-            r = fit(c.spec, splits, config, predict_test=True, on_epoch=on_epoch)
-            record = {"config": c.key, "trial": c.trial, "seed": seed, **fid.to_dict(),
-                      "params": c.params, "param_count": r.params, "test_accuracy": r.test_accuracy,
-                      "test_loss": r.test_loss, "val_accuracy": r.val_accuracy, "seconds": round(r.seconds, 1),
-                      "predictions": encode(r.test_predictions)}
+            base = {"config": c.key, "trial": c.trial, "seed": seed, **fid.to_dict(), "params": c.params}
+            record = pool.find(c.spec, config, base)  # a copy marked reused_from, or None: train
+            if record is None:
+                r = fit(c.spec, splits, config, predict_test=True, on_epoch=on_epoch)
+                record = {**base, "param_count": r.params, "test_accuracy": r.test_accuracy,
+                          "test_loss": r.test_loss, "val_accuracy": r.val_accuracy, "seconds": round(r.seconds, 1),
+                          "predictions": encode(r.test_predictions)}
+            pool.identify(record, c.spec, config)
             _store(h.study, f"{PREFIX}{fid.key}:{c.key}:seed{seed}", record)
             if on_run is not None:
                 on_run(record)
