@@ -24,7 +24,6 @@ FUNCTION_EXCEPTIONS: dict[str, str] = {
     "evidence/confirm.py:run": "over before the layout move; split pending",
     "evidence/confirm.py:summarize": "over before the layout move; split pending",
     "model/baseline.py:run": "over before the layout move; split pending",
-    "search/exchange.py:parse_assignments": "over before the layout move; split pending",
     "search/limits.py:feasible_sampler": "over before the layout move; split pending",
     "search/objective.py:_trial": "over before the layout move; split pending",
     "search/runner.py:_run": "over before the layout move; split pending",

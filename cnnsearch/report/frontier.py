@@ -146,7 +146,10 @@ def draw(data: FrontierData) -> Any:
     ax.set_xlabel("parameters (log scale; Keras's count)")
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3, which="major")
-    ax.legend(fontsize=7, loc="lower right")
+    from matplotlib.ticker import PercentFormatter
+
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=2))
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)  # below: never over a point
     fid = confirm_mod.Fidelity(**data.fidelity)
     ax.set_title(f"the frontier: confirmed at {fid.describe()}")
     return fig

@@ -104,6 +104,17 @@ def parse_assignments(assignments: Sequence[str], sp: space_mod.Space) -> dict[s
     """
     if not assignments:
         raise ConfigError("enqueue: expected at least one key=value, e.g. conv1_filters=16; received none")
+    params = _complete(_given(assignments, sp), sp)
+    try:
+        summarize(points.spec_from_values(params, sp), _INPUT_SHAPE, 10)
+    except ArchitectureError as exc:
+        raise ConfigError(f"enqueue: expected an architecture that builds on 28x28 images; received one that"
+                          f" does not: {exc}") from exc
+    return params
+
+
+def _given(assignments: Sequence[str], sp: space_mod.Space) -> dict[str, Any]:
+    """The typed, in-range searched values of ``key=value`` pairs (fixed dimensions checked and dropped)."""
     given: dict[str, Any] = {}
     for item in assignments:
         key, sep, raw = item.partition("=")
@@ -126,37 +137,52 @@ def parse_assignments(assignments: Sequence[str], sp: space_mod.Space) -> dict[s
             raise ConfigError(f"enqueue: {key}: expected a value in this study's space {dim.to_dict()};"
                               f" received {raw!r}")
         given[key] = value
+    return given
+
+
+def _complete(given: dict[str, Any], sp: space_mod.Space) -> dict[str, Any]:
+    """Every dimension the point asks for: given, else the reference's (a deeper layer: the second layer's).
+
+    A dimension the point does not ask for (a layer beyond its depth, the learning rate of an optimizer not
+    chosen, a schedule's parameter under another schedule) takes no value.
+    """
     ref = points.baseline_params(sp)
-    layers = int(given.get("conv_layers", ref.get("conv_layers", points.seed_value("conv_layers"))))
+    point = {**ref, **given}
+    layers = int(point.get("conv_layers", points.seed_value("conv_layers")))
     params: dict[str, Any] = {}
     for name in sp.searched:
         layer = _layer_index(name)
-        if layer is not None and layer > layers:
-            if name in given:
+        if not points.asked(name, point, sp):
+            if name in given and layer is not None:
                 raise ConfigError(f"enqueue: {name}: expected no value with conv_layers={layers} (it applies only"
                                   f" to models with {layer} or more conv layers); received {given[name]!r}")
+            if name in given:
+                raise ConfigError(f"enqueue: {name}: expected no value for this point (it is asked only with the"
+                                  f" optimizer or schedule it belongs to); received {given[name]!r}")
             continue
         if name in given:
             params[name] = given[name]
         elif name in ref:
             params[name] = ref[name]
-        else:  # a layer beyond the reference's two: the second layer's value, if the space holds it
+        elif layer is not None:  # a layer beyond the reference's two: the second layer's value, if the space holds it
             second = params.get(name.replace(f"conv{layer}_", "conv2_"), points.seed_value(
                 name.replace(f"conv{layer}_", "conv2_")))
             if not sp.dims[name].contains(second):
                 raise ConfigError(f"enqueue: {name}: expected a value (conv_layers={layers} needs it and the"
                                   f" reference has none in this space: {sp.dims[name].to_dict()}); received none")
             params[name] = second
-    try:
-        summarize(points.spec_from_values(params, sp), _INPUT_SHAPE, 10)
-    except ArchitectureError as exc:
-        raise ConfigError(f"enqueue: expected an architecture that builds on 28x28 images; received one that"
-                          f" does not: {exc}") from exc
+        else:
+            raise ConfigError(f"enqueue: {name}: expected a value (this point asks for it and the reference has"
+                              f" none in this space: {sp.dims[name].to_dict()}); received none")
     return params
 
 
 def _typed(key: str, raw: str, dim: space_mod.Dimension) -> Any:
     sample = dim.value if dim.kind == "fixed" else (dim.choices[0] if dim.kind == "choice" else dim.low)
+    if isinstance(sample, bool):
+        if raw.lower() not in ("true", "false"):
+            raise ConfigError(f"enqueue: {key}: expected true or false; received {raw!r}")
+        return raw.lower() == "true"
     if dim.kind == "int" or (isinstance(sample, int) and not isinstance(sample, bool)):
         try:
             return int(raw)

@@ -202,6 +202,13 @@ def _fixed_or_training(space: Space, name: str) -> Any:
     return dim.value if dim is not None and dim.kind == "fixed" else getattr(space.training, name)
 
 
+def asked(name: str, point: Mapping[str, Any], space: Space) -> bool:
+    """Is dimension ``name`` asked for a point with these values (conv_layers, optimizer, schedule: else fixed/study's)?"""
+    n_layers = int(point.get("conv_layers", _fixed_or_seed(space, "conv_layers")))
+    return _active(name, n_layers, point.get("optimizer", _optimizer(space)),
+                   point.get("schedule", _fixed_or_training(space, "schedule")))
+
+
 def _optimizer(space: Space) -> str:
     dim = space.dims.get("optimizer")
     return dim.value if dim is not None and dim.kind == "fixed" else space.training.optimizer
