@@ -15,6 +15,8 @@ import pytest
 # run (its lines, progress, signals) unless a test passes --workers; the default itself has its own tests
 # (test_reuse.py), which remove this variable.
 os.environ["CNNSEARCH_WORKERS"] = "1"
+# Likewise confirmation runs train in this process unless a test asks for the pool (tests/test_pool.py).
+os.environ["CNNSEARCH_RUN_WORKERS"] = "1"
 
 #: Tiny data: 12x12 images of 3 classes, a bright bar whose position is the class.
 TINY_SIDE = 12

@@ -159,3 +159,23 @@ def test_points_that_cannot_build_are_infeasible_without_training(tmp_path: Path
     assert (t.params["optimizer"], t.params["schedule"], t.params["weight_decay"]) == ("adamw", "onecycle", 0.001)
     spec = study_mod.trial_attr(t, "spec")
     assert (spec["pool_layers"], spec["transition"], spec["rotation"]) == ([1, 3], 4, 15.0)
+
+
+def test_enqueue_a_hand_built_point_in_the_tiny_space() -> None:
+    """`study enqueue` takes the new dimensions (a bool as true/false); a schedule's parameter needs its schedule."""
+    from cnnsearch.ground.errors import ConfigError
+    from cnnsearch.search import exchange
+
+    sp = space_mod.load(STUDIES / "tiny.toml")
+    pairs = ("conv_layers=7 conv1_filters=8 conv2_filters=12 conv3_filters=12 conv4_filters=12 conv5_filters=12"
+             " conv6_filters=12 conv7_filters=12 pool_at=2 transition=8 batch_norm=true head=gap dense_units=0"
+             " optimizer=adam adam_learning_rate=0.01 schedule=onecycle onecycle_pct_start=0.3").split()
+    params = exchange.parse_assignments(pairs, sp)
+    assert params["batch_norm"] is True and params["pool_at"] == "2" and "adadelta_learning_rate" not in params
+    assert "step_factor" not in params and params["onecycle_pct_start"] == 0.3
+    spec, overrides = points.suggest(optuna.trial.FixedTrial(params), sp)
+    assert summarize(spec).params == 7562 and overrides["schedule"] == "onecycle"
+    with pytest.raises(ConfigError, match="enqueue: onecycle_pct_start: expected no value for this point"):
+        exchange.parse_assignments(["onecycle_pct_start=0.3"], sp)
+    with pytest.raises(ConfigError, match="enqueue: adam_learning_rate: expected a value"):
+        exchange.parse_assignments(["optimizer=adam"], sp)

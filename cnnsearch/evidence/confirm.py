@@ -23,8 +23,9 @@ seeds (``new=True``), whose runs were never looked at.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+from cnnsearch.evidence import reuse
 from cnnsearch.evidence import verdict as verdict_mod
 from cnnsearch.evidence.store import (FAMILY_PREFIX, LABELS_KEY, PREFIX, REFERENCE_FIDELITY, Fidelity, decode,
                                       encode, families, family_key, fidelities, new_family, put, run_key, runs,
@@ -35,6 +36,7 @@ from cnnsearch.ground import data as data_mod
 from cnnsearch.ground import provenance
 from cnnsearch.ground.errors import ConfigError, StorageError
 from cnnsearch.model.arch import ArchSpec
+from cnnsearch.model.train import TrainConfig, TrainResult
 from cnnsearch.search import points
 from cnnsearch.search import study as study_mod
 
@@ -130,10 +132,7 @@ def run(
     if on_plan is not None:
         on_plan(_plan(h, cands, todo, splits, fid, seeds, n_train))
     put(h.study, family_key(fid, fam["id"]), fam)  # declared before any training: an interrupt keeps it
-    for seed, c in todo:
-        if on_start is not None:
-            on_start(f"{c.key} seed {seed}")
-        record = train_and_store(h, c, splits, fid, seed, on_epoch=on_epoch)
+    for record in train_all(h, todo, splits, fid, on_start=on_start, on_epoch=on_epoch):
         if on_run is not None:
             on_run(record)
     looks = fam["looks"]
@@ -190,22 +189,70 @@ def _data(h: study_mod.Handle, name: str, attrs: dict[str, Any], data_path: str 
     return splits, len(ds.x_train)
 
 
-def train_and_store(h: study_mod.Handle, c: Candidate, splits: data_mod.Splits, fid: Fidelity, seed: int, *,
-                    on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
-    """Train one (configuration, seed) run at ``fid`` and store it on the study with its test predictions.
+def run_config(h: study_mod.Handle, c: Candidate, fid: Fidelity, seed: int) -> TrainConfig:
+    """The training settings of one (configuration, seed) run at ``fid``: the study's, with the candidate's."""
+    return replace(h.training, epochs=fid.epochs, train_limit=fid.train_limit, seed=SEED_OFFSET + seed,
+                   **c.overrides)
 
-    The record: config, trial, seed, epochs, train_limit, params, param_count, test_accuracy,
-    test_loss, val_accuracy, seconds and ``predictions`` (:func:`encode`: one byte per test image).
+
+def record_of(c: Candidate, fid: Fidelity, seed: int, r: TrainResult) -> dict[str, Any]:
+    """A stored run: config, trial, seed, epochs, train_limit, params, param_count, test_accuracy, test_loss,
+    val_accuracy, seconds and ``predictions`` (:func:`encode`: one byte per test image)."""
+    return {"config": c.key, "trial": c.trial, "seed": seed, **fid.to_dict(),
+            "params": c.params, "param_count": r.params, "test_accuracy": r.test_accuracy,
+            "test_loss": r.test_loss, "val_accuracy": r.val_accuracy, "seconds": round(r.seconds, 1),
+            "predictions": encode(r.test_predictions)}
+
+
+def train_all(h: study_mod.Handle, todo: list[tuple[int, Candidate]], splits: data_mod.Splits, fid: Fidelity, *,
+              on_start: Callable[[str], None] | None = None,
+              on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Store every (seed, candidate) run of ``todo`` and yield its record as it lands.
+
+    A run another study of this storage already trained identically (the reference's, mostly) is
+    copied, marked ``reused_from`` (:mod:`cnnsearch.evidence.reuse`); the rest train on both cores,
+    one one-thread process each (:mod:`cnnsearch.model.pool`), or here, in order, where one process
+    is all there is. This process stores every record: the children never write to the study.
     """
-    from cnnsearch.model.train import fit
+    from cnnsearch.model import pool
 
-    config = replace(h.training, epochs=fid.epochs, train_limit=fid.train_limit, seed=SEED_OFFSET + seed,
-                     **c.overrides)
+    donors = reuse.Pool(h, splits)  # issue 21: identical runs of other studies in this storage
+    jobs: dict[str, tuple[int, Candidate, TrainConfig]] = {}
+    for seed, c in todo:
+        config = run_config(h, c, fid, seed)
+        copied = donors.find(c.spec, config, {"config": c.key, "trial": c.trial, "seed": seed, **fid.to_dict(),
+                                               "params": c.params})
+        if copied is None:
+            jobs[f"{c.key} seed {seed}"] = (seed, c, config)
+        else:
+            yield _keep(h, donors, c, fid, seed, config, copied)
+    workers = pool.pool_size(len(jobs))
+    if workers > 1 and on_start is not None:
+        on_start(f"{len(jobs)} runs on {workers} processes")
+    for label, (seed, c, config) in (jobs.items() if workers == 1 else []):
+        if on_start is not None:
+            on_start(label)
+        r = fit_one(c, splits, config, on_epoch)
+        yield _keep(h, donors, c, fid, seed, config, record_of(c, fid, seed, r))
+    if workers > 1:
+        for done in pool.run([pool.Job(k, c.spec, cfg) for k, (_, c, cfg) in jobs.items()], splits, workers=workers):
+            seed, c, config = jobs[done.job.key]
+            yield _keep(h, donors, c, fid, seed, config, record_of(c, fid, seed, done.result))
+
+
+def fit_one(c: Candidate, splits: data_mod.Splits, config: TrainConfig,
+            on_epoch: Callable[[int, dict[str, float]], None] | None) -> TrainResult:
+    """Train one run in this process (the sequential path), then free its model."""
+    from cnnsearch.model.train import fit, release
+
     r = fit(c.spec, splits, config, predict_test=True, on_epoch=on_epoch)
-    record = {"config": c.key, "trial": c.trial, "seed": seed, **fid.to_dict(),
-              "params": c.params, "param_count": r.params, "test_accuracy": r.test_accuracy,
-              "test_loss": r.test_loss, "val_accuracy": r.val_accuracy, "seconds": round(r.seconds, 1),
-              "predictions": encode(r.test_predictions)}
+    release()
+    return r
+
+
+def _keep(h: study_mod.Handle, donors: Any, c: Candidate, fid: Fidelity, seed: int, config: TrainConfig,
+          record: dict[str, Any]) -> dict[str, Any]:
+    donors.identify(record, c.spec, config)
     put(h.study, run_key(fid, c.key, seed), record)
     return record
 
@@ -250,4 +297,5 @@ def _plan(h: study_mod.Handle, cands: list[Candidate], todo: list[tuple[int, Can
 
 __all__ = ["Candidate", "FAMILY_PREFIX", "Fidelity", "PREFIX", "REFERENCE_ACCURACY", "REFERENCE_FIDELITY",
            "candidate_sentence", "candidates", "decode", "encode", "fidelities", "rank_sentence", "reference_sentence",
-           "run", "runs", "search_scores", "sentence", "show", "stored", "summarize", "train_and_store"]
+           "record_of", "run", "run_config", "runs", "search_scores", "sentence", "show", "stored", "summarize",
+           "train_all"]

@@ -69,8 +69,7 @@ def trials_frame(name: str, url: str | None = None) -> pd.DataFrame:
         spread = pd.DataFrame(rows, index=df.index)
         at = df.columns.get_loc(col)
         df = pd.concat([df.iloc[:, :at], spread, df.iloc[:, at + 1:]], axis=1)
-    # No trial finished yet (a fresh study: its queued baseline only): the column is all None, not timedelta.
-    df["duration_s"] = pd.to_timedelta(df.pop("duration")).dt.total_seconds()
+    df["duration_s"] = df.pop("duration").dt.total_seconds()
     baseline = df.pop("user_attrs_baseline") if "user_attrs_baseline" in df else pd.Series(False, index=df.index)
     df.insert(1, "baseline", baseline.map(lambda v: v is True))
     df.insert(2, "state", df.pop("state"))
@@ -96,30 +95,16 @@ def parse_assignments(assignments: Sequence[str], sp: space_mod.Space) -> dict[s
     """``key=value`` pairs as a full point of space ``sp``: typed, in range, active, buildable.
 
     Searched dimensions left out take the reference model's value (a layer the
-    reference lacks takes the second layer's, when the space holds it; the
-    learning rate of an optimizer the study does not train with takes
-    :data:`~cnnsearch.search.points.DEFAULT_LEARNING_RATE`), so the configuration
-    is "the reference with these changes". Conditional dimensions are checked
-    against the point they belong to: ``conv3_filters`` only with
-    ``conv_layers`` >= 3, ``adam_learning_rate`` only with ``optimizer=adam``.
+    reference lacks takes the second layer's, when the space holds it), so the
+    configuration is "the reference with these changes".
 
     Raises:
         ConfigError: a malformed pair, an unknown, fixed or inactive dimension,
             a value outside the space, or an architecture that cannot be built.
     """
-    given = _parse_pairs(assignments, sp)
-    ref = points.baseline_params(sp)
-    layers = int(given.get("conv_layers", ref.get("conv_layers", points.seed_value("conv_layers"))))
-    optimizer = str(given.get("optimizer", ref.get("optimizer", sp.training.optimizer)))
-    params: dict[str, Any] = {}
-    for name in sp.searched:
-        if not points.is_active(name, layers, optimizer):
-            if name in given:
-                why = (f"optimizer={optimizer}" if name.endswith("_learning_rate")
-                       else f"conv_layers={layers} (it applies only to models with {_layer_index(name)} or more)")
-                raise ConfigError(f"enqueue: {name}: expected no value with {why}; received {given[name]!r}")
-            continue
-        params[name] = given[name] if name in given else _default(name, params, ref, sp, layers, optimizer)
+    if not assignments:
+        raise ConfigError("enqueue: expected at least one key=value, e.g. conv1_filters=16; received none")
+    params = _complete(_given(assignments, sp), sp)
     try:
         summarize(points.spec_from_values(params, sp), _INPUT_SHAPE, 10)
     except ArchitectureError as exc:
@@ -128,10 +113,8 @@ def parse_assignments(assignments: Sequence[str], sp: space_mod.Space) -> dict[s
     return params
 
 
-def _parse_pairs(assignments: Sequence[str], sp: space_mod.Space) -> dict[str, Any]:
-    """The ``key=value`` pairs, typed and each checked against its dimension (not yet against the point)."""
-    if not assignments:
-        raise ConfigError("enqueue: expected at least one key=value, e.g. conv1_filters=16; received none")
+def _given(assignments: Sequence[str], sp: space_mod.Space) -> dict[str, Any]:
+    """The typed, in-range searched values of ``key=value`` pairs (fixed dimensions checked and dropped)."""
     given: dict[str, Any] = {}
     for item in assignments:
         key, sep, raw = item.partition("=")
@@ -157,32 +140,49 @@ def _parse_pairs(assignments: Sequence[str], sp: space_mod.Space) -> dict[str, A
     return given
 
 
-def _default(name: str, params: dict[str, Any], ref: dict[str, Any], sp: space_mod.Space, layers: int,
-             optimizer: str) -> Any:
-    """The value of an active dimension the user left out: the reference's, else the nearest the space holds."""
-    if name in ref and not name.endswith("_learning_rate"):
-        return ref[name]
-    if name.endswith("_learning_rate"):
-        # The study's own optimizer trains at the study's rate; another one starts at its default rate.
-        value = ref.get(name) if optimizer == sp.training.optimizer else points.DEFAULT_LEARNING_RATE.get(optimizer)
-    else:  # a layer beyond the reference's two: the second layer's value
+def _complete(given: dict[str, Any], sp: space_mod.Space) -> dict[str, Any]:
+    """Every dimension the point asks for: given, else the reference's (a deeper layer: the second layer's).
+
+    A dimension the point does not ask for (a layer beyond its depth, the learning rate of an optimizer not
+    chosen, a schedule's parameter under another schedule) takes no value.
+    """
+    ref = points.baseline_params(sp)
+    point = {**ref, **given}
+    layers = int(point.get("conv_layers", points.seed_value("conv_layers")))
+    params: dict[str, Any] = {}
+    for name in sp.searched:
         layer = _layer_index(name)
-        second = name.replace(f"conv{layer}_", "conv2_")
-        value = params.get(second, points.seed_value(second))
-    if value is None or not sp.dims[name].contains(value):
-        context = f"optimizer={optimizer}" if name.endswith("_learning_rate") else f"conv_layers={layers}"
-        raise ConfigError(f"enqueue: {name}: expected a value ({context} needs it and the reference has none in"
-                          f" this space: {sp.dims[name].to_dict()}); received none")
-    return value
+        if not points.asked(name, point, sp):
+            if name in given and layer is not None:
+                raise ConfigError(f"enqueue: {name}: expected no value with conv_layers={layers} (it applies only"
+                                  f" to models with {layer} or more conv layers); received {given[name]!r}")
+            if name in given:
+                raise ConfigError(f"enqueue: {name}: expected no value for this point (it is asked only with the"
+                                  f" optimizer or schedule it belongs to); received {given[name]!r}")
+            continue
+        if name in given:
+            params[name] = given[name]
+        elif name in ref:
+            params[name] = ref[name]
+        elif layer is not None:  # a layer beyond the reference's two: the second layer's value, if the space holds it
+            second = params.get(name.replace(f"conv{layer}_", "conv2_"), points.seed_value(
+                name.replace(f"conv{layer}_", "conv2_")))
+            if not sp.dims[name].contains(second):
+                raise ConfigError(f"enqueue: {name}: expected a value (conv_layers={layers} needs it and the"
+                                  f" reference has none in this space: {sp.dims[name].to_dict()}); received none")
+            params[name] = second
+        else:
+            raise ConfigError(f"enqueue: {name}: expected a value (this point asks for it and the reference has"
+                              f" none in this space: {sp.dims[name].to_dict()}); received none")
+    return params
 
 
 def _typed(key: str, raw: str, dim: space_mod.Dimension) -> Any:
     sample = dim.value if dim.kind == "fixed" else (dim.choices[0] if dim.kind == "choice" else dim.low)
-    if isinstance(sample, bool):  # batch_norm = [false, true]: the words TOML and shells use
-        words = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
-        if raw.lower() not in words:
+    if isinstance(sample, bool):
+        if raw.lower() not in ("true", "false"):
             raise ConfigError(f"enqueue: {key}: expected true or false; received {raw!r}")
-        return words[raw.lower()]
+        return raw.lower() == "true"
     if dim.kind == "int" or (isinstance(sample, int) and not isinstance(sample, bool)):
         try:
             return int(raw)

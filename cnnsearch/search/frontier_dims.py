@@ -130,9 +130,12 @@ def reference_value(training: TrainConfig, name: str) -> Any:
     return getattr(training, name)
 
 
-def arch_fields(get: Callable[[str], Any]) -> dict[str, Any]:
-    """ArchSpec fields of a point (``get(dim)`` gives its value, or the reference's)."""
-    pool_at = get("pool_at")
+def arch_fields(get: Callable[[str], Any], pooled_at: bool) -> dict[str, Any]:
+    """ArchSpec fields of a point (``get(dim)`` gives its value, or the reference's).
+
+    ``pooled_at``: the point names ``pool_at``; without it, pooling follows ``pool_every`` (pool_layers empty).
+    """
+    pool_at = get("pool_at") if pooled_at else ""
     return {"pool_layers": parse_pool_at(pool_at) if pool_at else (), "transition": int(get("transition")),
             "rotation": float(get("rotation")), "zoom": float(get("zoom"))}
 

@@ -157,10 +157,11 @@ def spec_from_values(values: Mapping[str, Any], space: Space | None = None) -> A
         f, k = get(f"conv{i}_filters"), get(f"conv{i}_kernel")
         filters.append(f if f is not None else get("conv2_filters"))
         kernels.append(k if k is not None else get("conv2_kernel"))
+    pooled_at = "pool_at" in values or (space is not None and "pool_at" in space.dims)
     return replace(_SEED, conv_filters=tuple(filters), kernel_sizes=tuple(kernels),
                    **{n: get(n) for n in ("stride", "padding", "pool", "pool_size", "pool_every", "dropout_conv",
                                           "dense_units", "dropout_dense", "batch_norm", "head", "augment")},
-                   **frontier_dims.arch_fields(get))
+                   **frontier_dims.arch_fields(get, pooled_at))
 
 
 def suggest(trial: Any, space: Space) -> tuple[ArchSpec, dict[str, Any]]:
@@ -204,6 +205,13 @@ def undrawn(params: Mapping[str, Any], space: Space) -> list[str]:
 def _fixed_or_training(space: Space, name: str) -> Any:
     dim = space.dims.get(name)
     return dim.value if dim is not None and dim.kind == "fixed" else getattr(space.training, name)
+
+
+def asked(name: str, point: Mapping[str, Any], space: Space) -> bool:
+    """Is dimension ``name`` asked for a point with these values (conv_layers, optimizer, schedule: else fixed/study's)?"""
+    n_layers = int(point.get("conv_layers", _fixed_or_seed(space, "conv_layers")))
+    return _active(name, n_layers, point.get("optimizer", _optimizer(space)),
+                   point.get("schedule", _fixed_or_training(space, "schedule")))
 
 
 def _optimizer(space: Space) -> str:
