@@ -93,8 +93,11 @@ def _run(name: str, trial: int | None, seeds: int, epochs: int | None, train_lim
 
     def line(r: dict[str, Any]) -> None:
         b = bar[0]
+        # The ETA from whole runs so far: at 1-2 epochs, building, testing and predicting a model cost as
+        # much as its epochs, which the bar's epoch-based ETA leaves out.
+        eta = b.elapsed() / b.k * (b.total - b.k)
         b.end_unit(f"[{b.k}/{b.total}] {b.label}: test_acc {r['test_accuracy']:.4f}, {r['seconds']:.0f} s;"
-                   f" ETA {duration(b.eta()) if b.k < b.total else '0 s'}")
+                   f" ETA {duration(eta)}")
 
     try:
         summary = ablate_mod.run(name, trial=trial, seeds=seeds, epochs=epochs, train_limit=train_limit,
