@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from cnnsearch.cli import main
-from cnnsearch.evidence import ablate, ablate_changes, ablation_stats
+from cnnsearch.evidence import ablate, ablate_changes, ablation_stats, confirm
 from cnnsearch.search import points, runner
 from cnnsearch.search import study as study_mod
 
@@ -140,8 +140,18 @@ def test_bad_winners_are_one_line(tmp_path: Path, space_file: Path, monkeypatch:
     assert not [k for k in study_mod.system_attrs(h.study) if k.startswith("ablate:")]  # nothing stored
 
 
+#: Test labels of the synthetic runs: 10,000 images, as MNIST's test set.
+LABELS = np.zeros(10_000, dtype=np.int64)
+
+
 def _records(acc: dict[str, list[float]]) -> dict[tuple[str, int], dict[str, Any]]:
-    return {(ident, s): {"seed": s, "test_accuracy": a} for ident, accs in acc.items() for s, a in enumerate(accs)}
+    """Stored-run records with test predictions: the first ``accuracy x 10,000`` images right (nested sets, so
+    a more accurate run gets every image a less accurate one got: a verdict counting test-image noise agrees)."""
+    def rec(s: int, a: float) -> dict[str, Any]:
+        pred = np.where(np.arange(len(LABELS)) < round(a * len(LABELS)), LABELS, 1)
+        return {"seed": s, "test_accuracy": a, "predictions": confirm.encode(pred)}
+
+    return {(ident, s): rec(s, a) for ident, accs in acc.items() for s, a in enumerate(accs)}
 
 
 def _ablation(seeds: int) -> dict[str, Any]:
@@ -158,7 +168,7 @@ def test_effects_verdicts_and_interactions_in_words() -> None:
     # Additive: a adds 1 pp, b adds 0.5 pp, in either order.
     acc = {"B": base, "W": base + 0.015, "leave_one_out-a": base + 0.005, "add_one_in-a": base + 0.010,
            "leave_one_out-b": base + 0.010 + noise, "add_one_in-b": base + 0.005 - noise}
-    s = ablation_stats.summarize(_ablation(4), _records({k: list(v) for k, v in acc.items()}))
+    s = ablation_stats.summarize(_ablation(4), _records({k: list(v) for k, v in acc.items()}), LABELS)
     rows = {r["name"]: r for r in s["changes"]}
     assert rows["a"]["leave_one_out"]["effect"] == pytest.approx(0.010)  # winner minus winner-without-a
     assert rows["a"]["add_one_in"]["effect"] == pytest.approx(0.010)
@@ -168,10 +178,9 @@ def test_effects_verdicts_and_interactions_in_words() -> None:
     # Synergy: each alone adds nothing; together they add 1.5 pp, and removing either loses it all.
     acc.update({"add_one_in-a": base + noise, "add_one_in-b": base - noise, "leave_one_out-a": base + noise,
                 "leave_one_out-b": base - noise})
-    s = ablation_stats.summarize(_ablation(4), _records({k: list(v) for k, v in acc.items()}))
+    s = ablation_stats.summarize(_ablation(4), _records({k: list(v) for k, v in acc.items()}), LABELS)
     inter = s["interaction"]
-    assert inter["add_one_in"]["interact"] is True and inter["likeliest_pair"] == ["a", "b"] or \
-        inter["likeliest_pair"] == ["b", "a"]
+    assert inter["add_one_in"]["interact"] is True and set(inter["likeliest_pair"]) == {"a", "b"}
     assert s["interaction"]["sentence"].startswith("The choices interact") and "likeliest pair" in inter["sentence"]
     assert "By experiment" in s["mattered"] and "helps leave-one-out" in s["mattered"]
     json.dumps(s, allow_nan=False)  # strict JSON
@@ -262,7 +271,7 @@ def test_report_section_computes_then_draws() -> None:
            "leave_one_out-b": base + 0.010 + noise, "add_one_in-b": base + 0.005 - noise}
     ab = _ablation(4)
     ab["variants"][3]["problem"] = "cannot be built: feature map vanishes"  # add one in, change b
-    s = ablation_stats.summarize(ab, _records({k: list(v) for k, v in acc.items()}))
+    s = ablation_stats.summarize(ab, _records({k: list(v) for k, v in acc.items()}), LABELS)
     data = report_ablation.chart_data(s)
     assert data["total"]["effect"] == pytest.approx(1.5) and data["changes"] == ["a", "b"]
     a_loo = next(r for r in data["rows"] if r["change"] == "a" and r["direction"] == "leave_one_out")
