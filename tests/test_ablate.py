@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +16,11 @@ import pytest
 from click.testing import CliRunner
 
 from cnnsearch.cli import main
-from cnnsearch.evidence import ablate, ablate_changes, ablation_stats
-from cnnsearch.ground.errors import Interrupted
+from cnnsearch.evidence import ablate, ablate_changes, ablation_stats, confirm
 from cnnsearch.search import points, runner
 from cnnsearch.search import study as study_mod
+
+REPO = Path(__file__).resolve().parents[1]
 
 #: A tiny space with both kinds of conditional dimension: depth (conv2_* only with 2 layers) and the
 #: optimizer (adam_learning_rate only for Adam). It holds the reference's values (the baseline).
@@ -135,8 +140,18 @@ def test_bad_winners_are_one_line(tmp_path: Path, space_file: Path, monkeypatch:
     assert not [k for k in study_mod.system_attrs(h.study) if k.startswith("ablate:")]  # nothing stored
 
 
+#: Test labels of the synthetic runs: 10,000 images, as MNIST's test set.
+LABELS = np.zeros(10_000, dtype=np.int64)
+
+
 def _records(acc: dict[str, list[float]]) -> dict[tuple[str, int], dict[str, Any]]:
-    return {(ident, s): {"seed": s, "test_accuracy": a} for ident, accs in acc.items() for s, a in enumerate(accs)}
+    """Stored-run records with test predictions: the first ``accuracy x 10,000`` images right (nested sets, so
+    a more accurate run gets every image a less accurate one got: a verdict counting test-image noise agrees)."""
+    def rec(s: int, a: float) -> dict[str, Any]:
+        pred = np.where(np.arange(len(LABELS)) < round(a * len(LABELS)), LABELS, 1)
+        return {"seed": s, "test_accuracy": a, "predictions": confirm.encode(pred)}
+
+    return {(ident, s): rec(s, a) for ident, accs in acc.items() for s, a in enumerate(accs)}
 
 
 def _ablation(seeds: int) -> dict[str, Any]:
@@ -153,7 +168,7 @@ def test_effects_verdicts_and_interactions_in_words() -> None:
     # Additive: a adds 1 pp, b adds 0.5 pp, in either order.
     acc = {"B": base, "W": base + 0.015, "leave_one_out-a": base + 0.005, "add_one_in-a": base + 0.010,
            "leave_one_out-b": base + 0.010 + noise, "add_one_in-b": base + 0.005 - noise}
-    s = ablation_stats.summarize(_ablation(4), _records({k: list(v) for k, v in acc.items()}))
+    s = ablation_stats.summarize(_ablation(4), _records({k: list(v) for k, v in acc.items()}), LABELS)
     rows = {r["name"]: r for r in s["changes"]}
     assert rows["a"]["leave_one_out"]["effect"] == pytest.approx(0.010)  # winner minus winner-without-a
     assert rows["a"]["add_one_in"]["effect"] == pytest.approx(0.010)
@@ -163,10 +178,9 @@ def test_effects_verdicts_and_interactions_in_words() -> None:
     # Synergy: each alone adds nothing; together they add 1.5 pp, and removing either loses it all.
     acc.update({"add_one_in-a": base + noise, "add_one_in-b": base - noise, "leave_one_out-a": base + noise,
                 "leave_one_out-b": base - noise})
-    s = ablation_stats.summarize(_ablation(4), _records({k: list(v) for k, v in acc.items()}))
+    s = ablation_stats.summarize(_ablation(4), _records({k: list(v) for k, v in acc.items()}), LABELS)
     inter = s["interaction"]
-    assert inter["add_one_in"]["interact"] is True and inter["likeliest_pair"] == ["a", "b"] or \
-        inter["likeliest_pair"] == ["b", "a"]
+    assert inter["add_one_in"]["interact"] is True and set(inter["likeliest_pair"]) == {"a", "b"}
     assert s["interaction"]["sentence"].startswith("The choices interact") and "likeliest pair" in inter["sentence"]
     assert "By experiment" in s["mattered"] and "helps leave-one-out" in s["mattered"]
     json.dumps(s, allow_nan=False)  # strict JSON
@@ -195,24 +209,37 @@ def test_ablate_trains_reuses_resumes_and_shows(tmp_path: Path, space_file: Path
     assert done[0].startswith("[1/2] leave-one-out conv_layers seed 0") and "ETA" in done[0]
     assert "conv_layers" in r.stdout and "add-one-in" in r.stdout and "Ablation of trial 1" in r.stdout
 
-    # A second seed, interrupted (as SIGTERM would) during its last run: the three before it stay stored.
-    started: list[str] = []
-
-    def start(label: str) -> None:
-        started.append(label)
-
-    def epoch(e: int, logs: dict[str, float]) -> None:
-        if len(started) == 4:
-            raise Interrupted(15)
-
-    with pytest.raises(Interrupted):
-        ablate.run("a", trial=1, seeds=2, epochs=1, on_start=start, on_epoch=epoch)
-    first = list(started)
-    started.clear()
+    # A second seed, stopped by a real SIGTERM after its second finished run: exit 143, finished runs stored.
+    seed1 = _seed1_runs(url)
+    assert seed1 == set()
+    p = subprocess.Popen([sys.executable, "-m", "cnnsearch.cli", "study", "ablate", "a", "--trial", "1", "--seeds", "2",
+                          "--epochs", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        finished, lines = 0, []
+        assert p.stderr is not None
+        for line in p.stderr:
+            lines.append(line)
+            finished += ": test_acc " in line
+            if finished == 2:
+                p.send_signal(signal.SIGTERM)
+                break
+        _, rest = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    err = "".join(lines) + rest
+    assert lines[0].startswith("ablation plan: 2 changes -> 4 configurations x 2 seeds = 8 runs (4 reused, 4 new)")
+    assert p.returncode == 143 and "interrupted (SIGTERM)" in err and "Traceback" not in err, err
+    stopped = _seed1_runs(url)
+    assert 2 <= len(stopped) < 4
+    # The same command resumes: only the runs not stored yet train.
+    trained: list[str] = []
     plans: list[Any] = []
-    s = ablate.run("a", trial=1, seeds=2, epochs=1, on_start=start, on_plan=plans.append)
-    assert plans[0].new == 1 and plans[0].reused == 7  # 8 runs: 4 of seed 0, 3 of seed 1 finished
-    assert not set(first[:3]) & set(started) and first[3] in started  # finished runs are not repeated
+    s = ablate.run("a", trial=1, seeds=2, epochs=1, on_plan=plans.append,
+                   on_run=lambda r: trained.append(r.get("identity") or r["config"]))
+    assert plans[0].new == 4 - len(stopped) and plans[0].reused == 4 + len(stopped)
+    assert not set(trained) & stopped and set(trained) | stopped == _seed1_runs(url) and len(_seed1_runs(url)) == 4
     assert s["seeds"] == 2 and s["total"]["n"] == 2
     assert all(r[d]["n"] == 2 for r in s["changes"] for d in ablation_stats.DIRECTIONS)
 
@@ -228,6 +255,13 @@ def test_ablate_trains_reuses_resumes_and_shows(tmp_path: Path, space_file: Path
     assert {c["config"] for c in json.loads(conf.stdout)["configs"]} == {"baseline", "trial1"}
 
 
+def _seed1_runs(url: str) -> set[str]:
+    """The models with a stored seed-1 run: the variants' identities, ``trial1`` and ``baseline``."""
+    attrs = study_mod.system_attrs(study_mod.load("a", url).study)
+    return {r.get("identity") or r["config"] for k, r in attrs.items()
+            if isinstance(r, dict) and k.endswith(":seed1") and k.startswith(("ablate:run:", "confirm:"))}
+
+
 def test_report_section_computes_then_draws() -> None:
     from cnnsearch.report import ablation as report_ablation
 
@@ -237,7 +271,7 @@ def test_report_section_computes_then_draws() -> None:
            "leave_one_out-b": base + 0.010 + noise, "add_one_in-b": base + 0.005 - noise}
     ab = _ablation(4)
     ab["variants"][3]["problem"] = "cannot be built: feature map vanishes"  # add one in, change b
-    s = ablation_stats.summarize(ab, _records({k: list(v) for k, v in acc.items()}))
+    s = ablation_stats.summarize(ab, _records({k: list(v) for k, v in acc.items()}), LABELS)
     data = report_ablation.chart_data(s)
     assert data["total"]["effect"] == pytest.approx(1.5) and data["changes"] == ["a", "b"]
     a_loo = next(r for r in data["rows"] if r["change"] == "a" and r["direction"] == "leave_one_out")
@@ -251,3 +285,13 @@ def test_report_section_computes_then_draws() -> None:
     assert "cnnsearch study ablate x" in report_ablation.section_html("x", None)
     assert report_ablation.mattered_statement(s, "fANOVA says a").startswith("By experiment")
     assert report_ablation.mattered_statement(None, "fANOVA says a").startswith("Observational")
+
+
+def test_default_fidelity_resumes_then_reuses_then_is_the_reference() -> None:
+    run = {"config": "trial4", "seed": 0, "epochs": 5, "train_limit": 1000}
+    attrs: dict[str, Any] = {"confirm:e5-n1000:trial4:seed0": run, "confirm:e2-n0:trial9:seed0": {**run, "config": "trial9",
+                                                                                                 "epochs": 2, "train_limit": 0}}
+    assert ablate.default_fidelity(attrs, 4) == ablate.Fidelity(5, 1000)  # the winner's confirmation runs
+    assert ablate.default_fidelity(attrs, 7) == ablate.confirm_mod.REFERENCE_FIDELITY  # none of its own
+    attrs["ablate:plan:e1-n0:trial4"] = {"trial": 4, "fidelity": {"epochs": 1, "train_limit": 0}, "seeds": 3}
+    assert ablate.default_fidelity(attrs, 4) == ablate.Fidelity(1, 0)  # an earlier ablation: resume it

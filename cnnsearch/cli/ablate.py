@@ -29,9 +29,12 @@ def _cell(r: dict[str, Any]) -> str:
 def print_summary(s: dict[str, Any]) -> None:
     """The ablation as a table on stdout: each change in both directions, the total, then the words."""
     width = max([len(r["name"]) for r in s["changes"]] + [len("change")])
-    click.echo(f"{'change':<{width}}  {'leave-one-out (winner without it)':<40}  add-one-in (baseline with it)")
-    for r in s["changes"]:
-        click.echo(f"{r['name']:<{width}}  {_cell(r['leave_one_out']):<40}  {_cell(r['add_one_in'])}")
+    head = "leave-one-out (winner without it)"
+    cells = [(_cell(r["leave_one_out"]), _cell(r["add_one_in"])) for r in s["changes"]]
+    col = max([len(c) for c, _ in cells] + [len(head)])
+    click.echo(f"{'change':<{width}}  {head:<{col}}  add-one-in (baseline with it)")
+    for r, (loo, aoi) in zip(s["changes"], cells):
+        click.echo(f"{r['name']:<{width}}  {loo:<{col}}  {aoi}")
     t = s["total"]
     ci = "" if t["ci95"] is None else f" [{_pp(t['ci95'][0])}, {_pp(t['ci95'][1])}]"
     click.echo(f"{'total':<{width}}  winner - baseline {_pp(t['effect'])}{ci} {t['verdict']} over {t['n']} seeds")
@@ -93,8 +96,11 @@ def _run(name: str, trial: int | None, seeds: int, epochs: int | None, train_lim
 
     def line(r: dict[str, Any]) -> None:
         b = bar[0]
+        # The ETA from whole runs so far: at 1-2 epochs, building, testing and predicting a model cost as
+        # much as its epochs, which the bar's epoch-based ETA leaves out.
+        eta = b.elapsed() / b.k * (b.total - b.k)
         b.end_unit(f"[{b.k}/{b.total}] {b.label}: test_acc {r['test_accuracy']:.4f}, {r['seconds']:.0f} s;"
-                   f" ETA {duration(b.eta()) if b.k < b.total else '0 s'}")
+                   f" ETA {duration(eta)}")
 
     try:
         summary = ablate_mod.run(name, trial=trial, seeds=seeds, epochs=epochs, train_limit=train_limit,

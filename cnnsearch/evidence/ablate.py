@@ -104,7 +104,8 @@ def train_run(h: study_mod.Handle, ab: Ablation, job: dict[str, Any], splits: An
                      **overrides)
     r = fit(spec, splits, config, predict_test=True, callbacks=callbacks, on_epoch=on_epoch)
     key, label = store_key(ab, job)
-    trial = ab.trial if job["role"] != "baseline" else 0
+    base = study_mod.baseline_trial(h.study) if job["role"] == "baseline" else None
+    trial = ab.trial if job["role"] != "baseline" else base.number if base is not None else 0  # as confirm's
     record = {"config": label, "trial": trial, "seed": job["seed"], **fid.to_dict(), "params": job["params"],
               "param_count": r.params, "test_accuracy": r.test_accuracy, "test_loss": r.test_loss,
               "val_accuracy": r.val_accuracy, "seconds": round(r.seconds, 1),
@@ -191,7 +192,11 @@ def _check_labels(study: Any, attrs: dict[str, Any], labels: str, source: str, n
 
 
 def default_fidelity(attrs: dict[str, Any], trial: int) -> Fidelity:
-    """The fidelity with the most confirmation runs of ``trial`` (they are reused), else the reference's."""
+    """The fidelity of an earlier ablation of ``trial`` (so the same command resumes it), else the one with
+    the most confirmation runs of ``trial`` (they are reused), else the reference's."""
+    plans = [v for k, v in attrs.items() if k.startswith(PLAN_PREFIX) and isinstance(v, dict) and v["trial"] == trial]
+    if plans:
+        return max((Fidelity(**v["fidelity"]) for v in plans), key=lambda f: (f.epochs, f.train_limit == 0, f))
     counts: dict[Fidelity, int] = {}
     for r in confirm_mod.runs(attrs):
         if r.get("config") == f"trial{trial}":
