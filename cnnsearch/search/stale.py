@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from cnnsearch.ground import private
 from cnnsearch.search.objective import process_start
 from cnnsearch.search.study import load
 
@@ -62,11 +63,11 @@ def fail_stale(study: optuna.Study, *, force: bool = False) -> list[int]:
 
 def _fail(study: optuna.Study, t: FrozenTrial, reason: str) -> bool:
     """Mark ``t`` FAIL as stale with ``reason``; False if its worker finished it meanwhile."""
-    storage = study._storage
+    storage, tid = private.storage_of(study), private.trial_id(t)
     try:
-        storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
-        storage.set_trial_user_attr(t._trial_id, "failure_kind", "stale")
-        return bool(storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL))
+        storage.set_trial_user_attr(tid, "fail_reason", reason)
+        storage.set_trial_user_attr(tid, "failure_kind", "stale")
+        return bool(storage.set_trial_state_values(tid, state=TrialState.FAIL))
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
 
