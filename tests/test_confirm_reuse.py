@@ -52,6 +52,6 @@ def test_reference_runs_are_reused_across_studies_and_marked(tmp_path: Path, tin
 
     # A different seed is a different run: trained, not reused.
     trained.clear()
-    confirm.run("second", top=1, seeds=2, epochs=1)
+    confirm.run("second", top=1, seeds=1, epochs=1, new=True)  # a new confirmation at fresh seeds
     assert len(trained) == 2  # baseline and trial1 at seed 1
     assert reuse.REUSED_FROM not in confirm.stored(study_mod.load("second").study)["confirm:e1-n0:baseline:seed1"]
