@@ -9,6 +9,7 @@ import click
 
 from cnnsearch.model.arch import REFERENCE
 from cnnsearch.cli import emit_json, json_option, space_or_file, storage_option, study_argument, write_report
+from cnnsearch.cli.text import confirm_lines, plural, tidy, tidy_params
 from cnnsearch.ground.errors import CnnsearchError
 
 
@@ -147,8 +148,8 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
         h = study_mod.load(name, url)
         best = study_mod.best_trial(h.study)
         if best is not None:
-            click.echo(f"best so far: trial {best.number}, val_acc {best.user_attrs['val_accuracy']:.4f},"
-                       f" param_count {study_mod.param_count(best.user_attrs) or 0:,}", err=True)
+            click.echo(f"best so far: trial {best.number}, validation accuracy {best.user_attrs['val_accuracy']:.4f},"
+                       f" {study_mod.param_count(best.user_attrs) or 0:,} parameters", err=True)
     if not no_report:
         write_report(name, None, url, data_path)
     if not quiet:
@@ -173,7 +174,7 @@ def study_list(url: str | None, as_json: bool) -> None:
     for r in rows:
         best = "-" if r["best_val_accuracy"] is None else f"{r['best_val_accuracy']:.4f} (trial {r['best_trial']})"
         states = ", ".join(f"{v} {k.lower()}" for k, v in sorted(r["counts"].items()))
-        click.echo(f"{r['name']}: {r['trials']} trials ({states}); best val_acc {best}")
+        click.echo(f"{r['name']}: {plural(r['trials'], 'trial')} ({states}); best validation accuracy {best}")
 
 
 @study.command("show")
@@ -189,12 +190,16 @@ def study_show(name: str, top: int | None, sort: str, url: str | None, as_json: 
     from cnnsearch.ground.describe import choices
 
     doc = records.show(name, url, top=top, sort=sort)
+    for t in doc["trials"]:
+        t["params"] = tidy_params(t["params"])
     if as_json:
         emit_json(doc)
         return
     click.echo(f"study {name} ({doc['storage']}), created {doc['created']} from {doc['space_source']}")
-    click.echo(f"training: {doc['training']}")
-    click.echo(f"trials: {doc['counts']}")
+    click.echo("training:")
+    for key, value in (doc["training"] or {}).items():
+        click.echo(f"  {key} = {tidy(value)}")
+    click.echo("trials: " + (", ".join(f"{v} {k.lower()}" for k, v in sorted(doc["counts"].items())) or "none"))
     base_val = doc.get("baseline_val_accuracy")
     words = {"COMPLETE": "done", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "queued"}
     # Columns sized so a seed.toml row fits 100 characters (the choices take up to 53).
@@ -223,13 +228,14 @@ def study_best(name: str, export: str | None, url: str | None, as_json: bool) ->
     from cnnsearch.search import browse as records
 
     rec = records.best(name, url, export=export)
+    rec["params"] = tidy_params(rec["params"])
     if as_json:
         emit_json(rec)
         return
     from cnnsearch.ground.describe import choices
 
-    click.echo(f"best trial {rec['number']}: val_acc {rec['val_accuracy']:.4f}, test_acc {rec['test_accuracy']:.4f},"
-               f" param_count {rec['param_count']:,}")
+    click.echo(f"best trial {rec['number']}: validation accuracy {rec['val_accuracy']:.4f}, test accuracy"
+               f" {rec['test_accuracy']:.4f} (never used to select), {rec['param_count']:,} parameters")
     click.echo(f"choices: {choices(rec['spec'], rec['params'])}")
     if rec.get("exported"):
         click.echo(f"exported the trained model to {rec['exported']}")
@@ -270,7 +276,7 @@ def study_fail_stale(name: str, force: bool, url: str | None) -> None:
     if not failed:
         click.echo(f"no stale trials in {name!r}" + ("" if force else " on this machine (--all for every machine's)"))
         return
-    click.echo(f"failed {len(failed)} stale trial(s) of {name!r}: {', '.join(f'#{n}' for n in failed)};"
+    click.echo(f"failed {plural(len(failed), 'stale trial')} of {name!r}: {', '.join(f'#{n}' for n in failed)};"
                " each re-queued once")
 
 
@@ -312,11 +318,12 @@ def study_enqueue(name: str, assignments: tuple[str, ...], url: str | None, as_j
     from cnnsearch.search import exchange
 
     queued = exchange.enqueue(name, list(assignments), url)
+    queued["params"] = tidy_params(queued["params"])
     if as_json:
         emit_json(queued)
         return
     click.echo(f"queued trial {queued['number']} of {name!r}: "
-               + ", ".join(f"{k}={v}" for k, v in queued["params"].items()))
+               + ", ".join(f"{k} = {v}" for k, v in queued["params"].items()))
     click.echo(f"next: cnnsearch study run {name} --trials 1   (queued trials run first)")
 
 
@@ -352,7 +359,7 @@ def study_confirm(name: str, top: int, seeds: int, epochs: int | None, train_lim
 
     def line(r: dict[str, Any]) -> None:
         b = bar[0]
-        b.end_unit(f"[{b.k}/{b.total}] {r['config']} seed {r['seed']}: test_acc {r['test_accuracy']:.4f},"
+        b.end_unit(f"[{b.k}/{b.total}] {r['config']} seed {r['seed']}: test accuracy {r['test_accuracy']:.4f},"
                    f" {r['seconds']:.0f} s; ETA {duration(b.eta()) if b.k < b.total else '0 s'}")
 
     ref = confirm_mod.REFERENCE_FIDELITY
@@ -381,11 +388,8 @@ def study_confirm(name: str, top: int, seeds: int, epochs: int | None, train_lim
                    + (f" at {confirm_mod.Fidelity(**summary['fidelity']).describe()}" if summary["fidelity"] else "")
                    + f"; run: cnnsearch study confirm {name} --top 3 --seeds 3")
         return
-    for r in summary["configs"]:
-        sd = "" if r["sd_test_accuracy"] is None else f" ± {r['sd_test_accuracy']:.4f}"
-        word = f"  {r['verdict']}" if "verdict" in r else ""
-        click.echo(f"{r['config']:>10}: {r['mean_test_accuracy']:.4f}{sd} over {r['seeds']} seeds,"
-                   f" param_count {r['param_count']:,}{word}")
-    click.echo(summary["verdict"])
+    for line in confirm_lines(name, summary, url):
+        click.echo(line)
     if not show_only:
         click.echo(f"next: cnnsearch report {name}   (its answer section now shows this verdict)", err=True)
+

@@ -15,7 +15,7 @@ from typing import Callable
 from cnnsearch.evidence import confirm as confirm_mod
 from cnnsearch.evidence import importance as importance_mod
 from cnnsearch.ground.describe import choices
-from cnnsearch.records.storage import DEFAULT_STORAGE
+from cnnsearch.records.storage import DEFAULT_STORAGE, mask_url
 from cnnsearch.report import headline as headline_mod
 from cnnsearch.report.data import REFERENCE, ReportData, best_value, confirm_reference_ok
 from cnnsearch.report.markup import Section, badge, interval, p, pp, table
@@ -23,7 +23,7 @@ from cnnsearch.report.markup import Section, badge, interval, p, pp, table
 
 def storage_flag(d: ReportData) -> str:
     """`` --storage URL`` for commands, when the study is not in the default storage."""
-    return "" if d.url == DEFAULT_STORAGE else f" --storage {d.url}"
+    return "" if d.url == DEFAULT_STORAGE else f" --storage {mask_url(d.url)}"  # never a password
 
 
 def headline_of(d: ReportData) -> headline_mod.Headline:

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from cnnsearch.evidence import confirm as confirm_mod
+from cnnsearch.records.storage import mask_url
 from cnnsearch.report import headline as headline_mod
 from cnnsearch.report.answer import storage_flag
 from cnnsearch.report.data import REFERENCE, VS_REFERENCE, ReportData, confirm_reference_ok
@@ -134,7 +135,7 @@ def header_section(d: ReportData) -> Section:
     s = d.settings
     versions = next((r.get("versions") for r in [d.best, d.baseline] if r and r.get("versions")), None)
     items = [
-        ("storage", d.url), ("created", s["created"]), ("space file", s["space_source"]),
+        ("storage", mask_url(d.url)), ("created", s["created"]), ("space file", s["space_source"]),
         ("sampler / pruner", f"{s['study']['sampler']} / {s['study']['pruner']} (seed {s['study']['seed']})"),
         ("objectives", ", ".join(s["study"]["objectives"])),
         ("training", "; ".join(f"{k} = {tidy(v)}" for k, v in s["training"].items())),
