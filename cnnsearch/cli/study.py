@@ -68,9 +68,9 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
 @click.option("--timeout", type=click.FloatRange(min=0), default=None, help="Start no new trial after SEC seconds.")
 @click.option("--workers", type=_Workers(), default="auto", show_default=True, envvar="CNNSEARCH_WORKERS",
               show_envvar=True,
-              help="Worker processes on this machine, sharing the trials. 'auto': 2 one-thread processes on a CPU"
-                   " with >= 2 cores (measured 2.4x the trials an hour of one on 2 cores), else 1 (also for --verbose)."
-                   " --workers 1 shows a progress bar with an ETA.")
+              help="Worker processes on this machine, sharing the trials, shown as one progress view. 'auto': 2"
+                   " one-thread processes on a CPU with >= 2 cores (2.4x the trials an hour of one two-thread"
+                   " process on 2 cores: docs/benchmarks.md), else 1 (also for --verbose).")
 @click.option("--space", "space_path", type=click.Path(dir_okay=False), default=None,
               help="Create the study from this space file if it does not exist yet (an existing study must have"
                    " the same space).")
@@ -105,12 +105,15 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
                        f" {len(h.space.searched)} searched dimensions", err=True)
     # auto: one process for --verbose (its per-epoch lines come from one process's progress display).
     processes = (1 if verbose else runner.auto_workers(trials)) if workers == "auto" else int(workers)
-    if workers == "auto" and processes > 1 and not quiet:
-        click.echo(f"--workers auto: {processes} worker processes share the {trials} trials"
-                   " (--workers 1: one process, with a progress bar)", err=True)
     if processes > 1:
+        from cnnsearch.model.train import available_cores
+        from cnnsearch.search.watch import Watch
+
+        # One view of all workers (plan line, one bar or one line per event, trial lines with their choices).
+        watch = None if quiet else Watch(name, url, processes, max(1, available_cores() // processes))
         codes = runner.run_workers(name, trials=trials, workers=processes, timeout=timeout, data_path=data_path,
-                                   url=url, quiet=quiet, debug=bool(ctx.find_root().params.get("debug")), seed=seed)
+                                   url=url, quiet=quiet, debug=bool(ctx.find_root().params.get("debug")), seed=seed,
+                                   watch=watch)
         failed = [c for c in codes if c != 0]
         if failed:
             raise click.exceptions.Exit(130 if 130 in failed else max(failed))

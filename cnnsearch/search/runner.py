@@ -247,6 +247,7 @@ def run_workers(
     cores: int | None = None,
     debug: bool = False,
     seed: int | None = None,
+    watch: Callable[[list[Any], int], list[int]] | None = None,
 ) -> list[int]:
     """Run ``trials`` new trials of study ``name`` in ``workers`` processes on this machine.
 
@@ -259,6 +260,8 @@ def run_workers(
     :class:`~cnnsearch.ground.errors.Interrupted` is raised here. A worker whose
     parent dies (even by SIGKILL) gets SIGTERM (Linux), so none is orphaned. Each worker is
     ``python -m cnnsearch.search.runner`` (:func:`main`); ``debug`` passes ``--debug`` on.
+    ``watch(procs, total)``, if given, shows the run until the workers exit and returns their statuses
+    (:class:`cnnsearch.search.watch.Watch`: one aggregated view); the workers' stderr then goes to it by pipe.
 
     Returns:
         The workers' exit statuses.
@@ -292,8 +295,9 @@ def run_workers(
             for i, n in enumerate(shares):
                 if n > 0:
                     procs.append(subprocess.Popen([*base_cmd, "--trials", str(n)], preexec_fn=_die_with_parent,
-                                                  env={**os.environ, WORKER_ENV: str(i + 1), STORAGE_ENV: h.url}))
-            return [p.wait() for p in procs]
+                                                  env={**os.environ, WORKER_ENV: str(i + 1), STORAGE_ENV: h.url},
+                                                  stderr=subprocess.PIPE if watch is not None else None))
+            return watch(procs, total) if watch is not None else [p.wait() for p in procs]
         except KeyboardInterrupt as exc:
             # Pass the same signal on (Ctrl-C in a terminal reaches them anyway; SIGTERM from docker stop does
             # not): each worker fails its running trial with the signal's name and exits.
