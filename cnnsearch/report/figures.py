@@ -16,9 +16,9 @@ import numpy as np
 from cnnsearch.evidence import importance as importance_mod
 from cnnsearch.model import viz
 from cnnsearch.report.data import REFERENCE, ReportData, effects
-from cnnsearch.report.markup import Section, img, p, plural, table
+from cnnsearch.report.markup import Section, img, p, plural, table, tidy
 
-#: Slice plots: two a row at about 650 px each (natural size at viz.DPI), so no text is under 9 px.
+#: Slice plots: two a row, each about 650 px wide (natural size at viz.DPI), so no text is under 9 px.
 SLICE_INCHES = (6.0, 3.9)
 SLICE_FONT_PT = 9
 #: Dimensions on the parallel-coordinate plot: the most important first (more lines would be unreadable).
@@ -134,41 +134,89 @@ def _distribution(d: ReportData, name: str) -> Any:
                 None)
 
 
-def slice_figure(d: ReportData, name: str) -> Any:
-    """Optuna's slice plot of one choice, sized for half the page; an integer choice ticks at its values."""
+def slice_points(d: ReportData, name: str) -> tuple[list[Any], list[float], list[int], bool, bool]:  # noqa: D401
+    """One choice's slice as plain data: values, validation accuracies, trial numbers, categorical?, log scale?
+
+    A categorical choice, or an integer one with at most :data:`INTEGER_TICKS_MAX` values, is drawn on a
+    categorical axis (one tick per value, in order): ``conv_layers`` never gets a 1.5 tick.
+    """
     import optuna
 
-    base_params = d.baseline["params"] if d.baseline else {}
-    base_val = d.baseline["val_accuracy"] if d.baseline else None
-    fig = viz.draw_slice(d.study, name, base_params.get(name), base_val)
-    fig.set_size_inches(*SLICE_INCHES)
-    ax = fig.axes[0]
+    col = d.completed[[name, "val acc", "trial"]].dropna(subset=[name, "val acc"])
     dist = _distribution(d, name)
-    values = sorted(d.completed[name].dropna().unique().tolist())
-    if isinstance(dist, optuna.distributions.IntDistribution) and 0 < len(values) <= INTEGER_TICKS_MAX:
-        ax.set_xticks([int(v) for v in values])
-        ax.set_xticklabels([str(int(v)) for v in values])
-    for text in fig.findobj(match=lambda o: hasattr(o, "get_fontsize") and hasattr(o, "set_fontsize")):
-        if text.get_fontsize() < SLICE_FONT_PT:
-            text.set_fontsize(SLICE_FONT_PT)
+    values = col[name].tolist()
+    categorical = (isinstance(dist, optuna.distributions.CategoricalDistribution)
+                   or (isinstance(dist, optuna.distributions.IntDistribution)
+                       and len(set(values)) <= INTEGER_TICKS_MAX))
+    log = bool(getattr(dist, "log", False)) and not categorical
+    return values, col["val acc"].astype(float).tolist(), col["trial"].astype(int).tolist(), categorical, log
+
+
+def draw_slices(d: ReportData, names: list[str]) -> Any:
+    """Validation accuracy against each choice, two a row in one figure (one image: one encoding, not one per
+    choice); the in-study baseline's value as an orange star and its validation accuracy as a dotted line."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    rows = -(-len(names) // 2)
+    fig, axes = plt.subplots(rows, 2, figsize=(2 * SLICE_INCHES[0], rows * SLICE_INCHES[1]), squeeze=False)
+    base = d.baseline
+    base_val = base["val_accuracy"] if base else None
+    for ax, name in zip(axes.ravel(), names):
+        values, vals, _numbers, categorical, log = slice_points(d, name)
+        if categorical:
+            order = sorted(set(values), key=lambda v: (not isinstance(v, (int, float)), v if isinstance(v, (int, float))
+                                                       else str(v)))
+            pos = {v: i for i, v in enumerate(order)}
+            xs = [pos[v] for v in values]
+            ax.set_xticks(range(len(order)))
+            ax.set_xticklabels([str(tidy(v)) for v in order])  # 4.0 (a column with gaps is float) as 4
+            ax.set_xlim(-0.5, len(order) - 0.5)
+        else:
+            xs = [float(v) for v in values]
+            if log:
+                ax.set_xscale("log")
+        ax.scatter(xs, vals, color="tab:blue", alpha=0.55, edgecolors="#234", linewidths=0.4, s=28, zorder=3,
+                   label="completed trial")
+        if base_val is not None:
+            ax.axhline(base_val, color="tab:orange", ls=":", lw=1.5, zorder=2, label="in-study baseline (val)")
+            bx = base["params"].get(name)
+            if bx is not None:
+                bx = pos.get(bx) if categorical else float(bx)
+                if bx is not None:
+                    ax.scatter([bx], [base_val], marker="*", s=190, color="tab:orange", edgecolors="black",
+                               linewidths=0.6, zorder=5, label="in-study baseline")
+        viz._zoom(ax, [*vals, base_val if base_val is not None else math.nan], xs=xs, ys=vals)
+        ax.set_title(name, fontsize=SLICE_FONT_PT + 1)
+        ax.set_ylabel("validation accuracy", fontsize=SLICE_FONT_PT)
+        ax.tick_params(labelsize=SLICE_FONT_PT)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles),
+                   fontsize=SLICE_FONT_PT, frameon=False)
     return fig
 
 
 def slices_section(d: ReportData) -> Section:
-    """One slice plot per searched choice that took values, two a row."""
+    """Validation accuracy against each searched choice that took values, two a row."""
     done = d.completed
-    figs = []
-    for name in d.param_columns:
-        if not done[name].notna().any():
-            continue
-        col = done[[name, "val acc"]].dropna()
-        top = col.sort_values("val acc").iloc[-1]
-        alt = (f"Validation accuracy of each completed trial against {name}; the best trial took"
-               f" {top[name]!s} ({top['val acc']:.4f}); the orange star is the in-study baseline")
-        figs.append(img(viz.data_uri(slice_figure(d, name)), alt))
-    body = ("<div class='grid'>" + "".join(figs) + "</div>" if figs
-            else p("No searched parameter has completed values.", "missing"))
-    return Section("Slices: validation accuracy against each choice", body, "slices")
+    names = [n for n in d.param_columns if done[n].notna().any()]
+    if not names:
+        return Section("Slices: validation accuracy against each choice",
+                       p("No searched parameter has completed values.", "missing"), "slices")
+    tops = []
+    for name in names:
+        top = done[[name, "val acc"]].dropna().sort_values("val acc").iloc[-1]
+        tops.append(f"{name} {top[name]!s}")
+    alt = ("Validation accuracy of each completed trial against each choice, two a row; the best trial took "
+           + ", ".join(tops) + "; the orange star is the in-study baseline")
+    return Section("Slices: validation accuracy against each choice", img(viz.data_uri(draw_slices(d, names)), alt),
+                   "slices")
 
 
 def parallel_section(d: ReportData) -> Section:
@@ -245,4 +293,4 @@ def figure_sections(d: ReportData) -> list[Section]:
 
 
 __all__ = ["figure_sections", "effects_section", "history_section", "importance_section", "learning_curves_section",
-           "parallel_section", "pareto_section", "slice_figure", "slices_section"]
+           "parallel_section", "pareto_section", "slice_points", "slices_section"]
