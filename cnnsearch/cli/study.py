@@ -95,7 +95,7 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
 
     from cnnsearch.search import runner
     from cnnsearch.search import study as study_mod
-    from cnnsearch.ground.progress import Progress, duration
+    from cnnsearch.ground.progress import Progress, duration, plan_line
 
     start = time.perf_counter()
     if space_path is not None:
@@ -127,6 +127,7 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
             from cnnsearch.model.train import device_line
 
             click.echo(f"training on {device_line()}", err=True)
+            click.echo(plan_line(name, total, 1, epochs, prior), err=True)
             bar.append(Progress(total, epochs, verbose=verbose, epoch_prior_s=prior, deadline_s=timeout))
 
         def begin(number: int, is_baseline: bool) -> None:

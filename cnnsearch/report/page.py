@@ -101,12 +101,10 @@ def build(name: str, url: str | None = None, *, data_path: str | None = None, mo
         got = renderer(d)
         sections.extend(got if isinstance(got, list) else [got])
     if models:
-        step("computing the best and baseline models' figures (cached beside their weights)")
+        step("drawing the best and baseline models' figures (their arrays are cached beside the weights)")
         m = compute_models(d, h, data_path)
         if m.missing:
             step(f"left out the model figures: {m.missing}")
-        else:
-            step("drawing the model figures" + (" (from the cache)" if all(x.cached for x in m.panels) else ""))
         sections.append(model_section(m))
     sections.append(header_section(d))
     return render(d, sections)

@@ -29,7 +29,7 @@ from typing import IO, Any
 from optuna.trial import FrozenTrial, TrialState
 
 from cnnsearch.ground.describe import choices
-from cnnsearch.ground.progress import duration
+from cnnsearch.ground.progress import duration, plan_line
 from cnnsearch.search.study import load, param_count, trial_attr
 
 #: A worker's own per-trial line (``worker 123 [2/5] #7 ...``): the aggregated view prints its own instead.
@@ -102,13 +102,7 @@ class Watch:
 
     def plan_line(self) -> str:
         """What will run, on how many workers, and about how long at the measured speed."""
-        head = (f"{plural(self.total, 'trial')} of {self.name!r} on {plural(self.workers, 'worker')}"
-                f" ({plural(self.threads, 'thread')} each)")
-        if self.epoch_prior is None:
-            return head + "; time not measured yet (the first epochs will tell)"
-        rounds = math.ceil(self.total / max(self.workers, 1))
-        return (f"{head}; about {duration(rounds * self.epochs * self.epoch_prior)} at this machine's measured speed"
-                f" ({self.epoch_prior:.1f} s an epoch, up to {self.epochs} epochs a trial; pruned trials stop early)")
+        return plan_line(self.name, self.total, self.workers, self.epochs, self.epoch_prior, self.threads)
 
     def poll(self) -> None:
         """Look at the storage once: print finished trials and (off a terminal) new epochs; redraw the bar."""

@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def machine() -> dict[str, Any]:
     """The machine in lscpu's words (model name, family, model), cores and memory."""
-    info: dict[str, Any] = {"cores": os.cpu_count(), "python": platform.python_version()}
+    info: dict[str, Any] = {"cores": os.cpu_count(), "python": platform.python_version(),
+                            "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()]}
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
         for line in out.splitlines():
@@ -124,7 +125,7 @@ def main() -> None:
         "what": f"cnnsearch report of a {a.trials}-trial study (create_trial) with model figures, fresh process",
         "command": f"python tests/bench/bench_report.py --trials {a.trials} --reps {a.reps}",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": machine(),  # its load average, taken at the end, says how shared the machine was
         "seconds": runs,
         "median_seconds": {k: round(statistics.median(v), 2) for k, v in runs.items()},
         "bound_seconds": 10,
