@@ -130,7 +130,7 @@ def test_atomic_write_keeps_the_old_report(url: str, tiny_space: Path, tmp_path:
 
 def test_report_imports_no_tensorflow(url: str, tiny_space: Path, tmp_path: Path, tiny_npz: Path) -> None:
     make_study("notf", tiny_space, [fake_trial(0, baseline=True)] + [fake_trial(i) for i in range(1, 6)])
-    code = ("import sys; from cnnsearch import report; report.write('notf', sys.argv[1]);"
+    code = ("import sys; from cnnsearch.report import page as report; report.write('notf', sys.argv[1]);"
             " assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.html")], check=True,
                    env={**os.environ, "CNNSEARCH_STORAGE": url})

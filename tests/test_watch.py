@@ -100,7 +100,8 @@ def test_no_measurement_yet_says_so(tmp_path: Path, tiny_space: Path) -> None:
     study_mod.create("n", tiny_space, url)
     w = Watch("n", url, workers=2, stream=io.StringIO(), tty=False)
     w.total = 1
-    assert w.plan_line() == "1 trial of 'n' on 2 workers (1 thread each); time not measured yet (the first epochs will tell)"
+    assert w.plan_line() == ("1 trial of 'n' on 2 workers (1 thread each); time not measured yet (the first epochs"
+                             " will tell)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -327,7 +327,7 @@ def study_enqueue(name: str, assignments: tuple[str, ...], url: str | None, as_j
         emit_json(queued)
         return
     click.echo(f"queued trial {queued['number']} of {name!r}: "
-               + ", ".join(f"{k} = {v}" for k, v in queued["params"].items()))
+               + ", ".join(f"{k}={v}" for k, v in queued["params"].items()))  # as typed: KEY=VALUE
     click.echo(f"next: cnnsearch study run {name} --trials 1   (queued trials run first)")
 
 

@@ -49,8 +49,7 @@ def mosaic(tiles: np.ndarray, cols: int, gutter: int = 1, below: int = 0) -> np.
 def _show(ax: Any, image: np.ndarray, title: str = "", fontsize: float = 9) -> None:
     import matplotlib
 
-    cmap = matplotlib.colormaps["gray"].copy()
-    cmap.set_bad("white")
+    cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")
     ax.imshow(np.ma.masked_invalid(image), cmap=cmap, interpolation="nearest", vmin=0, vmax=1)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -100,7 +99,8 @@ def draw_mistakes(images: np.ndarray, labels: list[str], *, title: str = "") -> 
     h, w = tiles.shape[1:3]
     below = max(4, h // 3)
     rows = max(1, -(-len(tiles) // 4))
-    fig, ax = plt.subplots(figsize=(viz.MODEL_FIGURE_WIDTH, viz.MODEL_FIGURE_WIDTH * rows * (h + below) / (4 * w) + 0.5))
+    width = viz.MODEL_FIGURE_WIDTH
+    fig, ax = plt.subplots(figsize=(width, width * rows * (h + below) / (4 * w) + 0.5))
     _show(ax, mosaic(tiles, 4, gutter=1, below=below), title, 10)
     for i, label in enumerate(labels):
         r, c = divmod(i, 4)

@@ -72,7 +72,8 @@ def trials_section(d: ReportData) -> Section:
     body += p("val, test: accuracy; differences in percentage points; choices: the trial's architecture and"
               " training choices in one line (every raw value: cnnsearch study export NAME). A long reason is"
               " cut: hover over it for the full text.", "note")
-    title = f"Trials, best validation accuracy first ({'the top ' + str(TOP_TRIALS) + ' of ' if len(rows) > TOP_TRIALS else ''}{plural(len(rows), 'trial')})"
+    top = f"the top {TOP_TRIALS} of " if len(rows) > TOP_TRIALS else ""
+    title = f"Trials, best validation accuracy first ({top}{plural(len(rows), 'trial')})"
     return Section(title, body, "trials")
 
 
@@ -84,7 +85,8 @@ def _confirm_row(r: dict[str, Any], with_ref: bool) -> dict[str, Any]:
         "test accuracy per seed": ", ".join(f"{a:.4f}" for a in r["test_accuracies"]),
         "mean ± sd": f"{r['mean_test_accuracy']:.4f}" + ("" if r["sd_test_accuracy"] is None
                                                          else f" ± {r['sd_test_accuracy']:.4f}"),
-        "− baseline (95% interval)": "" if "diff_mean" not in r else f"{pp(r['diff_mean'])} {interval(r.get('diff_ci95'))}",
+        "− baseline (95% interval)": ("" if "diff_mean" not in r
+                                      else f"{pp(r['diff_mean'])} {interval(r.get('diff_ci95'))}"),
         "Holm p": "" if r.get("p_holm") is None else f"{r['p_holm']:.2g}",
         "verdict": badge(r["verdict"]) if r.get("verdict") else "",
         "seeds needed (estimate)": r.get("seeds_needed_estimate") or "",
