@@ -81,13 +81,17 @@ def test_confirm_runs_resumes_and_shows_without_training(tmp_path: Path, tiny_sp
     assert lines[0].startswith("6 new runs; 0 of 6 already done: 2 configurations x 3 seeds at 1 epoch on 216 images;"
                                " about ")
     assert "measured speed" in lines[0]
-    done = [ln for ln in lines if ": test_acc " in ln]  # baseline and trial1, seeds 0-2
+    done = [ln for ln in lines if ": test accuracy " in ln]  # baseline and trial1, seeds 0-2
     assert len(done) == 6 and done[0].startswith("[1/6] baseline seed 0") and "ETA" in done[0]
     assert [ln for ln in lines if "total wall time" in ln][0].startswith("confirmation in ")
     assert re.search(r"trial1 vs the re-trained baseline: (better|worse|inconclusive)", r.stdout)
     assert "beyond noise" not in r.stdout
+    out = r.stdout.splitlines()
+    assert out[1].split()[:4] == ["configuration", "trial", "parameters", "mean"]  # the verdict as a table
+    assert out[-1].startswith(("Yes: ", "No: ", "Not yet: "))  # then the answer in one sentence
+    assert "99.15" not in r.stdout  # 1 epoch on tiny data: no comparison with the published figure
     again = CliRunner().invoke(main, args + ["--json"])
-    assert again.exit_code == 0 and "test_acc" not in again.stderr  # finished seeds are not rerun
+    assert again.exit_code == 0 and "test accuracy" not in again.stderr  # finished seeds are not rerun
     assert again.stderr.startswith("0 new runs; 6 of 6 already done: ")
     doc = json.loads(again.stdout)
     assert doc["fidelity"] == {"epochs": 1, "train_limit": 0} and doc["reference"]["comparable"] is False
@@ -101,7 +105,7 @@ def test_confirm_runs_resumes_and_shows_without_training(tmp_path: Path, tiny_sp
     # --show reads the same verdict without training and without the data.
     monkeypatch.setenv("CNNSEARCH_DATA", str(tmp_path / "missing.npz"))
     shown = CliRunner().invoke(main, ["study", "confirm", "c", "--show", "--json"])
-    assert shown.exit_code == 0 and "test_acc" not in shown.stderr
+    assert shown.exit_code == 0 and "test accuracy" not in shown.stderr
     assert json.loads(shown.stdout)["verdicts"] == doc["verdicts"]
     other = CliRunner().invoke(main, ["study", "confirm", "c", "--show", "--epochs", "20"])
     assert other.exit_code == 0 and "no confirmation runs stored for 'c' at 20 epochs" in other.stdout
@@ -109,7 +113,8 @@ def test_confirm_runs_resumes_and_shows_without_training(tmp_path: Path, tiny_sp
 
     text = report_mod.build("c", models=False)
     answer = text.split("<section id='answer'>")[1].split("</section>")[0]
-    assert cand["verdict"] in answer and "McNemar" in text and "Fidelity check" in answer
+    confirmation = text.split("<section id='confirm'>")[1].split("</section>")[0]
+    assert cand["verdict"] in answer and "McNemar" in text and "Fidelity check" in confirmation
 
 
 def test_runs_stored_by_the_first_release_are_read_and_not_rerun(tmp_path: Path, tiny_space: Path, tiny_npz: Path,
@@ -130,7 +135,7 @@ def test_runs_stored_by_the_first_release_are_read_and_not_rerun(tmp_path: Path,
         confirm._store(h.study, f"confirm:e1-n0:{c.key}:seed0", rec)
     r = CliRunner().invoke(main, ["study", "confirm", "old", "--top", "1", "--seeds", "1", "--epochs", "1"])
     assert r.exit_code == 0, r.output
-    assert r.stderr.startswith("0 new runs; 2 of 2 already done: ") and "test_acc" not in r.stderr  # not retrained
+    assert r.stderr.startswith("0 new runs; 2 of 2 already done: ") and "test accuracy" not in r.stderr  # not retrained
     assert "inconclusive" in r.stdout and "at least 3 seeds" in r.stdout
 
 

@@ -117,12 +117,13 @@ def test_study_run_off_a_terminal(tmp_path: Path, tiny_space: Path, tiny_npz: Pa
     assert "\x1b" not in err and "\r" not in err  # no ANSI codes, no carriage-return redraws
     lines = err.splitlines()
     assert lines[0].startswith("created study 'plain'")
+    assert lines[2].startswith("3 trials of 'plain' in one process; ")  # after the device line: the plan
     epochs = [EPOCH_LINE.match(ln) for ln in lines if " epoch " in ln]
     assert epochs and all(epochs)
     trial_lines = [ln for ln in lines if re.match(r"^\[\d/3\] #\d", ln)]
     assert len(trial_lines) == 3 and "conv 32k3 > 64k3 | pool 2 | drop .25/.50 | dense 128" in trial_lines[0]
     # At most one line per epoch run: the baseline and trial 2 train 2 epochs each, one trial may fail at once.
-    assert len(epochs) <= 3 * 2 and len(lines) <= len(epochs) + len(trial_lines) + 7
+    assert len(epochs) <= 3 * 2 and len(lines) <= len(epochs) + len(trial_lines) + 8  # + the plan line
     assert any(ln.startswith("report: ") for ln in lines)
     assert lines[-1].startswith("done in ") and lines[-1].endswith("(total wall time)")
     # The run ends with the report, its path on stdout.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -151,9 +153,12 @@ def test_workers_auto_and_bad_values(tmp_path: Path, tiny_space: Path, tiny_npz:
     assert q.returncode == 0, q.stderr
     lines = q.stderr.splitlines()
     worker_pids = {line.split()[1] for line in lines if line.startswith("worker ")}
-    if expected > 1:
-        assert lines[0].startswith(f"--workers auto: {expected} worker processes"), q.stderr
+    if expected > 1:  # one aggregated view: a plan line, the workers' device lines, one overall k/N
+        assert lines[0].startswith(f"2 trials of 'w' on {expected} workers (1 thread each); "), q.stderr
         assert len(worker_pids) == expected, q.stderr
+        counted = [ln.split("]")[0] for ln in lines if re.match(r"\[\d+/\d+\] #\d+ ", ln)]
+        assert counted == ["[1/2", "[2/2"], q.stderr  # no per-worker counters ([1/1] twice)
+        assert "\x1b[" not in q.stderr  # off a terminal: plain lines, no ANSI codes
     else:
         assert lines[0].startswith("training on CPU ") and not worker_pids, q.stderr
     assert len(study_mod.load("w").study.trials) == before + 2, q.stderr  # exactly --trials, in any case

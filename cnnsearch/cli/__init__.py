@@ -175,8 +175,8 @@ def complete_study(ctx: click.Context, param: click.Parameter, incomplete: str) 
 study_argument = click.argument("name", shell_complete=complete_study)
 
 
-@main.command(help=f"Write the HTML report of study NAME: every trial against the {REFERENCE.test_accuracy:.2%}"
-                   " baseline.")
+@main.command(help="Write the HTML report of study NAME: the answer in one sentence and the verdicts first, then"
+                   " the confirmation, the figures and the trials.")
 @study_argument
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Output file (default: reports/NAME/index.html, NAME made a safe folder name).")

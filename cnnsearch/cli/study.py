@@ -10,6 +10,7 @@ import click
 from cnnsearch.model.arch import REFERENCE
 from cnnsearch.cli import emit_json, json_option, space_or_file, storage_option, study_argument, write_report
 from cnnsearch.cli.types import Workers, not_nan
+from cnnsearch.cli.text import confirm_lines, plural, tidy, tidy_params
 from cnnsearch.ground.errors import CnnsearchError
 
 
@@ -50,9 +51,9 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
               help="Start no new trial after SEC seconds.")
 @click.option("--workers", type=Workers(), default="auto", show_default=True, envvar="CNNSEARCH_WORKERS",
               show_envvar=True,
-              help="Worker processes on this machine, sharing the trials. 'auto': 2 one-thread processes on a CPU"
-                   " with >= 2 cores (measured 2.4x the trials an hour of one on 2 cores), else 1 (also for --verbose)."
-                   " --workers 1 shows a progress bar with an ETA.")
+              help="Worker processes on this machine, sharing the trials, shown as one progress view. 'auto': 2"
+                   " one-thread processes on a CPU with >= 2 cores (2.4x the trials an hour of one two-thread"
+                   " process on 2 cores: docs/benchmarks.md), else 1 (also for --verbose).")
 @click.option("--space", "space_path", type=click.Path(dir_okay=False), default=None,
               help="Create the study from this space file if it does not exist yet (an existing study must have"
                    " the same space).")
@@ -77,7 +78,7 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
 
     from cnnsearch.search import runner
     from cnnsearch.search import study as study_mod
-    from cnnsearch.ground.progress import Progress, duration
+    from cnnsearch.ground.progress import Progress, duration, plan_line
 
     start = time.perf_counter()
     if space_path is not None:
@@ -91,12 +92,15 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
         click.echo(f"--workers {processes}: more than the {runner.max_workers()} cores here; starting"
                    f" {runner.max_workers()}", err=True)
         processes = runner.max_workers()
-    if workers == "auto" and processes > 1 and not quiet:
-        click.echo(f"--workers auto: {processes} worker processes share the {trials} trials"
-                   " (--workers 1: one process, with a progress bar)", err=True)
     if processes > 1:
+        from cnnsearch.model.train import available_cores
+        from cnnsearch.search.watch import Watch
+
+        # One view of all workers (plan line, one bar or one line per event, trial lines with their choices).
+        watch = None if quiet else Watch(name, url, processes, max(1, available_cores() // processes))
         codes = runner.run_workers(name, trials=trials, workers=processes, timeout=timeout, data_path=data_path,
-                                   url=url, quiet=quiet, debug=bool(ctx.find_root().params.get("debug")), seed=seed)
+                                   url=url, quiet=quiet, debug=bool(ctx.find_root().params.get("debug")), seed=seed,
+                                   watch=watch)
         failed = [c for c in codes if c != 0]
         if failed:
             raise click.exceptions.Exit(130 if 130 in failed else max(failed))
@@ -110,6 +114,7 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
             from cnnsearch.model.train import device_line
 
             click.echo(f"training on {device_line()}", err=True)
+            click.echo(plan_line(name, total, 1, epochs, prior), err=True)
             bar.append(Progress(total, epochs, verbose=verbose, epoch_prior_s=prior, deadline_s=timeout))
 
         def begin(number: int, is_baseline: bool) -> None:
@@ -134,8 +139,8 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
         h = study_mod.load(name, url)
         best = study_mod.best_trial(h.study)
         if best is not None:
-            click.echo(f"best so far: trial {best.number}, val_acc {best.user_attrs['val_accuracy']:.4f},"
-                       f" param_count {study_mod.param_count(best.user_attrs) or 0:,}", err=True)
+            click.echo(f"best so far: trial {best.number}, validation accuracy {best.user_attrs['val_accuracy']:.4f},"
+                       f" {study_mod.param_count(best.user_attrs) or 0:,} parameters", err=True)
     if not no_report:
         write_report(name, None, url, data_path)
     if not quiet:
@@ -160,7 +165,7 @@ def study_list(url: str | None, as_json: bool) -> None:
     for r in rows:
         best = "-" if r["best_val_accuracy"] is None else f"{r['best_val_accuracy']:.4f} (trial {r['best_trial']})"
         states = ", ".join(f"{v} {k.lower()}" for k, v in sorted(r["counts"].items()))
-        click.echo(f"{r['name']}: {r['trials']} trials ({states}); best val_acc {best}")
+        click.echo(f"{r['name']}: {plural(r['trials'], 'trial')} ({states}); best validation accuracy {best}")
 
 
 @study.command("show")
@@ -177,12 +182,16 @@ def study_show(name: str, top: int | None, sort: str, url: str | None, as_json: 
     from cnnsearch.ground.describe import choices
 
     doc = records.show(name, url, top=top, sort=sort)
+    for t in doc["trials"]:
+        t["params"] = tidy_params(t["params"])
     if as_json:
         emit_json(doc)
         return
     click.echo(f"study {name} ({doc['storage']}), created {doc['created']} from {doc['space_source']}")
-    click.echo(f"training: {doc['training']}")
-    click.echo(f"trials: {doc['counts']}")
+    click.echo("training:")
+    for key, value in (doc["training"] or {}).items():
+        click.echo(f"  {key} = {tidy(value)}")
+    click.echo("trials: " + (", ".join(f"{v} {k.lower()}" for k, v in sorted(doc["counts"].items())) or "none"))
     click.echo(seeds.describe(doc.get("sampler_seeds") or []))
     base_val = doc.get("baseline_val_accuracy")
     words = {"COMPLETE": "done", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "queued"}
@@ -213,13 +222,14 @@ def study_best(name: str, export: str | None, url: str | None, as_json: bool) ->
     from cnnsearch.search import browse as records
 
     rec = records.best(name, url, export=export)
+    rec["params"] = tidy_params(rec["params"])
     if as_json:
         emit_json(rec)
         return
     from cnnsearch.ground.describe import choices
 
-    click.echo(f"best trial {rec['number']}: val_acc {rec['val_accuracy']:.4f}, test_acc {rec['test_accuracy']:.4f},"
-               f" param_count {rec['param_count']:,}")
+    click.echo(f"best trial {rec['number']}: validation accuracy {rec['val_accuracy']:.4f}, test accuracy"
+               f" {rec['test_accuracy']:.4f} (never used to select), {rec['param_count']:,} parameters")
     click.echo(f"choices: {choices(rec['spec'], rec['params'])}")
     if rec.get("exported"):
         click.echo(f"exported the trained model to {rec['exported']}")
@@ -264,7 +274,7 @@ def study_fail_stale(name: str, force: bool, url: str | None) -> None:
     if not failed:
         click.echo(f"no stale trials in {name!r}" + ("" if force else " on this machine (--all for every machine's)"))
         return
-    click.echo(f"failed {len(failed)} stale trial(s) of {name!r}: {', '.join(f'#{n}' for n in failed)};"
+    click.echo(f"failed {plural(len(failed), 'stale trial')} of {name!r}: {', '.join(f'#{n}' for n in failed)};"
                " each re-queued once")
 
 
@@ -302,11 +312,12 @@ def study_enqueue(name: str, assignments: tuple[str, ...], url: str | None, as_j
     from cnnsearch.search import exchange
 
     queued = exchange.enqueue(name, list(assignments), url)
+    queued["params"] = tidy_params(queued["params"])
     if as_json:
         emit_json(queued)
         return
     click.echo(f"queued trial {queued['number']} of {name!r}: "
-               + ", ".join(f"{k}={v}" for k, v in queued["params"].items()))
+               + ", ".join(f"{k}={v}" for k, v in queued["params"].items()))  # as typed: KEY=VALUE
     click.echo(f"next: cnnsearch study run {name} --trials 1   (queued trials run first)")
 
 
@@ -348,7 +359,7 @@ def study_confirm(name: str, top: int, seeds: int, max_seeds: int | None, new_fa
 
     def line(r: dict[str, Any]) -> None:
         b = bar[0]
-        b.end_unit(f"[{b.k}/{b.total}] {r['config']} seed {r['seed']}: test_acc {r['test_accuracy']:.4f},"
+        b.end_unit(f"[{b.k}/{b.total}] {r['config']} seed {r['seed']}: test accuracy {r['test_accuracy']:.4f},"
                    f" {r['seconds']:.0f} s; ETA {duration(b.eta()) if b.k < b.total else '0 s'}")
 
     ref = confirm_mod.REFERENCE_FIDELITY
@@ -382,11 +393,8 @@ def study_confirm(name: str, top: int, seeds: int, max_seeds: int | None, new_fa
                    + (f" at {confirm_mod.Fidelity(**summary['fidelity']).describe()}" if summary["fidelity"] else "")
                    + f"; run: cnnsearch study confirm {name} --top 3 --seeds 3")
         return
-    for r in summary["configs"]:
-        sd = "" if r["sd_test_accuracy"] is None else f" ± {r['sd_test_accuracy']:.4f}"
-        word = f"  {r['verdict']}" if "verdict" in r else ("  incomplete (no verdict)" if r.get("incomplete") else "")
-        click.echo(f"{r['config']:>10}: {r['mean_test_accuracy']:.4f}{sd} over {r['seeds']} seeds,"
-                   f" param_count {r['param_count']:,}{word}")
-    click.echo(summary["verdict"])
+    for line in confirm_lines(name, summary, url):
+        click.echo(line)
     if not show_only:
         click.echo(f"next: cnnsearch report {name}   (its answer section now shows this verdict)", err=True)
+

@@ -38,6 +38,20 @@ def metrics_text(logs: dict[str, float]) -> str:
     return "  ".join(f"{short} {float(logs[key]):.4f}" for key, short in names if key in logs)
 
 
+def plan_line(name: str, trials: int, workers: int, epochs: int, epoch_s: float | None, threads: int | None = None
+              ) -> str:
+    """A run's first line: ``9 trials of 'demo' on 2 workers (1 thread each); about 6 min 10 s at this machine's
+    measured speed`` (``epoch_s``: the median epoch of the study's finished trials; None: not measured yet)."""
+    count = f"{trials} trial{'' if trials == 1 else 's'} of {name!r}"
+    where = (f" on {workers} workers" + (f" ({threads} thread{'' if threads == 1 else 's'} each)" if threads else "")
+             if workers > 1 else " in one process")
+    if epoch_s is None:
+        return count + where + "; time not measured yet (the first epochs will tell)"
+    rounds = math.ceil(trials / max(workers, 1))
+    return (f"{count}{where}; about {duration(rounds * epochs * epoch_s)} at this machine's measured speed"
+            f" ({epoch_s:.1f} s an epoch, up to {epochs} epochs a trial; pruned trials stop early)")
+
+
 class Progress:
     """Progress over ``total`` units of ``epochs`` epochs each (a unit may stop early: pruned, failed).
 
@@ -174,4 +188,4 @@ class Progress:
         print(line, file=self.stream, flush=True)
 
 
-__all__ = ["Progress", "duration", "metrics_text"]
+__all__ = ["Progress", "duration", "metrics_text", "plan_line"]

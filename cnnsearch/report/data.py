@@ -1,36 +1,41 @@
-"""The numbers a report shows, computed before any drawing: trials, baselines, importance, confirmation, models.
+"""The numbers a report shows, computed before any drawing: trials, baselines, importance, confirmation, effects.
 
-:func:`compute` reads a study (no TensorFlow, no drawing); :func:`compute_models`
-turns the kept weights and the test images into arrays (filters, feature maps,
-confusion matrix, confident mistakes) with NumPy. :mod:`cnnsearch.report.page` renders both.
+:func:`compute` reads a study (no TensorFlow, no drawing); :mod:`cnnsearch.report.models`
+turns the kept weights and the test images into arrays. :mod:`cnnsearch.report.page` renders both.
+
+One rule for the published 99.15% (:func:`reference_applies`): a number against it
+appears only where the fidelity is the reference's (20 epochs on all training images)
+and the data are MNIST-shaped (the in-study baseline has the reference's 1,199,882
+parameters: 28x28 grey images, 10 classes). Elsewhere the cell, column, line and
+sentence are absent, never "not possible".
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
 import pandas as pd
 
 from cnnsearch.evidence import confirm as confirm_mod
 from cnnsearch.evidence import importance as importance_mod
+from cnnsearch.ground.describe import choices
+from cnnsearch.model.arch import REFERENCE as REFERENCE_RUN
 from cnnsearch.search import browse as records_mod
 from cnnsearch.search import study as study_mod
-from cnnsearch.model import forward
-from cnnsearch.model import viz
-from cnnsearch.model.arch import ArchSpec, read_weights
-from cnnsearch.ground.errors import CnnsearchError
-from cnnsearch.search.objective import model_file
-from cnnsearch.records.storage import artifact_dir, mask_url
+from cnnsearch.records.storage import mask_url
 
 REFERENCE = confirm_mod.REFERENCE_ACCURACY
-#: Columns shown first in the trial table, so the comparisons fit a 1366 px screen without scrolling.
+#: The trial table's column against the published figure (present only where :func:`reference_applies`).
 VS_REFERENCE = f"test − {REFERENCE:.2%} (pp)"
-LEAD_COLUMNS = ["trial", "role", "val acc", "val − baseline (pp)", "test acc", "test − baseline (pp)",
+#: Columns shown first in the trial table: state beside the number, then the comparisons.
+LEAD_COLUMNS = ["trial", "state", "role", "val acc", "val − baseline (pp)", "test acc", "test − baseline (pp)",
                 VS_REFERENCE, "params"]
 #: Columns after the searched parameters.
-TAIL_COLUMNS = ["FLOPs", "epochs", "seconds", "state", "reason"]
+TAIL_COLUMNS = ["choices", "FLOPs", "epochs", "seconds", "reason"]
+#: A float dimension with more distinct values than this is binned (quartiles) in the effect table.
+EFFECT_BINS_OVER = 6
 
 
 @dataclass
@@ -47,31 +52,26 @@ class ReportData:
     importance: importance_mod.Importance | None = None
     confirm: dict[str, Any] = field(default_factory=dict)
     histories: dict[int, list[float]] = field(default_factory=dict)  # val accuracy by epoch, per trial
-    study: Any = None  # the optuna.Study, for Optuna's own slice plots
+    study: Any = None  # the optuna.Study, for Optuna's own slice and parallel-coordinate plots
+    reference_ok: bool = False  # the published 99.15% may be shown (see reference_applies)
+
+    @property
+    def param_columns(self) -> list[str]:
+        """The searched dimensions, as columns of :attr:`table`."""
+        return [c for c in self.table.columns if c not in LEAD_COLUMNS and c not in TAIL_COLUMNS]
+
+    @property
+    def completed(self) -> pd.DataFrame:
+        """The trained, completed trials (validation accuracy known), by trial number."""
+        t = self.table
+        return t[(t["state"] == "COMPLETE") & t["val acc"].notna()].sort_values("trial")
 
 
-@dataclass
-class ModelPanel:
-    """One model's figures as arrays: filters, feature maps, confusion matrix, confident mistakes."""
-
-    label: str
-    record: dict[str, Any]
-    filters1: np.ndarray
-    filters2: np.ndarray | None
-    digits: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]  # (test index, image, conv1 maps, last maps)
-    confusion: np.ndarray
-    accuracy: float
-    mistakes: np.ndarray  # images of the most confidently wrong test digits
-    mistake_labels: list[str]
-
-
-@dataclass
-class Models:
-    """The model panels (best, then baseline), or why they are missing."""
-
-    panels: list[ModelPanel] = field(default_factory=list)
-    missing: str = ""
-    note: str = ""
+def reference_applies(epochs: int, train_limit: int, baseline_params: int | None) -> bool:
+    """True where a number against the published 99.15% means something: the reference's fidelity
+    (20 epochs, all training images) and MNIST-shaped data (the baseline has the reference's parameter count)."""
+    return (epochs == REFERENCE_RUN.epochs and train_limit == 0
+            and baseline_params is not None and baseline_params == REFERENCE_RUN.params)
 
 
 def compute(name: str, url: str | None = None, *, on_loaded: Callable[[], None] | None = None
@@ -91,23 +91,41 @@ def compute(name: str, url: str | None = None, *, on_loaded: Callable[[], None] 
                 None)
     best_t = study_mod.best_trial(h.study)
     best = next((r for r in records if best_t is not None and r["number"] == best_t.number), None)
-    data = ReportData(name=name, url=mask_url(h.url), settings=study_mod.settings_of(h.study) or {},
-                      counts=study_mod.counts(h.study), table=trial_table(records, base), baseline=base, best=best,
-                      histories={r["number"]: r["history"]["val_accuracy"] for r in records
-                                 if r["history"] and r["history"].get("val_accuracy")}, study=h.study)
+    settings = study_mod.settings_of(h.study) or {}
+    t = settings.get("training", {})
+    base_params = base["param_count"] if base else None
+    search_ok = reference_applies(int(t.get("epochs", 0)), int(t.get("train_limit", 0)), base_params)
+    data = ReportData(name=name, url=mask_url(h.url), settings=settings,
+                      counts=study_mod.counts(h.study), table=trial_table(records, base, search_ok), baseline=base,
+                      best=best, histories={r["number"]: r["history"]["val_accuracy"] for r in records
+                                            if r["history"] and r["history"].get("val_accuracy")}, study=h.study,
+                      reference_ok=search_ok)
     data.importance = importance_mod.compute(h.study)
     data.confirm = confirm_mod.summarize(confirm_mod.stored(h.study), search=confirm_mod.search_scores(h))
     return data, h
 
 
-def trial_table(records: list[dict[str, Any]], base: dict[str, Any] | None) -> pd.DataFrame:
-    """One row per trial, best validation accuracy first: the comparisons, then every parameter."""
+def confirm_reference_ok(d: ReportData) -> bool:
+    """The confirmation's comparison with 99.15% may be shown: its fidelity is the reference's, data MNIST-shaped."""
+    c = d.confirm
+    fid = c.get("fidelity")
+    if not fid or not c.get("reference", {}).get("comparable"):
+        return False
+    base = next((r for r in c.get("configs", []) if r.get("config") == "baseline"), None)
+    count = base["param_count"] if base else (d.baseline or {}).get("param_count")
+    return reference_applies(int(fid["epochs"]), int(fid["train_limit"]), count)
+
+
+def trial_table(records: list[dict[str, Any]], base: dict[str, Any] | None, with_reference: bool = False
+                ) -> pd.DataFrame:
+    """One row per trial, best validation accuracy first: state, the comparisons, every parameter, the choices."""
     names = sorted({k for r in records for k in r["params"]})
     rows = []
     for r in records:
         val, test = r["val_accuracy"], r["test_accuracy"]
         row: dict[str, Any] = {
-            "trial": r["number"], "role": "baseline" if r["baseline"] else "", "val acc": val,
+            "trial": r["number"], "state": "INFEASIBLE" if r.get("infeasible") else r["state"],
+            "role": "baseline" if r["baseline"] else "", "val acc": val,
             "val − baseline (pp)": None if val is None or base is None else 100 * (val - base["val_accuracy"]),
             "test acc": test,
             "test − baseline (pp)": None if test is None or base is None else 100 * (test - base["test_accuracy"]),
@@ -115,60 +133,73 @@ def trial_table(records: list[dict[str, Any]], base: dict[str, Any] | None) -> p
         }
         row.update({n: r["params"].get(n) for n in names})
         # An infeasible trial is COMPLETE to Optuna but was never trained: say so, with why.
-        row.update({"FLOPs": r["flops"], "epochs": r["epochs_run"], "seconds": r["seconds"],
-                    "state": "INFEASIBLE" if r.get("infeasible") else r["state"],
+        row.update({"choices": choices(r["spec"], r["params"]) if r["spec"] or r["params"] else "",
+                    "FLOPs": r["flops"], "epochs": r["epochs_run"], "seconds": r["seconds"],
                     "reason": r["fail_reason"] or r.get("infeasible") or ("pruned" if r["state"] == "PRUNED" else "")})
         rows.append(row)
-    df = pd.DataFrame(rows, columns=[*LEAD_COLUMNS, *names, *TAIL_COLUMNS])
+    columns = [c for c in LEAD_COLUMNS if with_reference or c != VS_REFERENCE]
+    df = pd.DataFrame(rows, columns=[*columns, *names, *TAIL_COLUMNS])
     return df.sort_values(["val acc", "trial"], ascending=[False, True], na_position="last", kind="stable",
                           ignore_index=True)
 
 
-def compute_models(d: ReportData, h: study_mod.Handle, data_path: str | None) -> Models:
-    """The best model's (and the baseline's) figures as arrays, from the kept weights and the test images."""
-    if d.best is None:
-        return Models(missing="No completed trial within the study's size limits: no model to show."
-                      if d.baseline is not None else "No completed trial: no model to show.")
-    try:
-        best_file = model_file(h, "best")  # verified against the checksum stored with it
-        base_file = model_file(h, "baseline")
-    except CnnsearchError as exc:  # corrupt weights: the rest of the report stands
-        return Models(missing=f"The model figures are left out: {exc}")
-    if best_file is None:
-        return Models(missing=f"The best trial's weights are not in the artifact store"
-                              f" ({artifact_dir(h.url)});"
-                              " run the study on this machine or point CNNSEARCH_ARTIFACTS at the shared folder.")
-    try:
-        from cnnsearch.ground import provenance
+@dataclass
+class Effect:
+    """Validation accuracy of the completed trials that took one value (or bin) of one choice."""
 
-        # The data the study was trained on (remembered at its first run) unless --data says otherwise.
-        ds = provenance.load(h.study, data_path, remember=False, download=False)
-    except provenance.DataMismatch:
-        raise  # other data than the study's: refused, not drawn around
-    except CnnsearchError as exc:
-        return Models(missing=f"The test images are needed to draw feature maps and the confusion matrix: {exc}")
-    wanted = [("best", d.best, best_file)]
-    if base_file is not None and d.baseline is not None and d.baseline["number"] != d.best["number"]:
-        wanted.append(("baseline", d.baseline, base_file))
-    out = Models()
-    idx = list(viz.REFERENCE_DIGITS)
-    for label, rec, path in wanted:
-        spec = ArchSpec.from_dict(rec["spec"])
-        weights = read_weights(path)
-        layers = ("conv1", "conv2") if "conv2" in weights else ("conv1",)
-        maps = forward.feature_maps(weights, spec, ds.x_test[idx], layers)
-        proba = forward.predict_proba(weights, spec, ds.x_test)
-        pred = proba.argmax(axis=1)
-        wrong = viz.confident_mistakes(ds.y_test, proba, 16)
-        out.panels.append(ModelPanel(
-            label=label, record=rec, filters1=viz.filters(weights, "conv1", limit=32),
-            filters2=viz.filters(weights, "conv2", limit=32) if "conv2" in weights else None,
-            digits=[(i, ds.x_test[i], maps["conv1"][j], maps[layers[-1]][j]) for j, i in enumerate(idx)],
-            confusion=viz.confusion(ds.y_test, pred, ds.n_classes), accuracy=float((pred == ds.y_test).mean()),
-            mistakes=ds.x_test[wrong],
-            mistake_labels=[f"#{i}: {ds.y_test[i]}→{pred[i]} ({proba[i, pred[i]]:.0%})" for i in wrong]))
-    if len(wanted) == 1:
-        out.note = ("The in-study baseline is the best model so far: no trial has beaten it on validation."
-                    if d.baseline is not None and d.baseline["number"] == d.best["number"] else
-                    "The in-study baseline's weights were not kept, so only the best model is shown.")
+    dimension: str
+    value: str
+    n: int
+    mean: float
+    median: float
+    best: bool = False  # the highest mean of its dimension (among values with n >= 2 when there are any)
+
+
+def effects(d: ReportData) -> list[Effect]:
+    """The per-choice effect table: mean and median validation accuracy per value, with n (observational).
+
+    Floats with many distinct values (learning rates, dropout on a fine step) are binned into quartiles.
+    """
+    done = d.completed
+    out: list[Effect] = []
+    for name in d.param_columns:
+        col = done[[name, "val acc"]].dropna()
+        if col[name].nunique() < 2:
+            continue
+        key = col[name]
+        if key.dtype.kind == "f" and key.nunique() > EFFECT_BINS_OVER:
+            key = pd.qcut(key, 4, duplicates="drop").astype(str)
+        else:
+            key = key.map(_display_value)
+        groups = col.groupby(key, sort=False)["val acc"]
+        rows = [Effect(name, str(v), int(g.size), float(g.mean()), float(g.median())) for v, g in groups]
+        rows.sort(key=lambda e: _sort_key(e.value))
+        pool = [e for e in rows if e.n >= 2] or rows
+        top = max(pool, key=lambda e: e.mean)
+        top.best = True
+        out.extend(rows)
     return out
+
+
+def _display_value(v: Any) -> str:
+    """A searched value as shown: 0.15000000000000002 (a float step's rounding) as 0.15, 4.0 as 4."""
+    if isinstance(v, float):
+        return f"{round(v, 6):g}" if math.isfinite(v) else str(v)
+    return str(v)
+
+
+def _sort_key(text: str) -> tuple[int, float, str]:
+    head = text.lstrip("([").split(",")[0]
+    try:
+        return (0, float(head), text)
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def best_value(d: ReportData, name: str) -> Effect | None:
+    """The value of ``name`` with the highest mean validation accuracy (the direction of a choice)."""
+    return next((e for e in effects(d) if e.dimension == name and e.best), None)
+
+
+__all__ = ["Effect", "LEAD_COLUMNS", "REFERENCE", "ReportData", "TAIL_COLUMNS", "VS_REFERENCE", "best_value",
+           "compute", "confirm_reference_ok", "effects", "reference_applies", "trial_table"]

@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from cnnsearch.ground import data as data_mod
 from cnnsearch.ground import interrupt, provenance
@@ -100,7 +100,7 @@ def _command(name: str, threads: int, timeout: float | None, data_path: str | No
 
 def run_workers(name: str, *, trials: int, workers: int, timeout: float | None = None, data_path: str | None = None,
                 url: str | None = None, quiet: bool = False, cores: int | None = None, debug: bool = False,
-                seed: int | None = None) -> list[int]:
+                seed: int | None = None, watch: Callable[[list[Any], int], list[int]] | None = None) -> list[int]:
     """Run ``trials`` new trials of study ``name`` in ``workers`` processes on this machine.
 
     Each process runs a fixed share, so the study gains exactly ``trials``
@@ -114,6 +114,8 @@ def run_workers(name: str, *, trials: int, workers: int, timeout: float | None =
     (Linux), so none is orphaned. A worker killed by a signal not sent from
     here (kill -9, the OOM killer) has its trial failed and re-queued once,
     then :class:`WorkerDied` names it, after the other workers finish.
+    ``watch(procs, total)``, if given, shows the run until the workers exit and returns their statuses
+    (:class:`cnnsearch.search.watch.Watch`: one aggregated view); the workers' stderr then goes to it by pipe.
 
     Returns:
         The workers' exit statuses.
@@ -136,8 +138,9 @@ def run_workers(name: str, *, trials: int, workers: int, timeout: float | None =
             for i, n in enumerate(shares):
                 if n > 0:
                     procs.append(subprocess.Popen([*cmd, "--trials", str(n)], preexec_fn=_die_with_parent,
-                                                  env={**os.environ, WORKER_ENV: str(i + 1), STORAGE_ENV: h.url}))
-            codes = [p.wait() for p in procs]
+                                                  env={**os.environ, WORKER_ENV: str(i + 1), STORAGE_ENV: h.url},
+                                                  stderr=subprocess.PIPE if watch is not None else None))
+            codes = watch(procs, total) if watch is not None else [p.wait() for p in procs]
         except KeyboardInterrupt as exc:
             _stop(procs, exc.signum if isinstance(exc, Interrupted) else signal.SIGINT)
             raise

@@ -1,0 +1,162 @@
+"""The best and baseline models' figures as arrays: filters, feature maps, confusion matrix, confident mistakes.
+
+Computed from the kept weights with NumPy (:mod:`cnnsearch.model.forward`), never TensorFlow.
+The forward pass over the test images was most of a report's time (63 s of a 3-minute run,
+issue 24), so two things bound it:
+
+- the confusion matrix and the confident mistakes use the first :data:`SAMPLE` test images
+  (the figures say so; the trial's own test accuracy over all images is in the tables);
+- the arrays of a kept model are cached beside its weights (``<weights>.figures.npz``), keyed by
+  the weights' and the data's SHA-256: the baseline's are computed once per study, the best
+  model's once each time a new best is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnsearch.ground.errors import CnnsearchError
+from cnnsearch.model import forward, viz
+from cnnsearch.model.arch import ArchSpec, read_weights
+from cnnsearch.records.storage import artifact_dir
+from cnnsearch.report.data import ReportData
+from cnnsearch.search import study as study_mod
+from cnnsearch.search.objective import model_file
+
+#: Test images the confusion matrix and the confident mistakes are computed on (the first N): 2,000 keep
+#: a report of two models under 10 s on a 2-core CPU; every class appears about 200 times.
+SAMPLE = 2000
+#: Bumped when the cached arrays change meaning, so an old cache is recomputed, never misread.
+CACHE_VERSION = 1
+
+
+@dataclass
+class ModelPanel:
+    """One model's figures as arrays: filters, feature maps, confusion matrix, confident mistakes."""
+
+    label: str
+    record: dict[str, Any]
+    filters1: np.ndarray
+    filters2: np.ndarray | None
+    digits: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]  # (test index, image, conv1 maps, last maps)
+    confusion: np.ndarray
+    accuracy: float  # on the first `sample` test images
+    mistakes: np.ndarray  # images of the most confidently wrong test digits
+    mistake_labels: list[str]
+    sample: int = SAMPLE  # test images the confusion matrix and mistakes are computed on
+    cached: bool = False  # the arrays came from the cache beside the weights
+
+
+@dataclass
+class Models:
+    """The model panels (best, then baseline), or why they are missing."""
+
+    panels: list[ModelPanel] = field(default_factory=list)
+    missing: str = ""
+    note: str = ""
+
+
+def compute_models(d: ReportData, h: study_mod.Handle, data_path: str | None) -> Models:
+    """The best model's (and the baseline's) figures as arrays, from the kept weights and the test images."""
+    if d.best is None:
+        return Models(missing="No completed trial within the study's size limits: no model to show."
+                      if d.baseline is not None else "No completed trial: no model to show.")
+    try:
+        best_file = model_file(h, "best")  # verified against the checksum stored with it
+        base_file = model_file(h, "baseline")
+    except CnnsearchError as exc:  # corrupt weights: the rest of the report stands
+        return Models(missing=f"The model figures are left out: {exc}")
+    if best_file is None:
+        return Models(missing=f"The best trial's weights are not in the artifact store"
+                              f" ({artifact_dir(h.url)});"
+                              " run the study on this machine or point CNNSEARCH_ARTIFACTS at the shared folder.")
+    try:
+        from cnnsearch.ground import data as data_mod
+        from cnnsearch.ground import provenance
+
+        # The data the study was trained on (remembered at its first run) unless --data says otherwise.
+        ds = provenance.load(h.study, data_path, remember=False, download=False)
+        data_sha = data_mod.fingerprint(ds.source)
+    except provenance.DataMismatch:
+        raise  # other data than the study's: refused, not drawn around
+    except CnnsearchError as exc:
+        return Models(missing=f"The test images are needed to draw feature maps and the confusion matrix: {exc}")
+    wanted = [("best", d.best, best_file)]
+    if base_file is not None and d.baseline is not None and d.baseline["number"] != d.best["number"]:
+        wanted.append(("baseline", d.baseline, base_file))
+    out = Models(panels=[panel(label, rec, path, ds, data_sha) for label, rec, path in wanted])
+    if len(wanted) == 1:
+        out.note = ("The in-study baseline is the best model so far: no trial has beaten it on validation."
+                    if d.baseline is not None and d.baseline["number"] == d.best["number"] else
+                    "The in-study baseline's weights were not kept, so only the best model is shown.")
+    return out
+
+
+def panel(label: str, rec: dict[str, Any], path: Path, ds: Any, data_sha: str) -> ModelPanel:
+    """One model's arrays: from the cache beside its weights when it matches, else computed and cached."""
+    weights = read_weights(path)
+    spec = ArchSpec.from_dict(rec["spec"])
+    idx = list(viz.REFERENCE_DIGITS)
+    n = min(SAMPLE, len(ds.y_test))
+    layers = ("conv1", "conv2") if "conv2" in weights else ("conv1",)
+    key = _cache_key(path, data_sha, n)
+    arrays = _read_cache(path, key)
+    cached = arrays is not None
+    if arrays is None:
+        maps = forward.feature_maps(weights, spec, ds.x_test[idx], layers)
+        arrays = {"proba": forward.predict_proba(weights, spec, ds.x_test[:n]).astype(np.float32),
+                  "maps1": maps["conv1"], "maps_last": maps[layers[-1]]}
+        _write_cache(path, key, arrays)
+    proba, y = arrays["proba"], ds.y_test[:n]
+    pred = proba.argmax(axis=1)
+    wrong = viz.confident_mistakes(y, proba, 16)
+    return ModelPanel(
+        label=label, record=rec, filters1=viz.filters(weights, "conv1", limit=32),
+        filters2=viz.filters(weights, "conv2", limit=32) if "conv2" in weights else None,
+        digits=[(i, ds.x_test[i], arrays["maps1"][j], arrays["maps_last"][j]) for j, i in enumerate(idx)],
+        confusion=viz.confusion(y, pred, ds.n_classes), accuracy=float((pred == y).mean()),
+        mistakes=ds.x_test[:n][wrong],
+        mistake_labels=[f"#{i}: {y[i]}→{pred[i]} ({proba[i, pred[i]]:.0%})" for i in wrong], sample=n, cached=cached)
+
+
+def cache_path(weights: Path) -> Path:
+    """Where a kept model's figure arrays are cached: beside its weights."""
+    return weights.with_name(weights.name + ".figures.npz")
+
+
+def _cache_key(weights: Path, data_sha: str, n: int) -> str:
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    return f"v{CACHE_VERSION}:{digest}:{data_sha}:{n}:{','.join(map(str, viz.REFERENCE_DIGITS))}"
+
+
+def _read_cache(weights: Path, key: str) -> dict[str, np.ndarray] | None:
+    path = cache_path(weights)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["key"]) != key:
+                return None  # other weights under the same name, other data, or an older format
+            return {k: z[k] for k in ("proba", "maps1", "maps_last")}
+    except (OSError, KeyError, ValueError):  # absent, damaged or foreign: compute again
+        return None
+
+
+def _write_cache(weights: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write atomically; a folder that cannot be written only costs the next report the same time again."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".figures-", suffix=".npz", dir=weights.parent)
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, key=np.array(key), **arrays)
+        os.replace(tmp, cache_path(weights))
+    except OSError:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+__all__ = ["CACHE_VERSION", "ModelPanel", "Models", "SAMPLE", "cache_path", "compute_models", "panel"]
