@@ -20,15 +20,11 @@ MODULE_EXCEPTIONS: dict[str, str] = {
 }
 #: "module:function" -> why it may be longer, until it is split.
 FUNCTION_EXCEPTIONS: dict[str, str] = {
-    "cli/study.py:study_run": "over before the layout move; split pending",
     "evidence/confirm.py:run": "over before the layout move; split pending",
     "evidence/confirm.py:summarize": "over before the layout move; split pending",
     "model/arch.py:plan": "over before the layout move; split pending",
-    "model/baseline.py:run": "over before the layout move; split pending",
-    "model/train.py:fit": "over before the layout move; split pending",
     "search/exchange.py:parse_assignments": "over before the layout move; split pending",
     "search/limits.py:feasible_sampler": "over before the layout move; split pending",
-    "search/objective.py:_trial": "over before the layout move; split pending",
     "search/runner.py:_run": "over before the layout move; split pending",
     "search/runner.py:run_workers": "over before the layout move; split pending",
 }

@@ -134,6 +134,16 @@ storage_option = click.option("--storage", "url", default=None, metavar="URL",
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 
 
+def val_options(f: Any) -> Any:
+    """--val-fraction and --val-data: how the validation set is chosen (cnnsearch.ground.data.split)."""
+    f = click.option("--val-data", "val_data", default=None, metavar="PATH",
+                     help="Validation images from this file (npz with x_val, y_val) or folder of class subfolders,"
+                          " instead of a share of the training set.")(f)
+    return click.option("--val-fraction", "val_fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                        default=None, help="Share of the training set held out for validation, seeded and"
+                        " stratified [default: 0.1; MNIST: its last 10%, as the reference].")(f)
+
+
 def complete_study(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """Shell completion for a study NAME: the studies in the storage this command line points at.
 

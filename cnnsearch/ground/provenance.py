@@ -59,7 +59,7 @@ def load(study: Any, data_path: str | os.PathLike[str] | None = None, *, remembe
     val_path = val_data or ((rec or {}).get("val_data") or {}).get("path")
     if data is None:
         data = data_mod.load(resolve(study, data_path), download=download, val_data=val_path)
-        digest = data_mod.fingerprint(data.source.split(" (validation: ")[0])
+        digest = data_mod.fingerprint(_path_of(data.source))
     else:
         digest = data.sha256
     if rec is not None and rec["sha256"] != digest:
@@ -69,9 +69,28 @@ def load(study: Any, data_path: str | os.PathLike[str] | None = None, *, remembe
     if rec is not None and val_fraction is not None and rec.get("val_fraction") != val_fraction:
         raise DataMismatch(f"--val-fraction {val_fraction}: study {study.study_name!r} validates on"
                            f" {_val_words(rec)}; drop --val-fraction, or create a new study")
+    if rec is not None and val_data and (rec.get("val_data") or {}).get("sha256") != data_mod.fingerprint(val_data):
+        raise DataMismatch(f"--val-data {val_data}: study {study.study_name!r} validates on {_val_words(rec)};"
+                           " pass that, or create a new study")
     if rec is None and remember:
         study.set_user_attr(DATA_KEY, _record(data, digest, val_path, val_fraction))
     return data
+
+
+def remember(study: Any, ds: data_mod.Dataset, *, val_data: str | None = None,
+             val_fraction: float | None = None) -> None:
+    """Store the data record of ``ds`` on a study that has none yet (see :func:`load`)."""
+    if stored(study) is None:
+        digest = ds.sha256 if not _is_path(ds.source) else data_mod.fingerprint(_path_of(ds.source))
+        study.set_user_attr(DATA_KEY, _record(ds, digest, val_data, val_fraction))
+
+
+def _path_of(source: str) -> str:
+    return source.split(" (validation: ")[0]
+
+
+def _is_path(source: str) -> bool:
+    return source.startswith("keras.datasets") or Path(_path_of(source)).exists()
 
 
 def val_fraction(study: Any) -> float | None:
@@ -88,8 +107,8 @@ def is_mnist(study: Any) -> bool:
 def _record(ds: data_mod.Dataset, digest: str, val_path: str | None, fraction: float | None) -> dict[str, Any]:
     if ds.source.startswith("keras.datasets"):
         path = str(data_mod.keras_cache_path().resolve())
-    elif Path(ds.source.split(" (validation: ")[0]).exists():
-        path = str(Path(ds.source.split(" (validation: ")[0]).resolve())
+    elif Path(_path_of(ds.source)).exists():
+        path = str(Path(_path_of(ds.source)).resolve())
     else:
         path = ds.source  # arrays from Python: nothing to read back
     rec: dict[str, Any] = {"path": path, "sha256": digest, "mnist": ds.mnist, "val_fraction": fraction}
@@ -106,4 +125,4 @@ def _val_words(rec: dict[str, Any]) -> str:
     return f"--val-fraction {rec['val_fraction']}" if rec.get("val_fraction") is not None else "the default split"
 
 
-__all__ = ["DATA_KEY", "DataMismatch", "is_mnist", "load", "resolve", "stored", "val_fraction"]
+__all__ = ["DATA_KEY", "DataMismatch", "is_mnist", "load", "remember", "resolve", "stored", "val_fraction"]

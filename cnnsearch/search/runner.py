@@ -10,18 +10,17 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from cnnsearch.ground import data as data_mod
 from cnnsearch.ground import interrupt
-from cnnsearch.search import points
+from cnnsearch.search import prepare
 from cnnsearch.ground import provenance
-from cnnsearch.model.arch import summarize
 from cnnsearch.ground.describe import choices
-from cnnsearch.ground.errors import ArchitectureError, CnnsearchError, ConfigError, DataError, Interrupted, TrialFailed
+from cnnsearch.ground.errors import CnnsearchError, ConfigError, Interrupted, TrialFailed
 from cnnsearch.search.objective import Objective, process_start
 from cnnsearch.records.storage import STORAGE_ENV, experimental_ok, storage_error
 from cnnsearch.search.study import (WORKER_ENV, Handle, baseline_trial, ensure_baseline_queued, load, param_count,
@@ -119,6 +118,12 @@ def run(
     on_trial_start: Callable[[int, bool], None] | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     seed: int | None = None,
+    data: data_mod.Dataset | None = None,
+    val_data: str | None = None,
+    val_fraction: float | None = None,
+    build: Callable[[Any], Any] | None = None,
+    callbacks: Sequence[Any] = (),
+    on_warning: Callable[[str], None] | None = None,
 ) -> Handle:
     """Add ``trials`` finished trials to study ``name`` (plus the baseline if it has not run yet).
 
@@ -139,28 +144,30 @@ def run(
     Progress hooks: ``on_plan(trials, epochs, epoch_prior_s)`` once before the first trial (the
     prior: the median epoch time the study has measured, or None), ``on_trial_start(number,
     is_baseline)``, ``on_epoch(epoch, logs)`` and ``on_trial`` (a :class:`TrialLine`) as trials go.
-    The data are the study's (:mod:`cnnsearch.ground.provenance`): remembered at the first run.
+    The data are the study's (:mod:`cnnsearch.ground.provenance`): remembered at the first run, with
+    how validation is chosen (``val_data``, ``val_fraction``); ``data`` passes arrays already loaded.
+    ``build`` and ``callbacks``: see :class:`~cnnsearch.search.objective.Objective`. ``on_warning(text)``:
+    once per run, why the validation set may not be trusted, or that much of the space cannot be built.
     """
     if trials < 0:
         raise ConfigError(f"--trials: expected >= 0; received {trials}")
     with interrupt.handled():
         handle = _run(name, trials=trials, timeout=timeout, data_path=data_path, url=url, on_trial=on_trial,
                       verbose=verbose, worker=worker, seed=seed, on_plan=on_plan, on_trial_start=on_trial_start,
-                      on_epoch=on_epoch)
+                      on_epoch=on_epoch, options={"data": data, "val_data": val_data, "val_fraction": val_fraction,
+                                                  "build": build, "callbacks": callbacks, "on_warning": on_warning})
         interrupt.check()  # a signal swallowed after the last trial still ends the run as interrupted
     return handle
 
 
-def _study_splits(handle: Handle, data_path: str | None) -> data_mod.Splits:
-    """The study's data, split at its fidelity; a DataError if missing, changed or too small for the reference."""
-    ds = provenance.load(handle.study, data_path)
-    splits = data_mod.split(ds, train_limit=handle.training.train_limit)
-    try:
-        summarize(points.spec_from_values(points.baseline_params(handle.space), handle.space), splits.input_shape,
-                  splits.n_classes)
-    except ArchitectureError as exc:
-        raise DataError(f"{ds.source}: images of {splits.input_shape} are too small for the reference"
-                        f" model: {exc}") from exc
+def _study_splits(handle: Handle, data_path: str | None, options: dict[str, Any] | None = None) -> data_mod.Splits:
+    """The study's data, split at its fidelity (:func:`cnnsearch.search.prepare.study_splits`); warnings shown once."""
+    opts = options or {}
+    splits, notes = prepare.study_splits(handle, data_path, data=opts.get("data"), val_data=opts.get("val_data"),
+                                         val_fraction=opts.get("val_fraction"))
+    if opts.get("on_warning") is not None:
+        for note in notes:
+            opts["on_warning"](note)
     return splits
 
 
@@ -168,10 +175,12 @@ def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None
          on_trial: Callable[[TrialLine], None] | None, verbose: int, worker: bool, seed: int | None,
          on_plan: Callable[[int, int, float | None], None] | None = None,
          on_trial_start: Callable[[int, bool], None] | None = None,
-         on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Handle:
+         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+         options: dict[str, Any] | None = None) -> Handle:
     handle = load(name, url, heartbeat=True, seed=seed)
     study, sp, cfg = handle.study, handle.space, handle.training
-    splits = _study_splits(handle, data_path)
+    opts = options or {}
+    splits = _study_splits(handle, data_path, opts)
     # A worker that died without a word leaves its trial RUNNING: fail it now (and re-queue it once,
     # through the heartbeat callback) rather than at the next trial start, which --trials 0 never reaches.
     with experimental_ok():
@@ -179,7 +188,9 @@ def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None
     if not isinstance(study._storage, optuna.storages.RDBStorage):
         fail_stale(study)  # journal files have no heartbeat: the lease of each RUNNING trial is checked instead
     total = trials if worker else trials + (1 if ensure_baseline_queued(study, sp) else 0)
-    objective = Objective(handle, splits, verbose=verbose, on_start=on_trial_start, on_epoch=on_epoch)
+    objective = Objective(handle, splits, verbose=verbose, on_start=on_trial_start, on_epoch=on_epoch,
+                          build=opts.get("build"), callbacks=opts.get("callbacks", ()),
+                          mnist=provenance.is_mnist(study))
     state = {"done": 0, "failures": 0, "last": "", "infeasible": 0, "finished": 0, "training_failures": 0}
     limit = sp.study["max_consecutive_failures"]
 
@@ -219,8 +230,9 @@ def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None
     optuna.logging.set_verbosity(optuna.logging.ERROR if not verbose else optuna.logging.INFO)
     if on_plan is not None:
         on_plan(total, cfg.epochs, _median_epoch_seconds(study))
-    # With a size limit, infeasible draws do not count: run until `total` counted trials (after_trial stops).
-    study.optimize(objective, n_trials=None if sp.constrained and total else total, timeout=timeout,
+    # Infeasible draws (unbuildable, or over a size limit) do not count: run until `total` counted trials
+    # (after_trial stops).
+    study.optimize(objective, n_trials=None if total else total, timeout=timeout,
                    catch=(TrialFailed,), callbacks=[after_trial], gc_after_trial=True)
     if state["infeasible"] >= MAX_INFEASIBLE_IN_A_ROW:
         raise CnnsearchError(f"stopped: {state['infeasible']} points in a row were infeasible (over max_params /"
@@ -247,6 +259,9 @@ def run_workers(
     cores: int | None = None,
     debug: bool = False,
     seed: int | None = None,
+    val_data: str | None = None,
+    val_fraction: float | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> list[int]:
     """Run ``trials`` new trials of study ``name`` in ``workers`` processes on this machine.
 
@@ -270,7 +285,7 @@ def run_workers(
     h = load(name, url)
     # Bad data is one error line from here, not one from each worker; a first run also records the
     # study's data here, once, before the workers start.
-    _study_splits(h, data_path)
+    _study_splits(h, data_path, {"val_data": val_data, "val_fraction": val_fraction, "on_warning": on_warning})
     total = trials + (1 if ensure_baseline_queued(h.study, h.space) else 0)
     shares = [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
     threads = max(1, (cores or available_cores()) // workers)
@@ -286,6 +301,10 @@ def run_workers(
         base_cmd += ["--debug"]
     if seed is not None:
         base_cmd += ["--seed", str(seed)]
+    if val_data:
+        base_cmd += ["--val-data", val_data]
+    if val_fraction is not None:
+        base_cmd += ["--val-fraction", str(val_fraction)]
     with interrupt.handled():
         procs: list[subprocess.Popen[bytes]] = []
         try:
@@ -418,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="TensorFlow intra-op threads for this process")
     ap.add_argument("--timeout", type=float, default=None)
     ap.add_argument("--data", default=None)
+    ap.add_argument("--val-data", default=None)
+    ap.add_argument("--val-fraction", type=float, default=None)
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--debug", action="store_true")
     args = ap.parse_args(argv)
@@ -441,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run(args.name, trials=args.trials, timeout=args.timeout, data_path=args.data, url=args.storage,
-            on_trial=line, worker=True, seed=args.seed)
+            on_trial=line, worker=True, seed=args.seed, val_data=args.val_data, val_fraction=args.val_fraction)
     except CnnsearchError as exc:
         if args.debug:
             raise
