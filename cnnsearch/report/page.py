@@ -113,12 +113,15 @@ def answer_section(d: ReportData) -> Section:
         b, base = d.best, d.baseline
         t = d.settings.get("training", {})
         fid = confirm_mod.Fidelity(int(t.get("epochs", 0)), int(t.get("train_limit", 0)))
+        ref = d.reference  # None on data other than MNIST: no 99.15% column
         head = ("<tr><th></th><th>best trial</th><th>in-study baseline</th><th>best − baseline</th>"
-                f"<th>best − reference {REFERENCE:.2%} (test, {confirm_mod.REFERENCE_FIDELITY.epochs} epochs)</th></tr>")
+                + ("" if ref is None else f"<th>best − reference {ref:.2%} (test,"
+                   f" {confirm_mod.REFERENCE_FIDELITY.epochs} epochs)</th>") + "</tr>")
         rows = [("validation accuracy (selected on this)", b["val_accuracy"], base and base["val_accuracy"]),
                 ("test accuracy (never used to select)", b["test_accuracy"], base and base["test_accuracy"])]
         body = "".join(f"<tr><th>{html.escape(label)}</th><td>{v:.4f}</td><td>{'' if bv is None else f'{bv:.4f}'}"
-                       f"</td><td>{'' if bv is None else _pp(v - bv)}</td><td>{_pp(v - REFERENCE)}</td></tr>"
+                       f"</td><td>{'' if bv is None else _pp(v - bv)}</td>"
+                       + ("" if ref is None else f"<td>{_pp(v - ref)}</td>") + "</tr>"
                        for label, v, bv in rows)
         size = f" ({b['param_count'] / base['param_count']:.0%} of the baseline's)" if base else ""
         chosen = ", ".join(f"{k} {v}" for k, v in _tidy(b["params"]).items())
@@ -147,7 +150,7 @@ def answer_section(d: ReportData) -> Section:
                                        f"{extra}{more})"))
         items.append(f"<div class='statement'><b>2. Confirmation</b> ({html.escape(fid.describe())}, paired by"
                      f" training seed): " + "; ".join(parts) + ". "
-                     + html.escape(confirm_mod.reference_sentence(c))
+                     + ("" if d.reference is None else html.escape(confirm_mod.reference_sentence(c)))
                      + ("" if not c.get("rank_check") else " " + html.escape(c["rank_check"]["sentence"]))
                      + " <a href='#confirm'>details</a></div>")
     imp = d.importance
@@ -222,14 +225,14 @@ def figure_sections(d: ReportData) -> list[Section]:
     vals = done["val acc"].astype(float).tolist()
     best = list(np.maximum.accumulate(vals))
     out.append(Section("Optimisation history", _img(viz.data_uri(viz.draw_history(nums, vals, best, base_val,
-                                                                                  REFERENCE)), "history"),
+                                                                                  d.reference)), "history"),
                        "history"))
     params = done["params"].astype(float).tolist()
     front = viz.pareto_front(params, vals)
     base_point = (float(d.baseline["param_count"]), base_val) if d.baseline else None
     front_rows = done.iloc[front][["trial", "params", "val acc", "test acc"]]
     out.append(Section("Accuracy against parameter count",
-                       _img(viz.data_uri(viz.draw_pareto(params, vals, front, base_point, REFERENCE)), "pareto")
+                       _img(viz.data_uri(viz.draw_pareto(params, vals, front, base_point, d.reference)), "pareto")
                        + "<p>Pareto front (no other trial is both smaller and more accurate):</p>"
                        + _fmt_table(front_rows), "pareto"))
     out.append(importance_section(d))
@@ -320,7 +323,7 @@ def confirm_section(d: ReportData) -> Section:
             "seeds needed (estimate)": r.get("seeds_needed_estimate") or "",
             "McNemar p < 0.05 (supporting)": "" if not mc else f"{sum(p < 0.05 for p in mc)} of {len(mc)} seed pairs",
         }
-        if c["reference"]["comparable"]:
+        if c["reference"]["comparable"] and d.reference is not None:
             row[f"vs {REFERENCE:.2%}"] = "" if not ref else ref["verdict"]
         rows.append(row)
     fid = confirm_mod.Fidelity(**c["fidelity"])

@@ -1,4 +1,4 @@
-"""One trial: build (a spec from the space, or the user's model), fit it, record everything on the trial, keep the best weights.
+"""One trial: build (a spec from the space, or your own model), fit it, record it on the trial, keep the best weights.
 
 What is kept and reused across trials (weights files, a reusable baseline) is :mod:`cnnsearch.search.kept`.
 
