@@ -84,11 +84,11 @@ def main() -> None:
     arrays = make_data(n, n // 4)
 
     # 1. The space's own model family on your arrays; validation: a seeded, stratified 10% by default.
-    study = cnnsearch.search("rgb-space", data=arrays, space=space, trials=trials, storage=args.storage)
+    study = cnnsearch.run_study("rgb-space", data=arrays, space=space, trials=trials, storage=args.storage)
     print("space study: best trial", study.best_trial.number, "values", study.best_trial.values)
     summary = cnnsearch.confirm("rgb-space", top=1, seeds=2, epochs=epochs, train_limit=0, storage=args.storage)
     print("confirmed at", summary["fidelity"])
-    print("report:", cnnsearch.report("rgb-space", out / "rgb-space.html", storage=args.storage))
+    print("report:", cnnsearch.write_report("rgb-space", out / "rgb-space.html", storage=args.storage))
 
     # 2. Your own build(trial), ranked by validation loss, with an extra Keras callback; tf.data works too.
     import keras
@@ -96,10 +96,10 @@ def main() -> None:
 
     train = tf.data.Dataset.from_tensor_slices((arrays["x_train"], arrays["y_train"])).batch(64)
     test = tf.data.Dataset.from_tensor_slices((arrays["x_test"], arrays["y_test"])).batch(64)
-    study = cnnsearch.search("rgb-own-model", data=(train, test), space=space, trials=trials, build=build,
+    study = cnnsearch.run_study("rgb-own-model", data=(train, test), space=space, trials=trials, build=build,
                              metric="val_loss", callbacks=[keras.callbacks.TerminateOnNaN()], storage=args.storage)
     print("own-model study: best trial", study.best_trial.number, "val_loss", study.best_trial.value)
-    print("report:", cnnsearch.report("rgb-own-model", out / "rgb-own-model.html", storage=args.storage))
+    print("report:", cnnsearch.write_report("rgb-own-model", out / "rgb-own-model.html", storage=args.storage))
 
     # 3. It is an ordinary Optuna study: optuna.load_study works on cnnsearch's storage.
     same = cnnsearch.load_study("rgb-own-model", storage=args.storage)

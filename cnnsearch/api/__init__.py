@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # Optuna (and the storage module, which imports it) load on f
 DataLike = Any
 
 
-def search(name: str, *, data: DataLike = None, space: str | os.PathLike[str] = "seed", trials: int = 10,
+def run_study(name: str, *, data: DataLike = None, space: str | os.PathLike[str] = "seed", trials: int = 10,
            build: Callable[[Any], Any] | None = None, metric: str | None = None, callbacks: Sequence[Any] = (),
            validation_data: Any = None, val_fraction: float | None = None, storage: str | None = None,
            timeout: float | None = None, seed: int | None = None, verbose: int = 0) -> optuna.Study:
@@ -100,7 +100,7 @@ def confirm(name: str, *, top: int = 3, seeds: int = 3, epochs: int | None = Non
     return confirm_mod.run(name, top=top, seeds=seeds, url=resolve_storage(storage), **kwargs)
 
 
-def report(name: str, out: str | os.PathLike[str] | None = None, *, storage: str | None = None,
+def write_report(name: str, out: str | os.PathLike[str] | None = None, *, storage: str | None = None,
            models: bool = True) -> Path:
     """Write the study's HTML report (default ``reports/NAME/index.html``); returns its path."""
     from cnnsearch.records.storage import resolve_storage
@@ -191,4 +191,4 @@ def check_builder(build: Callable[[Any], Any], space: str | os.PathLike[str], ds
                           " class); fix the function (nothing was stored)")
 
 
-__all__ = ["as_dataset", "check_builder", "confirm", "load_study", "report", "search"]
+__all__ = ["as_dataset", "check_builder", "confirm", "load_study", "run_study", "write_report"]

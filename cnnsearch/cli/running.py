@@ -41,9 +41,9 @@ def run_here(name: str, *, trials: int, timeout: float | None, data_path: str | 
     try:
         # --verbose means per-epoch metrics on stderr (the progress module), not Keras's per-batch
         # bars, which go to stdout.
-        runner.run(name, trials=trials, timeout=timeout, data_path=data_path, url=url, seed=seed, **val,
-                   on_warning=warn, **({} if quiet else {"on_plan": plan, "on_trial_start": begin, "on_epoch":
-                                                      lambda e, logs: bar[0].epoch_end(e, logs), "on_trial": line}))
+        hooks = {} if quiet else {"on_plan": plan, "on_trial_start": begin, "on_trial": line, "on_warning": warn,
+                                  "on_epoch": lambda e, logs: bar[0].epoch_end(e, logs)}
+        runner.run(name, trials=trials, timeout=timeout, data_path=data_path, url=url, seed=seed, **val, **hooks)
     finally:
         if bar:
             bar[0].close(None)

@@ -115,7 +115,8 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
     if processes > 1:
         codes = runner.run_workers(name, trials=trials, workers=processes, timeout=timeout, data_path=data_path,
                                    url=url, quiet=quiet, debug=bool(ctx.find_root().params.get("debug")), seed=seed,
-                                   val_data=val_data, val_fraction=val_fraction, on_warning=warn)
+                                   val_data=val_data, val_fraction=val_fraction,
+                                   on_warning=None if quiet else warn)
         failed = [c for c in codes if c != 0]
         if failed:
             raise click.exceptions.Exit(130 if 130 in failed else max(failed))
@@ -195,12 +196,20 @@ def study_show(name: str, top: int | None, sort: str, url: str | None, as_json: 
 @study.command("best")
 @study_argument
 @click.option("--export", type=click.Path(dir_okay=False), default=None, help="Write the best model to this .keras file.")
+@click.option("--confirmed", is_flag=True,
+              help="The confirmed winner (highest mean test accuracy over the confirmation's seeds): with --export,"
+                   " the weights confirmation kept (its best seed by validation accuracy).")
 @storage_option
 @json_option
-def study_best(name: str, export: str | None, url: str | None, as_json: bool) -> None:
-    """The best trial of NAME by validation accuracy."""
+def study_best(name: str, export: str | None, confirmed: bool, url: str | None, as_json: bool) -> None:
+    """The best trial of NAME by validation accuracy (or, with --confirmed, the confirmed winner)."""
     from cnnsearch.search import browse as records
 
+    if confirmed:
+        from cnnsearch.cli.winner import best_confirmed
+
+        best_confirmed(name, export, url, as_json)
+        return
     rec = records.best(name, url, export=export)
     if as_json:
         emit_json(rec)

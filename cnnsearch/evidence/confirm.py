@@ -144,6 +144,7 @@ def run(
         raise ConfigError(f"confirm: expected --top >= 1, --seeds >= 1, --epochs >= 1, --train-limit >= 0; received"
                           f" top={top}, seeds={seeds}, epochs={epochs}, train_limit={train_limit}")
     from cnnsearch.model.train import fit
+    from cnnsearch.search import retrain
 
     fid = Fidelity(epochs, train_limit)
     h = study_mod.load(name, url)
@@ -177,6 +178,7 @@ def run(
                       "test_loss": r.test_loss, "val_accuracy": r.val_accuracy, "seconds": round(r.seconds, 1),
                       "predictions": encode(r.test_predictions)}
             _store(h.study, f"{PREFIX}{fid.key}:{c.key}:seed{seed}", record)
+            retrain.keep_confirmed(h.study, h.url, f"{fid.key}:{c.key}", c.trial, seed, r)  # issue 23 item 8
             if on_run is not None:
                 on_run(record)
     return summarize(stored(h.study), fid, keys=[c.key for c in cands], search=search_scores(h))

@@ -67,7 +67,7 @@ def _copy_artifact(url: str, source_id: str, study: optuna.Study, trial: optuna.
     """Copy a kept weights file under this trial's name; returns its artifact id and SHA-256."""
     import shutil
 
-    artifact_id = f"{_safe(study.study_name)}-{tag}-trial{trial.number}-{os.getpid()}.keras"
+    artifact_id = f"{safe_name(study.study_name)}-{tag}-trial{trial.number}-{os.getpid()}.keras"
     folder = artifact_dir(url)
     partial = folder / f".partial-{artifact_id}"
     shutil.copyfile(folder / source_id, partial)
@@ -84,7 +84,7 @@ def _save_model(url: str, study: optuna.Study, trial: optuna.Trial, model: Any, 
     leaves a partial ``.keras`` file behind. A failure fails the trial with the
     reason and stops the run (:class:`~cnnsearch.ground.errors.StorageError`).
     """
-    artifact_id = f"{_safe(study.study_name)}-{tag}-trial{trial.number}-{os.getpid()}.keras"
+    artifact_id = f"{safe_name(study.study_name)}-{tag}-trial{trial.number}-{os.getpid()}.keras"
     folder = artifact_dir(url)
     partial = folder / f".partial-{artifact_id}"  # still ends in .keras, as Keras requires
     try:
@@ -130,8 +130,9 @@ def process_start(pid: int) -> str | None:
         return None
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
+    """``name`` with every character but letters, digits, - and _ replaced by _ (for file names)."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
-__all__ = ["find_reusable_baseline", "model_file", "process_start", "splits_sha256", "worker_lease"]
+__all__ = ["find_reusable_baseline", "model_file", "process_start", "safe_name", "splits_sha256", "worker_lease"]

@@ -324,7 +324,9 @@ class Objective:
                 store.remove(artifact_id)
             return
         study.set_user_attr("best_weights", {"trial": trial.number, "artifact_id": artifact_id,
-                                             "val_accuracy": val_accuracy, "score": score, "sha256": digest})
+                                             "val_accuracy": val_accuracy, "sha256": digest,
+                                             # ranked on another metric (val_loss, negated): its score decides
+                                             **({"score": score} if score != val_accuracy else {})})
         if current and current["artifact_id"] != baseline_id:
             try:
                 store.remove(current["artifact_id"])

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from cnnsearch.ground import data as data_mod
 from cnnsearch.ground import provenance
@@ -57,14 +58,16 @@ def study_splits(handle: study_mod.Handle, data_path: str | None = None, *, data
     Warnings: the validation set's (too small, unbalanced), and at the first run the share
     of the space that cannot be built for these images when over :data:`UNBUILDABLE_NOTE`.
     """
-    first = provenance.stored(handle.study) is None
+    new = provenance.stored(handle.study) is None
     ds = provenance.load(handle.study, data_path, data=data, val_data=val_data, val_fraction=val_fraction,
                          remember=False)
-    vf = val_fraction if first else provenance.val_fraction(handle.study)
+    vf = val_fraction if new else provenance.val_fraction(handle.study)
     splits = check(handle.space, handle.training, ds, vf)
     notes = list(splits.warnings)
-    if first:
+    if new:
         provenance.remember(handle.study, ds, val_data=val_data, val_fraction=val_fraction)
+    first = not handle.study.get_trials(deepcopy=False, states=tuple(s for s in TrialState if s != TrialState.WAITING))
+    if first:
         share = points.unbuildable_share(handle.space, splits.input_shape, splits.n_classes)
         if share > UNBUILDABLE_NOTE:
             notes.append(f"{share:.0%} of the space's points cannot be built for {splits.input_shape[0]}x"
