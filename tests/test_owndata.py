@@ -58,7 +58,7 @@ def test_float_images_are_taken_as_scaled_and_refused_out_of_range(tmp_path: Pat
     ds = data.load(_save(tmp_path, "f.npz", **a))
     np.testing.assert_allclose(ds.x_train, a["x_train"])  # not divided by 255 again
     a["x_test"] = a["x_test"] * 255
-    with pytest.raises(DataError, match=r"x_test is float with pixels from 0 to 255; float images must be scaled"):
+    with pytest.raises(DataError, match=r"x_test is float with pixels from 0 to 25\d; float images must be scaled"):
         data.load(_save(tmp_path, "g.npz", **a))
 
 
@@ -179,7 +179,7 @@ def test_unbuildable_points_are_infeasible_not_failures(tmp_path: Path, tiny_npz
 
     space = tmp_path / "s.toml"
     space.write_text(TINY_SPACE.format(epochs=1, heartbeat=60).replace("[4, 8, 32]", "[4, 32]")
-                     .replace("[8, 64]", "[8]").replace('pruner = "none"', 'pruner = "none"\nsampler = "random"'))
+                     .replace('pruner = "none"', 'pruner = "none"\nsampler = "random"'))
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     r = CliRunner().invoke(main, ["study", "run", "u", "--space", str(space), "--trials", "3", "--data",
                                   str(tiny_npz), "--storage", url, "--no-report", "--quiet", "--seed", "3"])
@@ -257,7 +257,6 @@ def test_a_bad_builder_is_one_line_and_stores_nothing(tmp_path: Path, build, mes
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     space = tmp_path / "s.toml"
-    space.write_text(OWN.format(baseline=""))
     space.write_text(OWN.format(baseline='[baseline]\nmodel = "none"'))
     with pytest.raises(ConfigError) as err:
         cnnsearch.run_study("b", data=_rgb(), space=space, trials=1, build=build, storage=url)
@@ -328,7 +327,7 @@ def test_example_script_runs_at_tiny_scale(tmp_path: Path) -> None:
     env.pop("CNNSEARCH_ARTIFACTS", None)
     r = subprocess.run([sys.executable, str(root / "examples" / "own_data.py"), "--tiny", "--storage",
                         f"sqlite:///{tmp_path / 'ex.db'}", "--out", str(tmp_path)], capture_output=True, text=True,
-                       timeout=1500, cwd=tmp_path, env=env)
+                       timeout=800, cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "own-model study: best trial" in r.stdout and (tmp_path / "rgb-space.html").is_file()
     assert "99.15" not in (tmp_path / "rgb-space.html").read_text()

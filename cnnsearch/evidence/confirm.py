@@ -231,7 +231,9 @@ def _store(study: Any, key: str, value: Any) -> None:
 def stored(study: Any) -> dict[str, Any]:
     """Everything confirmation stored on a study (runs and test labels)."""
     attrs = study_mod.system_attrs(study)
-    return {k: v for k, v in attrs.items() if k.startswith(PREFIX) or k == "confirm_labels"}
+    kept = {k: v for k, v in attrs.items() if k.startswith(PREFIX) or k == "confirm_labels"}
+    # Issue 23: the published 99.15% is MNIST's only; on other data it is never mentioned.
+    return {**kept, "mnist": provenance.stored(study) is None or provenance.is_mnist(study)}
 
 
 def encode(pred: np.ndarray | None) -> str:
@@ -284,11 +286,13 @@ def summarize(attrs: dict[str, Any], fidelity: Fidelity | None = None, labels: n
     if keys is not None:
         rs = [r for r in rs if r["config"] in keys or r["config"] == "baseline"]
     out: dict[str, Any] = {
+        "mnist": attrs.get("mnist", True),  # False: other data, where the published 99.15% is never mentioned
         "fidelity": fidelity.to_dict() if fidelity else None,
         "fidelities": [{**f.to_dict(), "runs": n} for f, n in sorted(stored_fids.items())],
         "alpha": verdict_mod.ALPHA, "min_seeds": verdict_mod.MIN_SEEDS,
-        "reference": {"test_accuracy": REFERENCE_ACCURACY, "fidelity": REFERENCE_FIDELITY.to_dict(),
-                      "comparable": bool(fidelity and fidelity.at_reference)},
+        "reference": {"test_accuracy": REFERENCE_ACCURACY if attrs.get("mnist", True) else None,
+                      "fidelity": REFERENCE_FIDELITY.to_dict(),
+                      "comparable": bool(fidelity and fidelity.at_reference and attrs.get("mnist", True))},
         "configs": [], "verdicts": {}, "verdict": None, "rank_check": None,
     }
     if not rs:
@@ -308,7 +312,7 @@ def summarize(attrs: dict[str, Any], fidelity: Fidelity | None = None, labels: n
         r["seeds_needed_estimate"] = (verdict_mod.seeds_needed(r["diff_mean"], r["diff_sd"],
                                                                verdict_mod.ALPHA / len(cands))
                                       if r["verdict"] == "inconclusive" else None)
-    if fidelity is not None and fidelity.at_reference:
+    if fidelity is not None and fidelity.at_reference and out["mnist"]:
         judged = [r for r in rows if r["seeds"] >= 2]
         for r, p in zip(judged, verdict_mod.holm([r["vs_reference"]["p"] for r in judged])):
             r["vs_reference"]["p_holm"] = p
@@ -414,8 +418,10 @@ def candidate_sentence(r: dict[str, Any], k: int) -> str:
 
 
 def reference_sentence(summary: dict[str, Any]) -> str:
-    """The comparison with the reference's 99.15%, or why it is not possible here."""
+    """The comparison with the reference's 99.15%, or why it is not possible here ('' on data other than MNIST)."""
     ref = summary["reference"]
+    if summary.get("mnist") is False:
+        return ""
     if not ref["comparable"]:
         fid = Fidelity(**summary["fidelity"]) if summary["fidelity"] else None
         return (f"Against the reference's {ref['test_accuracy']:.2%}: not possible"
