@@ -182,8 +182,9 @@ def test_unbuildable_points_are_infeasible_not_failures(tmp_path: Path, tiny_npz
                      .replace('pruner = "none"', 'pruner = "none"\nsampler = "random"'))
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     r = CliRunner().invoke(main, ["study", "run", "u", "--space", str(space), "--trials", "3", "--data",
-                                  str(tiny_npz), "--storage", url, "--no-report", "--quiet", "--seed", "3"])
+                                  str(tiny_npz), "--storage", url, "--no-report", "--seed", "3"])
     assert r.exit_code == 0, r.output
+    assert r.output.count("of the space's points cannot be built for 12x12 images") == 1  # said once, at the first run
     trials = optuna.load_study(study_name="u", storage=url).trials
     infeasible = [t for t in trials if t.user_attrs.get("infeasible")]
     trained = [t for t in trials if not t.user_attrs.get("infeasible") and not t.user_attrs.get("baseline")]
