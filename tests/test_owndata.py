@@ -333,3 +333,20 @@ def test_example_script_runs_at_tiny_scale(tmp_path: Path) -> None:
     assert "own-model study: best trial" in r.stdout and (tmp_path / "rgb-space.html").is_file()
     assert "99.15" not in (tmp_path / "rgb-space.html").read_text()
     assert "python examples/own_data.py" in (root / "docs" / "python-api.md").read_text()
+
+
+# --- 9. colour filters ------------------------------------------------------------------------------------------
+
+def test_rgb_filters_are_drawn_in_colour_and_one_channel_is_named() -> None:
+    from cnnsearch.model import viz
+
+    rng = np.random.default_rng(0)
+    weights = {"conv1": [rng.normal(size=(3, 3, 3, 8))], "conv2": [rng.normal(size=(3, 3, 8, 16))]}
+    rgb = viz.filters(weights, "conv1")
+    assert rgb.shape == (8, 3, 3, 3) and rgb.min() == 0.0 and rgb.max() == 1.0
+    np.testing.assert_allclose(rgb.reshape(8, -1).max(axis=1), 1.0)  # each filter scaled over its own channels
+    assert viz.channel_words(weights, "conv1") == "in colour (RGB)"
+    assert viz.filters(weights, "conv2").shape == (16, 3, 3) and viz.channel_words(weights, "conv2") == "input channel 0"
+    viz.draw_grid(rgb, 1, 8)  # draws without error
+    gray = {"conv1": [rng.normal(size=(3, 3, 1, 4))]}
+    assert viz.filters(gray, "conv1").shape == (4, 3, 3)

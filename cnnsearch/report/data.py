@@ -94,7 +94,7 @@ def compute(name: str, url: str | None = None, *, on_loaded: Callable[[], None] 
     best = next((r for r in records if best_t is not None and r["number"] == best_t.number), None)
     from cnnsearch.ground import provenance
 
-    reference = REFERENCE if provenance.stored(h.study) is not None and provenance.is_mnist(h.study) else None
+    reference = REFERENCE if provenance.is_mnist(h.study) else None  # unknown data (no run yet): as before, MNIST
     data = ReportData(name=name, url=h.url, settings=study_mod.settings_of(h.study) or {},
                       counts=study_mod.counts(h.study), table=trial_table(records, base, reference), baseline=base,
                       best=best, reference=reference,
