@@ -208,6 +208,13 @@ def test_study_run_space_leaves_no_study_on_bad_data(tmp_path: Path, tiny_space:
                                       data_arg, "--storage", url, "--no-report", "--quiet"])
         assert r.exit_code in (1, 2) and "Traceback" not in r.output, r.output
         assert "s" not in optuna.study.get_all_study_names(storage=url)
+    big = tmp_path / "big.toml"  # a fidelity the data cannot give: checked before the study exists too
+    big.write_text(tiny_space.read_text().replace("[training]", "[training]\ntrain_limit = 100000"))
+    good = _save(tmp_path, "good.npz", **make_tiny())
+    r = CliRunner().invoke(main, ["study", "run", "s", "--space", str(big), "--trials", "1", "--data", str(good),
+                                  "--storage", url, "--no-report", "--quiet"])
+    assert r.exit_code == 2 and "train_limit 100,000: expected at most the 216 training images" in r.output, r.output
+    assert optuna.study.get_all_study_names(storage=url) == []
 
 
 def test_own_data_study_never_mentions_99_15(tmp_path: Path) -> None:
