@@ -99,10 +99,12 @@ def test_resume_adds_trials_and_keeps_settings(env: dict[str, str], tiny_space: 
     assert all(t["epochs_run"] in (2, None) for t in doc["trials"])
 
 
-def test_unbuildable_point_is_infeasible_and_search_goes_on(env: dict[str, str], tiny_space: Path) -> None:
+def test_unbuildable_point_is_infeasible_and_search_goes_on(env: dict[str, str], tmp_path: Path) -> None:
     # Issue 23 item 5: known from the layer arithmetic in every study, so infeasible (not a failure), untrained,
     # and not counted toward --trials.
-    h = study_mod.create("inv", tiny_space)
+    space = tmp_path / "with13.toml"
+    space.write_text(TINY_SPACE.format(epochs=2, heartbeat=60))  # conv1_kernel 13 does not fit 12x12 images
+    h = study_mod.create("inv", space)
     h.study.enqueue_trial({"conv1_filters": 8, "conv2_filters": 8, "conv1_kernel": 13, "dropout_dense": 0.0})
     r = cli("study", "run", "inv", "--trials", "2")
     assert r.exit_code == 0, r.output
