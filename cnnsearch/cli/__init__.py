@@ -223,4 +223,6 @@ from cnnsearch.cli import space as _space_cli, study as _study_cli  # noqa: E402
 
 main.add_command(_space_cli.space)
 main.add_command(_study_cli.study)
-from cnnsearch.cli import winner as _winner_cli  # noqa: E402,F401  (adds study train to the study group)
+from cnnsearch.cli import winner as _winner_cli  # noqa: E402
+
+_study_cli.study.add_command(_winner_cli.study_train)

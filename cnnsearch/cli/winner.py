@@ -7,11 +7,10 @@ from typing import Any
 import click
 
 from cnnsearch.cli import emit_json, json_option, storage_option, study_argument
-from cnnsearch.cli.study import study
 from cnnsearch.ground.errors import StorageError
 
 
-@study.command("train")
+@click.command("train")
 @study_argument
 @click.option("--trial", "trial", type=click.IntRange(min=0), required=True, help="The trial to train.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs [default: the study's].")

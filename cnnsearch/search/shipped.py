@@ -21,7 +21,7 @@ SUFFIX = ".toml"
 
 def folder() -> Path:
     """Where the shipped space files are: the checkout's ``studies/``, else the installed package data."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the checkout: cnnsearch/search/shipped.py -> repository root
     if (root / "pyproject.toml").is_file() and (root / "studies").is_dir():
         return root / "studies"
     return Path(str(importlib.resources.files("cnnsearch") / "spaces"))
