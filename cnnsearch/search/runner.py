@@ -165,10 +165,15 @@ def _study_splits(handle: Handle, data_path: str | None, options: dict[str, Any]
     opts = options or {}
     splits, notes = prepare.study_splits(handle, data_path, data=opts.get("data"), val_data=opts.get("val_data"),
                                          val_fraction=opts.get("val_fraction"))
-    if opts.get("on_warning") is not None:
-        for note in notes:
-            opts["on_warning"](note)
+    opts["notes"] = notes  # shown by the caller once its first line (the device, the workers) is out
     return splits
+
+
+def _warn(opts: dict[str, Any]) -> None:
+    """Show the data's warnings (:func:`cnnsearch.search.prepare.study_splits`) once, through ``on_warning``."""
+    if opts.get("on_warning") is not None:
+        for note in opts.get("notes", []):
+            opts["on_warning"](note)
 
 
 def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None, url: str | None,
@@ -230,6 +235,7 @@ def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None
     optuna.logging.set_verbosity(optuna.logging.ERROR if not verbose else optuna.logging.INFO)
     if on_plan is not None:
         on_plan(total, cfg.epochs, _median_epoch_seconds(study))
+    _warn(opts)
     # Infeasible draws (unbuildable, or over a size limit) do not count: run until `total` counted trials
     # (after_trial stops).
     study.optimize(objective, n_trials=None if total else total, timeout=timeout,
@@ -285,7 +291,9 @@ def run_workers(
     h = load(name, url)
     # Bad data is one error line from here, not one from each worker; a first run also records the
     # study's data here, once, before the workers start.
-    _study_splits(h, data_path, {"val_data": val_data, "val_fraction": val_fraction, "on_warning": on_warning})
+    opts = {"val_data": val_data, "val_fraction": val_fraction, "on_warning": on_warning}
+    _study_splits(h, data_path, opts)
+    _warn(opts)
     total = trials + (1 if ensure_baseline_queued(h.study, h.space) else 0)
     shares = [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
     threads = max(1, (cores or available_cores()) // workers)
