@@ -118,7 +118,9 @@ def test_dashboard_serves_study_trials_and_note(finished_study: str, dashboards:
     for key in ("param_count", "flops", "test_accuracy"):
         assert key in attrs
     note = detail["note"]["body"]  # type: ignore[index]
-    assert "99.15%" in note and "in-study baseline" in note and "trial 0: val accuracy" in note
+    # Tiny data, not MNIST: the published 99.15% is never mentioned (issue 23).
+    assert "99.15%" not in note and "the reference architecture trained on your data" in note
+    assert "trial 0: val accuracy" in note
     assert "conv1_filters" in note  # the space
     assert d.stop() == 0, d.stderr()
     assert "optuna-dashboard on http://127.0.0.1:" in d.stderr() and "dashboard stopped" in d.stderr()

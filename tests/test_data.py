@@ -56,11 +56,14 @@ def test_keras_cache_is_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     assert data.load_raw(download=False).source == str(cache)
 
 
-def test_split_holds_out_last_tenth_and_limits_training(tiny_npz: Path) -> None:
+def test_split_holds_out_a_stratified_tenth_and_limits_training(tiny_npz: Path) -> None:
+    # Not MNIST: a seeded, stratified tenth (issue 23); MNIST's last tenth is tested in test_owndata.py.
     ds = data.load(tiny_npz)
     sp = data.split(ds, train_limit=50)
-    assert len(sp.x_val) == 24 and len(sp.x_train) == 50
-    np.testing.assert_array_equal(sp.y_val, ds.y_train[-24:])
+    assert len(sp.x_val) == 24 and len(sp.x_train) == 50 and sp.method == "stratified"
+    assert np.abs(np.bincount(sp.y_val) - 0.1 * np.bincount(ds.y_train)).max() <= 1  # each class in proportion
+    again = data.split(ds, train_limit=50)
+    np.testing.assert_array_equal(sp.y_val, again.y_val)  # seeded: the same images every time
     assert len(data.split(ds).x_train) == 216
 
 
@@ -137,7 +140,7 @@ def test_idx_folder_missing_file(tmp_path: Path, tiny_arrays: dict[str, np.ndarr
 @pytest.mark.parametrize("mutate, message", [
     (lambda a: a.update(y_train=a["y_train"][:-5]), "x_train has 240 images but y_train has 235 labels"),
     (lambda a: a.update(x_test=np.zeros((60, 10, 10), np.uint8)), "must be the same size"),
-    (lambda a: a.update(x_train=a["x_train"].astype(np.float32)), "x_train must be uint8"),
+    (lambda a: a.update(x_train=a["x_train"].astype(np.float32)), "float images must be scaled to [0, 1]"),
     (lambda a: a.update(y_test=np.full(60, 7, np.uint8)), "y_test holds label 7 but y_train has only 3 classes"),
     (lambda a: a.update(y_train=a["y_train"].reshape(-1, 1)), "one label per image"),
 ])

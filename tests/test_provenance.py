@@ -28,7 +28,9 @@ def test_remember_resolve_and_refuse(tmp_path: Path, tiny_npz: Path, no_env_data
     study = optuna.create_study(study_name="mem")
     provenance.load(study, tiny_npz)  # the first run remembers
     rec = provenance.stored(study)
-    assert rec == {"path": str(tiny_npz.resolve()), "sha256": hashlib.sha256(tiny_npz.read_bytes()).hexdigest()}
+    assert {k: rec[k] for k in ("path", "sha256")} == {"path": str(tiny_npz.resolve()),
+                                                       "sha256": hashlib.sha256(tiny_npz.read_bytes()).hexdigest()}
+    assert rec["mnist"] is False and rec["val_fraction"] is None  # issue 23: what the split and the 99.15% follow
     assert provenance.resolve(study, None) == rec["path"]  # later runs need no --data
     copy = tmp_path / "moved" / "copy.npz"
     copy.parent.mkdir()

@@ -17,10 +17,7 @@ MODULE_EXCEPTIONS: dict[str, str] = {
 }
 #: "module:function" -> why it may be longer, until it is split.
 FUNCTION_EXCEPTIONS: dict[str, str] = {
-    "cli/study.py:study_run": "over before the layout move; split pending",
-    "model/baseline.py:run": "over before the layout move; split pending",
     "search/limits.py:feasible_sampler": "over before the layout move; split pending",
-    "search/objective.py:_trial": "over before the layout move; split pending",
 }
 
 

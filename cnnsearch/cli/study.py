@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from cnnsearch.model.arch import REFERENCE
-from cnnsearch.cli import emit_json, json_option, space_or_file, storage_option, study_argument, write_report
+from cnnsearch.cli import (emit_json, json_option, space_or_file, storage_option, study_argument, val_options,
+                           write_report)
 from cnnsearch.cli.types import Workers, not_nan
 from cnnsearch.cli.text import confirm_lines, plural, tidy, tidy_params
 from cnnsearch.ground.errors import CnnsearchError
@@ -58,7 +59,9 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
               help="Create the study from this space file if it does not exist yet (an existing study must have"
                    " the same space).")
 @click.option("--data", "data_path", default=None,
-              help="MNIST .npz or IDX folder (default: the data of the study's first run, then $CNNSEARCH_DATA, ...).")
+              help="An .npz, an IDX folder, or a folder of class subfolders of images (default: the data of the"
+                   " study's first run, then $CNNSEARCH_DATA, ...). See docs/own-data.md.")
+@val_options
 @storage_option
 @click.option("--no-report", is_flag=True, help="Do not write the HTML report at the end.")
 @click.option("--verbose", is_flag=True, help="Per-epoch metrics on stderr.")
@@ -67,22 +70,24 @@ def study_create(name: str, space_path: str, url: str | None) -> None:
               help="Sampler seed for a reproducible run (default: random, so runs started together differ).")
 @click.pass_context
 def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None, workers: int | str,
-              space_path: str | None, data_path: str | None, url: str | None, no_report: bool, verbose: bool,
-              quiet: bool, seed: int | None) -> None:
+              space_path: str | None, data_path: str | None, val_fraction: float | None, val_data: str | None,
+              url: str | None, no_report: bool, verbose: bool, quiet: bool, seed: int | None) -> None:
     """Run (or resume) study NAME: add --trials finished trials, then write its report.
 
     With --space FILE, a study that does not exist yet is created first (one command from a space
-    file to a report).
+    file to a report), once its space, data and storage have checked out: a failure leaves no study.
     """
     import time
 
-    from cnnsearch.search import runner
+    from cnnsearch.cli.running import run_here, warn
+    from cnnsearch.ground.progress import duration
+    from cnnsearch.search import prepare, runner
     from cnnsearch.search import study as study_mod
-    from cnnsearch.ground.progress import Progress, duration, plan_line
 
     start = time.perf_counter()
     if space_path is not None:
-        h, created = study_mod.ensure(name, space_path, url)
+        h, created = prepare.ready(name, space_path, url, data_path=data_path, val_data=val_data,
+                                   val_fraction=val_fraction)
         if created and not quiet:
             click.echo(f"created study {name!r} from {space_path} in {study_mod.mask_url(h.url)}:"
                        f" {len(h.space.searched)} searched dimensions", err=True)
@@ -100,41 +105,14 @@ def study_run(ctx: click.Context, name: str, trials: int, timeout: float | None,
         watch = None if quiet else Watch(name, url, processes, max(1, available_cores() // processes))
         codes = runner.run_workers(name, trials=trials, workers=processes, timeout=timeout, data_path=data_path,
                                    url=url, quiet=quiet, debug=bool(ctx.find_root().params.get("debug")), seed=seed,
-                                   watch=watch)
+                                   watch=watch, val_data=val_data, val_fraction=val_fraction,
+                                   on_warning=None if quiet else warn)
         failed = [c for c in codes if c != 0]
         if failed:
             raise click.exceptions.Exit(130 if 130 in failed else max(failed))
     else:
-        bar: list[Progress] = []
-
-        def plan(total: int, epochs: int, prior: float | None) -> None:
-            # First line of the run: which device trains (issue 12). Here, once the study and its data
-            # have opened, so bad input stays one error line. (Workers print their own: TensorFlow's
-            # threads in a --workers parent would take the Ctrl-C it must pass on.)
-            from cnnsearch.model.train import device_line
-
-            click.echo(f"training on {device_line()}", err=True)
-            click.echo(plan_line(name, total, 1, epochs, prior), err=True)
-            bar.append(Progress(total, epochs, verbose=verbose, epoch_prior_s=prior, deadline_s=timeout))
-
-        def begin(number: int, is_baseline: bool) -> None:
-            bar[0].start_unit(f"trial {number}{' (baseline)' if is_baseline else ''}")
-
-        def line(t: runner.TrialLine) -> None:
-            if t.state == "INFEASIBLE":  # untrained, not counted toward --trials
-                bar[0].skip_unit(t.text())
-            else:
-                bar[0].end_unit(t.text())
-
-        try:
-            # --verbose means per-epoch metrics on stderr (the progress module), not Keras's per-batch
-            # bars, which go to stdout.
-            runner.run(name, trials=trials, timeout=timeout, data_path=data_path, url=url, seed=seed,
-                       **({} if quiet else {"on_plan": plan, "on_trial_start": begin, "on_epoch":
-                                            lambda e, logs: bar[0].epoch_end(e, logs), "on_trial": line}))
-        finally:
-            if bar:
-                bar[0].close(None)
+        run_here(name, trials=trials, timeout=timeout, data_path=data_path, url=url, seed=seed, quiet=quiet,
+                  verbose=verbose, val={"val_data": val_data, "val_fraction": val_fraction})
     if not quiet:
         h = study_mod.load(name, url)
         best = study_mod.best_trial(h.study)
@@ -215,12 +193,20 @@ def study_show(name: str, top: int | None, sort: str, url: str | None, as_json: 
 @study.command("best")
 @study_argument
 @click.option("--export", type=click.Path(dir_okay=False), default=None, help="Write the best model to this .keras file.")
+@click.option("--confirmed", is_flag=True,
+              help="The confirmed winner (highest mean test accuracy over the confirmation's seeds): with --export,"
+                   " the weights confirmation kept (its best seed by validation accuracy).")
 @storage_option
 @json_option
-def study_best(name: str, export: str | None, url: str | None, as_json: bool) -> None:
-    """The best trial of NAME by validation accuracy."""
+def study_best(name: str, export: str | None, confirmed: bool, url: str | None, as_json: bool) -> None:
+    """The best trial of NAME by validation accuracy (or, with --confirmed, the confirmed winner)."""
     from cnnsearch.search import browse as records
 
+    if confirmed:
+        from cnnsearch.cli.winner import best_confirmed
+
+        best_confirmed(name, export, url, as_json)
+        return
     rec = records.best(name, url, export=export)
     rec["params"] = tidy_params(rec["params"])
     if as_json:

@@ -233,27 +233,31 @@ def train_all(h: study_mod.Handle, todo: list[tuple[int, Candidate]], splits: da
         if on_start is not None:
             on_start(label)
         r = fit_one(c, splits, config, on_epoch)
-        yield _keep(h, donors, c, fid, seed, config, record_of(c, fid, seed, r))
+        yield _keep(h, donors, c, fid, seed, config, record_of(c, fid, seed, r), r)
     if workers > 1:
-        for done in pool.run([pool.Job(k, c.spec, cfg) for k, (_, c, cfg) in jobs.items()], splits, workers=workers):
+        for done in pool.run([pool.Job(k, c.spec, cfg) for k, (_, c, cfg) in jobs.items()], splits, workers=workers,
+                             keep_weights=True):
             seed, c, config = jobs[done.job.key]
-            yield _keep(h, donors, c, fid, seed, config, record_of(c, fid, seed, done.result))
+            done.result.model = pool.rebuild(done.job.spec, splits, done.weights)  # to keep it, if its best seed
+            yield _keep(h, donors, c, fid, seed, config, record_of(c, fid, seed, done.result), done.result)
 
 
 def fit_one(c: Candidate, splits: data_mod.Splits, config: TrainConfig,
             on_epoch: Callable[[int, dict[str, float]], None] | None) -> TrainResult:
     """Train one run in this process (the sequential path), then free its model."""
-    from cnnsearch.model.train import fit, release
+    from cnnsearch.model.train import fit
 
-    r = fit(c.spec, splits, config, predict_test=True, on_epoch=on_epoch)
-    release()
-    return r
+    return fit(c.spec, splits, config, predict_test=True, on_epoch=on_epoch)
 
 
 def _keep(h: study_mod.Handle, donors: Any, c: Candidate, fid: Fidelity, seed: int, config: TrainConfig,
-          record: dict[str, Any]) -> dict[str, Any]:
+          record: dict[str, Any], result: TrainResult | None = None) -> dict[str, Any]:
+    from cnnsearch.search import retrain
+
     donors.identify(record, c.spec, config)
     put(h.study, run_key(fid, c.key, seed), record)
+    if result is not None and result.model is not None:  # issue 23: the best seed's weights are kept
+        retrain.keep_confirmed(h.study, h.url, f"{fid.key}:{c.key}", c.trial, seed, result)
     return record
 
 

@@ -104,6 +104,17 @@ def _fit(job: Job, splits: Splits, *, keep_weights: bool, predict_test: bool,
     return done
 
 
+def rebuild(spec: ArchSpec, splits: Splits, weights: list[np.ndarray] | None) -> Any:
+    """A Keras model of ``spec`` holding ``weights`` (a child's trained weights, to save here); None without them."""
+    if weights is None:
+        return None
+    from cnnsearch.model.arch import build_model
+
+    model = build_model(spec, splits.input_shape, splits.n_classes)
+    model.set_weights(weights)
+    return model
+
+
 _CHILD: dict[str, Any] = {}
 
 
@@ -123,4 +134,4 @@ def _child_fit(job: Job) -> Done:
     return _fit(job, _CHILD["splits"], keep_weights=_CHILD["keep_weights"], predict_test=_CHILD["predict_test"])
 
 
-__all__ = ["Done", "Job", "POOL_ENV", "pool_size", "run"]
+__all__ = ["Done", "Job", "POOL_ENV", "pool_size", "rebuild", "run"]

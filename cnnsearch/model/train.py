@@ -214,7 +214,7 @@ def make_optimizer(config: TrainConfig, train_images: int = 0) -> Any:
 
 
 def fit(
-    spec: ArchSpec,
+    spec: ArchSpec | None,
     data: Splits,
     config: TrainConfig = TrainConfig(),
     *,
@@ -222,11 +222,12 @@ def fit(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     verbose: int = 0,
     predict_test: bool = False,
+    build: Callable[[], Any] | None = None,
 ) -> TrainResult:
-    """Train ``spec`` on ``data`` and evaluate it on the test set.
+    """Train ``spec`` (or the model ``build()`` returns) on ``data`` and evaluate it on the test set.
 
     Args:
-        spec: The architecture.
+        spec: The architecture (None when ``build`` makes the model).
         data: Training/validation/test arrays from :func:`cnnsearch.ground.data.split`
             (already cut to ``config.train_limit`` there: fit trains on all of ``data.x_train``).
         config: Training settings.
@@ -234,41 +235,45 @@ def fit(
         on_epoch: Called with (epoch index, logs) after each epoch, for progress lines.
         verbose: Keras's own progress output (0 = none).
         predict_test: Also return the predicted class of every test image.
+        build: Makes the keras.Model instead of ``spec`` (called after the seed is set, so its
+            initial weights are seeded too); it must end in one softmax unit per class. It is
+            compiled here, with categorical cross-entropy and ``config``'s optimizer.
 
     Raises:
         ArchitectureError: the spec cannot be built (checked before Keras is touched).
-        TrialFailed: the loss became NaN or infinite.
+        TrialFailed: the loss became NaN or infinite, or ``build``'s model has the wrong output size.
     """
-    summary = summarize(spec, data.input_shape, data.n_classes)
-    model, K = _compiled(spec, data, config, verbose)
-    y_train = K.utils.to_categorical(data.y_train, data.n_classes)
-    y_val = K.utils.to_categorical(data.y_val, data.n_classes)
-    timing, epoch_seconds = _timing(K, model, on_epoch)
-    # NaN is checked at the end of each epoch, not with keras.callbacks.TerminateOnNaN: a batch-level
-    # callback makes Keras pull the loss off the device after every step, a sync per batch for at most
-    # one epoch saved on a diverging trial. Listed first so a NaN never reaches a pruner.
-    all_callbacks = [timing, *callbacks]
+    summary = summarize(spec, data.input_shape, data.n_classes) if spec is not None else None
+    K = _session(config, verbose)
+    model = _compiled(spec, data, config, build)
+    y = {part: K.utils.to_categorical(getattr(data, f"y_{part}"), data.n_classes) for part in ("train", "val", "test")}
+    epoch_seconds: list[float] = []
     start = time.perf_counter()
     # NumPy arrays straight to Keras: an A/B against a tf.data pipeline (shuffle, batch, prefetch) at
     # 18,000 images gave 10.0 vs 10.1 s an epoch, so the simpler path stays.
     history = model.fit(
-        data.x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
-        validation_data=(data.x_val, y_val), shuffle=True, callbacks=all_callbacks, verbose=verbose,
+        data.x_train, y["train"], batch_size=config.batch_size, epochs=config.epochs,
+        validation_data=(data.x_val, y["val"]), shuffle=True, verbose=verbose,
+        callbacks=[_epoch_timer(K, model, epoch_seconds, on_epoch), *callbacks],
     )
-    hist = _finite_history(history.history)
-    y_test = K.utils.to_categorical(data.y_test, data.n_classes)
-    test_loss, test_acc = model.evaluate(data.x_test, y_test, batch_size=EVAL_BATCH_SIZE, verbose=0)
+    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    losses = hist.get("loss", [])
+    if not losses or any(not math.isfinite(v) for v in losses + hist.get("val_loss", [])):
+        epoch = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
+        raise TrialFailed(f"loss became NaN or infinite at epoch {epoch + 1}; lower the learning rate")
+    test_loss, test_acc = model.evaluate(data.x_test, y["test"], batch_size=EVAL_BATCH_SIZE, verbose=0)
     preds = None
     if predict_test:
         preds = np.argmax(model.predict(data.x_test, batch_size=EVAL_BATCH_SIZE, verbose=0), axis=1)
     seconds = time.perf_counter() - start
     return TrainResult(model=model, history=hist, test_loss=float(test_loss), test_accuracy=float(test_acc),
-                       seconds=seconds, epoch_seconds=epoch_seconds, params=summary.params, flops=summary.flops,
-                       test_predictions=preds)
+                       seconds=seconds, epoch_seconds=epoch_seconds,
+                       params=summary.params if summary else int(model.count_params()),
+                       flops=summary.flops if summary else 0, test_predictions=preds)
 
 
-def _compiled(spec: ArchSpec, data: Splits, config: TrainConfig, verbose: int) -> tuple[Any, Any]:
-    """A fresh, seeded, compiled Keras model of ``spec`` (and the keras module)."""
+def _session(config: TrainConfig, verbose: int) -> Any:
+    """A fresh Keras session seeded by ``config``; returns the keras module."""
     from cnnsearch.ground._tf import keras
 
     K = keras()
@@ -280,22 +285,33 @@ def _compiled(spec: ArchSpec, data: Splits, config: TrainConfig, verbose: int) -
         # clean for --json; without interactive logging they go to the (quiet) absl log instead.
         K.config.disable_interactive_logging()
     K.utils.set_random_seed(config.seed)
+    return K
+
+
+def _compiled(spec: ArchSpec | None, data: Splits, config: TrainConfig, build: Callable[[], Any] | None) -> Any:
+    """The model of ``spec`` (or ``build()``), compiled with ``config``'s optimizer at its precision."""
+    from cnnsearch.ground._tf import keras
+
+    K = keras()
     K.mixed_precision.set_global_policy(config.precision)
     try:
-        model = build_model(spec, data.input_shape, data.n_classes)
+        model = build() if build is not None else build_model(spec, data.input_shape, data.n_classes)
     finally:
         # The policy is global: later models (figures, other trials) start from float32 again.
         K.mixed_precision.set_global_policy("float32")
+    out = tuple(model.output_shape) if hasattr(model, "output_shape") else None
+    if out is None or out[-1] != data.n_classes:
+        raise TrialFailed(f"the model built has output shape {out}; expected (None, {data.n_classes}): one softmax"
+                          " unit per class", kind="invalid_architecture")
     loss = K.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     model.compile(loss=loss, optimizer=make_optimizer(config, len(data.x_train)), metrics=["accuracy"],
                   jit_compile=config.jit_compile, steps_per_execution=config.steps_per_execution)
-    return model, K
+    return model
 
 
-def _timing(K: Any, model: Any, on_epoch: Callable[[int, dict[str, float]], None] | None
-            ) -> tuple[Any, list[float]]:
-    """A callback that times each epoch, stops on a NaN loss and calls ``on_epoch``; and its list of times."""
-    epoch_seconds: list[float] = []
+def _epoch_timer(K: Any, model: Any, epoch_seconds: list[float],
+                 on_epoch: Callable[[int, dict[str, float]], None] | None) -> Any:
+    """A callback timing each epoch, stopping on a NaN loss, and passing (epoch, logs) to ``on_epoch``."""
     marks = {"t": 0.0}
 
     def _begin(epoch: int, logs: dict[str, float] | None = None) -> None:
@@ -309,17 +325,10 @@ def _timing(K: Any, model: Any, on_epoch: Callable[[int, dict[str, float]], None
         if on_epoch is not None:
             on_epoch(epoch, logs)
 
-    return K.callbacks.LambdaCallback(on_epoch_begin=_begin, on_epoch_end=_end), epoch_seconds
-
-
-def _finite_history(history: dict[str, Any]) -> dict[str, list[float]]:
-    """Keras's history as floats; a NaN or infinite loss fails the trial (:class:`TrialFailed`)."""
-    hist = {k: [float(v) for v in vals] for k, vals in history.items()}
-    losses = hist.get("loss", [])
-    if not losses or any(not math.isfinite(v) for v in losses + hist.get("val_loss", [])):
-        epoch = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
-        raise TrialFailed(f"loss became NaN or infinite at epoch {epoch + 1}; lower the learning rate")
-    return hist
+    # NaN is checked at the end of each epoch, not with keras.callbacks.TerminateOnNaN: a batch-level
+    # callback makes Keras pull the loss off the device after every step, a sync per batch for at most
+    # one epoch saved on a diverging trial. Listed first so a NaN never reaches a pruner.
+    return K.callbacks.LambdaCallback(on_epoch_begin=_begin, on_epoch_end=_end)
 
 
 def release() -> None:

@@ -16,6 +16,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from cnnsearch.model.patches import channel_words, filters, rgb_patches
+
 from cnnsearch.model.arch import REFERENCE
 
 #: The test digits the reference drew its per-digit feature maps for (a 7, a 0 and a 6).
@@ -43,13 +45,7 @@ def _plt() -> Any:
 
 
 # --- compute -----------------------------------------------------------------------------------
-
-def filters(weights: Mapping[str, Sequence[np.ndarray]], layer: str = "conv1", *, in_channel: int = 0,
-            limit: int = 32) -> np.ndarray:
-    """The first ``limit`` filters of conv ``layer`` for one input channel, shape (n, k, k)."""
-    kernel = np.asarray(weights[layer][0])
-    return np.moveaxis(kernel[:, :, in_channel, :limit], -1, 0)
-
+# (the filters of a layer, in colour for RGB input: cnnsearch.model.patches, imported here)
 
 def confusion(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
     """Confusion matrix: rows are true classes, columns predicted."""
@@ -156,19 +152,23 @@ def draw_digit_maps(digit: np.ndarray, maps1: np.ndarray, maps2: np.ndarray, *, 
 
 
 def draw_history(numbers: Sequence[int], values: Sequence[float], best_so_far: Sequence[float],
-                 baseline_val: float | None, reference: float) -> Any:
-    """Optimisation history: each trial's val accuracy, the best so far, and both baselines."""
+                 baseline_val: float | None, reference: float | None) -> Any:
+    """Optimisation history: each trial's val accuracy, the best so far, and the baselines
+    (``reference`` None: no published figure applies, e.g. data other than MNIST; no line)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.scatter(numbers, values, s=16, label="trial (validation accuracy)", color="tab:blue", alpha=0.7)
     ax.step(numbers, best_so_far, where="post", color="tab:green", label="best so far")
-    ax.axhline(reference, color="tab:red", ls="--", label=f"reference {reference:.2%} (test, {REFERENCE.epochs} epochs)")
+    if reference is not None:
+        ax.axhline(reference, color="tab:red", ls="--",
+                   label=f"reference {reference:.2%} (test, {REFERENCE.epochs} epochs)")
     if baseline_val is not None:
         ax.axhline(baseline_val, color="tab:orange", ls=":", label=f"in-study baseline {baseline_val:.2%} (val)")
     ax.set_xlabel("trial")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("validation accuracy")
-    _zoom(ax, [*values, reference, *([baseline_val] if baseline_val is not None else [])], xs=numbers, ys=values)
+    _zoom(ax, [*values, *([reference] if reference is not None else []),
+               *([baseline_val] if baseline_val is not None else [])], xs=numbers, ys=values)
     ax.grid(alpha=0.3)
     _legend_outside(ax)
     ax.set_title("optimisation history")
@@ -187,8 +187,8 @@ def pareto_front(params: Sequence[float], accuracy: Sequence[float]) -> list[int
 
 
 def draw_pareto(params: Sequence[float], accuracy: Sequence[float], front: Sequence[int],
-                baseline: tuple[float, float] | None, reference: float) -> Any:
-    """Validation accuracy against parameter count (log scale) with the Pareto front."""
+                baseline: tuple[float, float] | None, reference: float | None) -> Any:
+    """Validation accuracy against parameter count (log scale) with the Pareto front (``reference`` None: no line)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 4.5))
     ax.scatter(params, accuracy, s=16, alpha=0.6, label="trial")
@@ -199,12 +199,13 @@ def draw_pareto(params: Sequence[float], accuracy: Sequence[float], front: Seque
         ax.scatter([baseline[0]], [baseline[1]], marker="*", s=220, color="tab:orange", zorder=5,
                    label="in-study baseline")
         ax.axvline(baseline[0] / 10, color="gray", ls=":", label="a tenth of the baseline's parameters")
-    ax.axhline(reference, color="tab:red", ls="--", label=f"reference {reference:.2%} (test)")
+    if reference is not None:
+        ax.axhline(reference, color="tab:red", ls="--", label=f"reference {reference:.2%} (test)")
     ax.set_xscale("log")
     _count_ticks(ax.xaxis)
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel("validation accuracy")
-    _zoom(ax, [*accuracy, reference], xs=params, ys=accuracy)
+    _zoom(ax, [*accuracy, *([reference] if reference is not None else [])], xs=params, ys=accuracy)
     ax.grid(alpha=0.3, which="major")
     _legend_outside(ax)
     ax.set_title("accuracy against size")

@@ -54,6 +54,7 @@ class ReportData:
     histories: dict[int, list[float]] = field(default_factory=dict)  # val accuracy by epoch, per trial
     study: Any = None  # the optuna.Study, for Optuna's own slice and parallel-coordinate plots
     reference_ok: bool = False  # the published 99.15% may be shown (see reference_applies)
+    mnist: bool = True  # the study's data are MNIST (by sha256; unknown data count as MNIST until a run)
 
     @property
     def param_columns(self) -> list[str]:
@@ -94,12 +95,15 @@ def compute(name: str, url: str | None = None, *, on_loaded: Callable[[], None] 
     settings = study_mod.settings_of(h.study) or {}
     t = settings.get("training", {})
     base_params = base["param_count"] if base else None
-    search_ok = reference_applies(int(t.get("epochs", 0)), int(t.get("train_limit", 0)), base_params)
+    from cnnsearch.ground import provenance
+
+    mnist = provenance.is_mnist(h.study)  # issue 23: the published 99.15% is MNIST's only
+    search_ok = mnist and reference_applies(int(t.get("epochs", 0)), int(t.get("train_limit", 0)), base_params)
     data = ReportData(name=name, url=mask_url(h.url), settings=settings,
                       counts=study_mod.counts(h.study), table=trial_table(records, base, search_ok), baseline=base,
                       best=best, histories={r["number"]: r["history"]["val_accuracy"] for r in records
                                             if r["history"] and r["history"].get("val_accuracy")}, study=h.study,
-                      reference_ok=search_ok)
+                      reference_ok=search_ok, mnist=mnist)
     data.importance = importance_mod.compute(h.study)
     data.confirm = confirm_mod.summarize(confirm_mod.stored(h.study), search=confirm_mod.search_scores(h))
     return data, h
@@ -109,7 +113,7 @@ def confirm_reference_ok(d: ReportData) -> bool:
     """The confirmation's comparison with 99.15% may be shown: its fidelity is the reference's, data MNIST-shaped."""
     c = d.confirm
     fid = c.get("fidelity")
-    if not fid or not c.get("reference", {}).get("comparable"):
+    if not d.mnist or not fid or not c.get("reference", {}).get("comparable"):
         return False
     base = next((r for r in c.get("configs", []) if r.get("config") == "baseline"), None)
     count = base["param_count"] if base else (d.baseline or {}).get("param_count")

@@ -103,8 +103,9 @@ def panel(label: str, rec: dict[str, Any], path: Path, ds: Any, data_sha: str) -
     """One model's arrays: from the cache beside its weights when it matches, else computed and cached."""
     weights = read_weights(path)
     spec = ArchSpec.from_dict(rec["spec"])
-    idx = list(viz.REFERENCE_DIGITS)
+    idx = [i for i in viz.REFERENCE_DIGITS if i < len(ds.x_test)]  # small test sets of your own data
     n = min(SAMPLE, len(ds.y_test))
+    names = list(ds.class_names) if getattr(ds, "class_names", None) else [str(k) for k in range(ds.n_classes)]
     layers = ("conv1", "conv2") if "conv2" in weights else ("conv1",)
     key = _cache_key(path, data_sha, n)
     arrays = _read_cache(path, key)
@@ -123,7 +124,7 @@ def panel(label: str, rec: dict[str, Any], path: Path, ds: Any, data_sha: str) -
         digits=[(i, ds.x_test[i], arrays["maps1"][j], arrays["maps_last"][j]) for j, i in enumerate(idx)],
         confusion=viz.confusion(y, pred, ds.n_classes), accuracy=float((pred == y).mean()),
         mistakes=ds.x_test[:n][wrong],
-        mistake_labels=[f"#{i}: {y[i]}→{pred[i]} ({proba[i, pred[i]]:.0%})" for i in wrong], sample=n, cached=cached)
+        mistake_labels=[f"#{i}: {names[y[i]]}→{names[pred[i]]} ({proba[i, pred[i]]:.0%})" for i in wrong], sample=n, cached=cached)
 
 
 def cache_path(weights: Path) -> Path:

@@ -93,6 +93,9 @@ class Space:
     study: dict[str, Any] = field(default_factory=dict)
     training: TrainConfig = field(default_factory=TrainConfig)
     dims: dict[str, Dimension] = field(default_factory=dict)
+    #: The [baseline] section: "reference" (the reference architecture, the default), "none", or a point
+    #: (dimension name -> value) of the user's own.
+    baseline: Any = "reference"
 
     @property
     def multi_objective(self) -> bool:
@@ -107,7 +110,9 @@ class Space:
     @property
     def directions(self) -> list[str]:
         """Optuna directions, one per objective."""
-        return ["maximize" if o == "accuracy" else "minimize" for o in self.study["objectives"]]
+        # The first objective is the study's metric: validation accuracy (maximized) or loss (minimized).
+        first = "minimize" if self.study.get("metric") == "val_loss" else "maximize"
+        return [first if o == "accuracy" else "minimize" for o in self.study["objectives"]]
 
     @property
     def searched(self) -> list[str]:

@@ -25,15 +25,15 @@ def constraints(space: Space, summary: Summary | None) -> dict[str, float]:
 
     ``params`` and ``flops`` are the relative excess over ``[study] max_params`` /
     ``max_flops`` ((value - limit) / limit: comparable, and graded so a sampler
-    learns how far out a point is). In a study with a limit, an unbuildable
-    point (``summary`` None) is infeasible too (``buildable`` = 1): like a point
-    over the limit it costs no training, so it is a constraint, not a failure.
+    learns how far out a point is). In every study an unbuildable point
+    (``summary`` None) is infeasible (``buildable`` = 1): like a point over a
+    limit it costs no training, so it is a constraint, not a failure.
     """
     limits = {k: space.study[f"max_{k}"] for k in ("params", "flops") if space.study[f"max_{k}"]}
+    if summary is None:  # in every study: an unbuildable point is known from the arithmetic, never trained
+        return {"buildable": 1.0, **{k: 1.0 for k in limits}}
     if not limits:
         return {}
-    if summary is None:
-        return {"buildable": 1.0, **{k: 1.0 for k in limits}}
     return {"buildable": 0.0, **{k: (getattr(summary, k) - lim) / lim for k, lim in limits.items()}}
 
 
@@ -54,16 +54,16 @@ def known_infeasible(params: Mapping[str, Any], space: Space, input_shape: tuple
     """Do sampled ``params`` fix every active dimension of a point, and is that point infeasible?
 
     False when some active dimension is still to be drawn (the point is then
-    judged in the objective) or when the study has no size limit.
+    judged in the objective). Without a size limit, only an unbuildable point is infeasible.
     """
-    if not space.constrained:
-        return False
     missing = undrawn(params, space)
     # A conv layer's filters not drawn yet (TPE samples conditional dimensions apart): its fewest filters
     # give the smallest model (parameters and FLOPs grow with every layer's filters), so a point
     # infeasible even then is known infeasible. Any other missing dimension: not known yet.
     if any(not n.endswith("_filters") for n in missing):
         return False
+    if not space.constrained and missing:
+        return False  # filters do not decide whether a point builds
     fill = {n: min(space.dims[n].points()) for n in missing}
     try:
         summary = summarize(spec_from_values({**params, **fill}, space), input_shape, n_classes)

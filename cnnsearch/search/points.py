@@ -59,13 +59,21 @@ def seed_value(dim: str) -> Any:
     return getattr(_SEED, dim)
 
 
-def baseline_params(space: Space) -> dict[str, Any]:
-    """The reference model's value of every searched dimension: the params of trial 0.
+def baseline_params(space: Space) -> dict[str, Any] | None:
+    """The params of trial 0, the baseline: the reference model's value of every searched dimension.
 
-    Its learning rate and batch size are the study's [training] ones.
+    Its learning rate and batch size are the study's [training] ones. With
+    ``[baseline] model = "none"``: None (no baseline trial). With a point of the
+    user's own: that point, each searched dimension it leaves out at the reference's value.
     """
-    n_layers, opt, sched = seed_value("conv_layers"), space.training.optimizer, space.training.schedule
-    return {name: _reference_value(space, name) for name in space.searched if _active(name, n_layers, opt, sched)}
+    if space.baseline == "none":
+        return None
+    own = space.baseline if isinstance(space.baseline, dict) else {}
+    n_layers = int(own.get("conv_layers", seed_value("conv_layers")))
+    opt = own.get("optimizer", space.training.optimizer)
+    sched = own.get("schedule", space.training.schedule)
+    return {name: own[name] if name in own else _reference_value(space, name)
+            for name in space.searched if _active(name, n_layers, opt, sched)}
 
 
 def _reference_value(space: Space, name: str) -> Any:
@@ -93,22 +101,32 @@ def is_active(name: str, n_layers: int, optimizer: str) -> bool:
 
 
 def check_baseline_is_a_point(space: Space, err: Any) -> None:
-    """Reject a space that does not hold the reference model (trial 0 of every study).
+    """Reject a space that does not hold its baseline (trial 0): the reference model unless [baseline] says otherwise.
 
     ``err(key, expected, received)`` builds the ConfigError, naming the space file.
     """
+    if space.baseline == "none":
+        return
+    if isinstance(space.baseline, dict):
+        params = baseline_params(space) or {}
+        for name, value in params.items():
+            if not space.dims[name].contains(value):
+                raise err(f"baseline.{name}", f"a value of the space's {space.dims[name].to_dict()} (your [baseline]"
+                          " point leaves it out, and the reference's value is not in the space)", value)
+        return
     n_layers, opt, sched = seed_value("conv_layers"), space.training.optimizer, space.training.schedule
     conv = space.dims.get("conv_layers")
     if conv is not None and not conv.contains(n_layers):
-        raise err("space.conv_layers", f"a space holding the reference's {n_layers} (trial 0 is the reference)",
+        raise err("space.conv_layers", f"a space holding the reference's {n_layers} (trial 0 is the reference; or"
+                  ' set [baseline] model = "none", or a point of your own)',
                   conv.to_dict())
     for name, dim in space.dims.items():
         if not _active(name, n_layers, opt, sched):
             continue
         ref = _reference_value(space, name)
         if not dim.contains(ref):
-            raise err(f"space.{name}", f"a space holding the reference's value {ref!r} (trial 0 of every study"
-                      " is the reference model)", dim.to_dict())
+            raise err(f"space.{name}", f"a space holding the reference's value {ref!r} (trial 0 is the reference"
+                      ' model unless [baseline] says model = "none" or gives a point of your own)', dim.to_dict())
 
 
 def check_some_point_builds(space: Space, *, input_shape: tuple[int, int, int] = (28, 28, 1),
@@ -139,6 +157,32 @@ def check_some_point_builds(space: Space, *, input_shape: tuple[int, int, int] =
     keys = ", ".join(f"space.{n}" for n in shape_dims) or "space"
     raise ConfigError(f"{space.source}: {keys}: expected at least one buildable architecture on 28x28 images;"
                       f" received a space whose every point fails, e.g.: {last_error}")
+
+
+def unbuildable_share(space: Space, input_shape: tuple[int, int, int], n_classes: int, *,
+                      budget: int = 2_000) -> float:
+    """The share of the space's points that cannot be built for ``input_shape`` (by the layer arithmetic).
+
+    Estimated on ``budget`` seeded random points (all of them when fewer), each
+    searched dimension drawn uniformly from its representative points.
+    """
+    names = space.searched
+    axes = [space.dims[n].points() for n in names]
+    total = math.prod(len(a) for a in axes)
+    if total <= budget:
+        combos: Any = itertools.product(*axes)
+    else:
+        rng = random.Random(0)
+        combos = ([rng.choice(a) for a in axes] for _ in range(budget))
+    bad = n = 0
+    for combo in combos:
+        n += 1
+        values = dict(zip(names, combo))
+        try:
+            summarize(spec_from_values(values, space), input_shape, n_classes)
+        except ArchitectureError:
+            bad += 1
+    return bad / n if n else 0.0
 
 
 def spec_from_values(values: Mapping[str, Any], space: Space | None = None) -> ArchSpec:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from cnnsearch.ground import interrupt
+from cnnsearch.ground import interrupt, provenance
 from cnnsearch.ground.describe import choices
 from cnnsearch.ground.errors import CnnsearchError, ConfigError, TrialFailed
 from cnnsearch.search.objective import Objective
@@ -24,7 +24,8 @@ from cnnsearch.search.stale import fail_stale, fail_stale_trials
 from cnnsearch.search.study import (Handle, baseline_trial, ensure_baseline_queued, load, param_count,
                              settings_of, trial_attr, write_note)
 # Re-exported: run_workers and auto_workers lived here, and callers (the CLI, tests) still find them here.
-from cnnsearch.search.workers import AUTO_WORKERS, WorkerDied, auto_workers, max_workers, run_workers, study_splits
+from cnnsearch.search.workers import (AUTO_WORKERS, WorkerDied, auto_workers, max_workers, run_workers,  # noqa: F401
+                                      study_splits, warn_once)
 
 #: Infeasible draws in a row that stop a run (the sampler is not finding the feasible region).
 MAX_INFEASIBLE_IN_A_ROW = 200
@@ -83,6 +84,12 @@ def run(
     on_trial_start: Callable[[int, bool], None] | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     seed: int | None = None,
+    data: Any = None,
+    val_data: str | None = None,
+    val_fraction: float | None = None,
+    build: Callable[[Any], Any] | None = None,
+    callbacks: Sequence[Any] = (),
+    on_warning: Callable[[str], None] | None = None,
 ) -> Handle:
     """Add ``trials`` finished trials to study ``name`` (plus the baseline if it has not run yet).
 
@@ -103,14 +110,18 @@ def run(
     Progress hooks: ``on_plan(trials, epochs, epoch_prior_s)`` once before the first trial (the
     prior: the median epoch time the study has measured, or None), ``on_trial_start(number,
     is_baseline)``, ``on_epoch(epoch, logs)`` and ``on_trial`` (a :class:`TrialLine`) as trials go.
-    The data are the study's (:mod:`cnnsearch.ground.provenance`): remembered at the first run.
+    The data are the study's (:mod:`cnnsearch.ground.provenance`): remembered at the first run, with
+    how validation is chosen (``val_data``, ``val_fraction``); ``data`` passes arrays already loaded.
+    ``build`` and ``callbacks``: see :class:`~cnnsearch.search.objective.Objective`. ``on_warning(text)``:
+    once per run, why the validation set may not be trusted, or that much of the space cannot be built.
     """
     if trials < 0:
         raise ConfigError(f"--trials: expected >= 0; received {trials}")
     with interrupt.handled():
         handle = _run(name, trials=trials, timeout=timeout, data_path=data_path, url=url, on_trial=on_trial,
                       verbose=verbose, worker=worker, seed=seed, on_plan=on_plan, on_trial_start=on_trial_start,
-                      on_epoch=on_epoch)
+                      on_epoch=on_epoch, options={"data": data, "val_data": val_data, "val_fraction": val_fraction,
+                                                  "build": build, "callbacks": callbacks, "on_warning": on_warning})
         interrupt.check()  # a signal swallowed after the last trial still ends the run as interrupted
     return handle
 
@@ -175,10 +186,12 @@ def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None
          on_trial: Callable[[TrialLine], None] | None, verbose: int, worker: bool, seed: int | None,
          on_plan: Callable[[int, int, float | None], None] | None = None,
          on_trial_start: Callable[[int, bool], None] | None = None,
-         on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Handle:
+         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+         options: dict[str, Any] | None = None) -> Handle:
     handle = load(name, url, heartbeat=True, seed=seed)
     study, sp, cfg = handle.study, handle.space, handle.training
-    splits = study_splits(handle, data_path)
+    opts = options or {}
+    splits = study_splits(handle, data_path, opts)
     # A worker that died without a word leaves its trial RUNNING: fail it now (and re-queue it once)
     # rather than at the next trial start, which --trials 0 never reaches. Optuna's heartbeat does it
     # for RDB storages after its grace period; the lease check (fail_stale) at once, on any storage,
@@ -187,13 +200,17 @@ def _run(name: str, *, trials: int, timeout: float | None, data_path: str | None
         optuna.storages.fail_stale_trials(study)
     fail_stale(study)
     total = trials if worker else trials + (1 if ensure_baseline_queued(study, sp) else 0)
-    objective = Objective(handle, splits, verbose=verbose, on_start=on_trial_start, on_epoch=on_epoch)
+    objective = Objective(handle, splits, verbose=verbose, on_start=on_trial_start, on_epoch=on_epoch,
+                          build=opts.get("build"), callbacks=opts.get("callbacks", ()),
+                          mnist=provenance.is_mnist(study))
     tally = _Tally(handle, total, on_trial)
     optuna.logging.set_verbosity(optuna.logging.ERROR if not verbose else optuna.logging.INFO)
     if on_plan is not None:
         on_plan(total, cfg.epochs, _median_epoch_seconds(study))
     # With a size limit, infeasible draws do not count: run until `total` counted trials (the tally stops).
-    study.optimize(objective, n_trials=None if sp.constrained and total else total, timeout=timeout,
+    warn_once(opts)
+    # Infeasible draws (unbuildable, or over a size limit) do not count: run until `total` counted trials.
+    study.optimize(objective, n_trials=None if total else total, timeout=timeout,
                    catch=(TrialFailed,), callbacks=[tally], gc_after_trial=True)
     tally.raise_if_stopped()
     return handle
@@ -234,6 +251,8 @@ def _worker_args(argv: list[str] | None) -> Any:
     ap.add_argument("--threads", type=int, default=None, help="TensorFlow intra-op threads for this process")
     ap.add_argument("--timeout", type=float, default=None)
     ap.add_argument("--data", default=None)
+    ap.add_argument("--val-data", default=None)
+    ap.add_argument("--val-fraction", type=float, default=None)
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--debug", action="store_true")
     return ap.parse_args(argv)
@@ -269,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run(args.name, trials=args.trials, timeout=args.timeout, data_path=args.data, url=args.storage,
-            on_trial=line, worker=True, seed=args.seed)
+            on_trial=line, worker=True, seed=args.seed, val_data=args.val_data,
+            val_fraction=args.val_fraction)
     except CnnsearchError as exc:
         if args.debug:
             raise

@@ -1,12 +1,14 @@
 """Search spaces: parse and validate a space file.
 
-A space file is TOML with three sections (see ``studies/seed.toml``)::
+A space file is TOML with three sections (see ``studies/seed.toml``) and an optional fourth::
 
-    [study]     how to search: sampler, pruner, seed, objectives, heartbeat
+    [study]     how to search: sampler, pruner, seed, objectives, metric, heartbeat
     [training]  how each trial trains (fixed at create, stored on the study)
     [space]     the dimensions: a scalar fixes a value, a list is a choice,
                 a table {low, high, step?, log?} is a range (int when low and
                 high are ints)
+    [baseline]  trial 0: model = "reference" (the default), "none", or one value per
+                searched dimension (your own point; then the space need not hold the reference's values)
 
 Everything is validated before anything is written: one error names the file,
 the key, what was expected and what was received. No Keras here; the shape
@@ -32,6 +34,7 @@ from cnnsearch.search.points import (LAYER_DIMS, MAX_CONV_LAYERS, SPACE_OPTIMIZE
 from cnnsearch.model.train import TrainConfig  # no Keras at import: train imports Keras lazily
 
 SAMPLERS = ("tpe", "random", "grid", "nsga2")
+METRICS = ("val_accuracy", "val_loss")
 PRUNERS = ("median", "hyperband", "halving", "none")
 OBJECTIVES = ("accuracy", "params")
 
@@ -42,6 +45,7 @@ STUDY_DEFAULTS: dict[str, Any] = {
     "pruner": "median",  # prunes a trial whose val accuracy is below the median at the same epoch
     "seed": 0,  # sampler seed; trial i trains with seed + i
     "objectives": ["accuracy"],  # ["accuracy", "params"] = maximize val accuracy, minimize parameters
+    "metric": "val_accuracy",  # what "accuracy" optimizes: val_accuracy (maximized) or val_loss (minimized)
     "heartbeat_seconds": 60,  # RDB heartbeat: a worker silent for 2x this is declared dead
     "max_consecutive_failures": 5,  # training failures (NaN, crash) in a row that stop a run
     # Size limits (0 = none): a point over them is infeasible, known before training (see cnnsearch.search.limits).
@@ -104,10 +108,10 @@ def parse(text: str, *, source: str = "<space>", stored: bool = False) -> Space:
     def err(key: str, expected: str, received: Any) -> ConfigError:
         return ConfigError(f"{source}: {key}: expected {expected}; received {received!r}")
 
-    unknown = sorted(set(doc) - {"study", "training", "space"})
+    unknown = sorted(set(doc) - {"study", "training", "space", "baseline"})
     if unknown:
-        raise err(unknown[0], "one of the sections [study], [training], [space]", f"[{unknown[0]}]")
-    for section in ("study", "training", "space"):
+        raise err(unknown[0], "one of the sections [study], [training], [space], [baseline]", f"[{unknown[0]}]")
+    for section in ("study", "training", "space", "baseline"):
         if section in doc and not isinstance(doc[section], dict):
             raise err(section, "a table", doc[section])
     study = _parse_study(doc.get("study", {}), err, stored)
@@ -117,7 +121,8 @@ def parse(text: str, *, source: str = "<space>", stored: bool = False) -> Space:
         raise err("space", "at least one dimension, e.g. conv1_filters = [16, 32, 64]", raw_space)
     dims = {name: _parse_dim(name, value, err) for name, value in raw_space.items()}
     frontier_dims.check_transition_fits(dims, _widest(dims), err)
-    space = Space(source=source, text=text, study=study, training=training, dims=dims)
+    space = Space(source=source, text=text, study=study, training=training, dims=dims,
+                  baseline=parse_baseline(doc.get("baseline", {}), dims, err))
     check_baseline_is_a_point(space, err)
     check_some_point_builds(space)
     if study["sampler"] == "grid":
@@ -136,6 +141,8 @@ def _parse_study(raw: dict[str, Any], err: Any, stored: bool = False) -> dict[st
         if key not in STUDY_DEFAULTS:
             raise err(f"study.{key}", f"one of {', '.join(STUDY_DEFAULTS)}", key)
         study[key] = value
+    if study["metric"] not in METRICS:
+        raise err("study.metric", f"one of {', '.join(METRICS)}", study["metric"])
     if study["sampler"] not in SAMPLERS:
         raise err("study.sampler", f"one of {', '.join(SAMPLERS)}", study["sampler"])
     if study["pruner"] not in PRUNERS:
@@ -162,6 +169,25 @@ def _parse_study(raw: dict[str, Any], err: Any, stored: bool = False) -> dict[st
     if study["sampler"] == "nsga2" and not multi:
         raise err("study.objectives", '["accuracy", "params"] with sampler = "nsga2"', objectives)
     return study
+
+
+def parse_baseline(raw: dict[str, Any], dims: dict[str, Dimension], err: Any) -> Any:
+    """The [baseline] section: "reference", "none", or a point {dimension: value} (checked against the space)."""
+    model = raw.get("model", "point" if set(raw) - {"model"} else "reference")
+    if model not in ("reference", "none", "point"):
+        raise err("baseline.model", '"reference", "none", or your own point (one value per searched dimension)',
+                  model)
+    point = {k: v for k, v in raw.items() if k != "model"}
+    if model != "point":
+        if point:
+            raise err(f"baseline.{next(iter(point))}", f'no dimension values with model = "{model}"', point)
+        return model
+    for name, value in point.items():
+        if name not in dims:
+            raise err(f"baseline.{name}", f"a dimension of [space] ({', '.join(dims)})", name)
+        if not dims[name].contains(value):
+            raise err(f"baseline.{name}", f"a value of the space's {dims[name].to_dict()}", value)
+    return point
 
 
 def _parse_training(raw: dict[str, Any], err: Any, source: str) -> TrainConfig:

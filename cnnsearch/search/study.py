@@ -22,8 +22,8 @@ from optuna.trial import FrozenTrial, TrialState
 from cnnsearch.search import limits
 from cnnsearch.search import points
 from cnnsearch.search import space as space_mod
-from cnnsearch.model.arch import REFERENCE
 from cnnsearch.ground import private
+from cnnsearch.search.note import param_count, readable_settings
 from cnnsearch.ground.errors import ConfigError, StorageError
 from cnnsearch.ground.version import __version__
 from cnnsearch.records.storage import (artifact_path, experimental_ok, kept_weights, mask_url, open_storage,
@@ -47,6 +47,16 @@ TRIAL_DATA = ("history", "epoch_seconds", "spec", "training", "versions", "fail_
 SHORT_ATTR = 90
 #: The baseline trial's readable marker (user attribute "role"); "baseline" stays the boolean code reads.
 BASELINE_ROLE = "baseline: the reference Keras MNIST CNN at this study's fidelity"
+#: The same on data other than MNIST (the published 99.15% is MNIST's only), and for a baseline of the user's own.
+BASELINE_ROLE_OWN_DATA = "baseline: the reference architecture trained on your data, at this study's fidelity"
+BASELINE_ROLE_OWN_POINT = "baseline: the [baseline] point of the space file, at this study's fidelity"
+
+
+def baseline_role(sp: space_mod.Space, mnist: bool) -> str:
+    """The baseline trial's role text: what trial 0 is, said truthfully for this space and data."""
+    if isinstance(sp.baseline, dict):
+        return BASELINE_ROLE_OWN_POINT
+    return BASELINE_ROLE if mnist else BASELINE_ROLE_OWN_DATA
 
 
 # --- settings and loading ----------------------------------------------------------------------------
@@ -66,16 +76,17 @@ class Handle:
         return self.study.study_name
 
 
-def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
+def create(name: str, space_path: str | Path, url: str | None = None, *, metric: str | None = None) -> Handle:
     """Create study ``name`` from a space file, storing its settings and enqueuing the baseline as trial 0.
 
     The space file is validated before anything is written: an invalid file
-    creates no study and no database file.
+    creates no study and no database file. ``metric`` (``val_accuracy`` or
+    ``val_loss``) overrides the space's ``[study] metric``.
     """
     if not name or any(c in name for c in "\n\r\t") or len(name) > MAX_NAME:  # Optuna's column holds 512 bytes
         raise ConfigError(f"study name: expected a non-empty single-line name of at most {MAX_NAME} characters;"
                           f" received {name[:60]!r}{'...' if len(name) > 60 else ''} ({len(name):,} characters)")
-    sp = space_mod.load(space_path)  # validate first: nothing written on error
+    sp = with_metric(space_mod.load(space_path), metric)  # validate first: nothing written on error
     url = resolve_storage(url)
     storage = open_storage(url, create=True)
     if name in optuna.study.get_all_study_names(storage=storage):
@@ -95,10 +106,22 @@ def create(name: str, space_path: str | Path, url: str | None = None) -> Handle:
     for key, value in readable_settings(settings).items():
         study.set_user_attr(key, value)
     with experimental_ok():
-        study.set_metric_names(["val_accuracy", "param_count"][: len(sp.directions)])
-    study.enqueue_trial(points.baseline_params(sp), user_attrs={"baseline": True})
+        study.set_metric_names([sp.study["metric"], "param_count"][: len(sp.directions)])
+    base = points.baseline_params(sp)
+    if base is not None:  # [baseline] model = "none": no trial 0
+        study.enqueue_trial(base, user_attrs={"baseline": True})
     write_note(study, settings)
     return Handle(study, sp, sp.training, url)
+
+
+def with_metric(sp: space_mod.Space, metric: str | None) -> space_mod.Space:
+    """``sp`` with its ``[study] metric`` set to ``metric`` (None: unchanged); ConfigError for an unknown one."""
+    if metric is None:
+        return sp
+    if metric not in space_mod.METRICS:
+        raise ConfigError(f"metric: expected one of {', '.join(space_mod.METRICS)}; received {metric!r}")
+    sp.study["metric"] = metric
+    return sp
 
 
 def same_space(a: space_mod.Space, b: space_mod.Space) -> bool:
@@ -136,24 +159,6 @@ def settings_of(study: optuna.Study) -> dict[str, Any] | None:
     return system_attrs(study).get(SETTINGS_ATTR) or study.user_attrs.get(SETTINGS_KEY)
 
 
-def readable_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """The study's settings as short user attributes: one line each on optuna-dashboard's study page."""
-    t, st = settings["training"], settings["study"]
-    images = f"{t['train_limit']:,}" if t["train_limit"] else "all"
-    described = {"description": st["description"]} if st.get("description") else {}
-    return {
-        **described,
-        "space": settings["space_source"],
-        "training": f"{t['epochs']} epochs on {images} images, batch {t['batch_size']}, {t['optimizer']}"
-                    f" lr {t['learning_rate']}",
-        "sampler": st["sampler"],
-        "pruner": st["pruner"],
-        "seed": st["seed"],
-        "objectives": ", ".join(st["objectives"]),
-        "created": settings["created"],
-        "cnnsearch_version": settings["version"],
-    }
-
 
 def trial_attr(t: FrozenTrial, key: str, default: Any = None) -> Any:
     """A trial attribute cnnsearch wrote: long data from the system attributes, else the user attributes.
@@ -170,53 +175,10 @@ def set_trial_data(trial: optuna.Trial, key: str, value: Any) -> None:
 
 
 def note_text(study: optuna.Study, settings: dict[str, Any]) -> str:
-    """The study note shown by optuna-dashboard: space, training settings, baseline references."""
-    base = baseline_trial(study)
-    if base is not None:
-        ua = base.user_attrs
-        in_study = (f"trial {base.number}: val accuracy {ua.get('val_accuracy', float('nan')):.4f}, test accuracy"
-                    f" {ua.get('test_accuracy', float('nan')):.4f}, param_count {param_count(ua) or 0:,}, at this study's"
-                    " fidelity")
-    else:
-        in_study = "trial 0, not finished yet"
-    training = settings["training"]
-    limit = training["train_limit"] or "all"
-    return "\n".join([
-        f"# cnnsearch study: {study.study_name}",
-        "",
-        settings["study"].get("description") or "",
-        "",
-        "## Baselines every trial is compared with",
-        f"- the reference Keras MNIST CNN: test accuracy {REFERENCE.test_accuracy:.2%} ({REFERENCE.epochs} epochs,"
-        " all data)",
-        f"- the in-study baseline (the same model at this study's fidelity): {in_study}",
-        "",
-        "The objective is validation accuracy; test accuracy is recorded (user attribute test_accuracy) but never"
-        " used to select. User attributes per trial: param_count, flops, val_accuracy, test_accuracy, seconds, baseline"
-        " (role says which is the baseline); per-epoch data are system attributes (cnnsearch:history, ...).",
-        "",
-        "## Training (fixed at create)",
-        f"- {training['epochs']} epochs on {limit} training images, batch {training['batch_size']},"
-        f" {training['optimizer']} learning rate {training['learning_rate']} {training['optimizer_args']}",
-        f"- sampler {settings['study']['sampler']}, pruner {settings['study']['pruner']},"
-        f" seed {settings['study']['seed']}",
-        *_limits_note(settings["study"]),
-        "",
-        f"## Space ({settings['space_source']})",
-        "```toml",
-        settings["space_text"].strip(),
-        "```",
-    ])
+    """The study note shown by optuna-dashboard (:func:`cnnsearch.search.note.note_text`)."""
+    from cnnsearch.search import note
 
-
-def _limits_note(study_settings: dict[str, Any]) -> list[str]:
-    """The note's line on size limits: what an infeasible trial's value 0 in the dashboard's plots means."""
-    limits_set = [f"max_{k} {study_settings[f'max_{k}']:,}" for k in ("params", "flops")
-                  if study_settings.get(f"max_{k}")]  # absent in studies created before size limits
-    if not limits_set:
-        return []
-    return [f"- size limits {', '.join(limits_set)}: a point over them is an infeasible trial (user attribute"
-            " infeasible), never trained; its value 0 is not an accuracy, and the importance panel counts it"]
+    return note.note_text(study, settings, baseline_trial(study))
 
 
 def write_note(study: optuna.Study, settings: dict[str, Any]) -> None:
@@ -254,6 +216,7 @@ def load(name: str, url: str | None = None, *, heartbeat: bool = False, seed: in
                                " 'cnnsearch study create'")
     sp = space_mod.parse(settings["space_text"], source=f"{name} (stored space from {settings['space_source']})",
                          stored=True)
+    sp = with_metric(sp, settings["study"].get("metric"))  # set at create, maybe not by the file
     training = TrainConfig.from_dict(settings["training"])
     if heartbeat and sp.study["heartbeat_seconds"] and isinstance(storage, optuna.storages.RDBStorage):
         # Bounded: a study stored before the bound (or edited) must not overflow the heartbeat's timer.
@@ -294,15 +257,14 @@ def make_sampler(sp: space_mod.Space, offset: int = 0, *, seed: int | None = Non
     if kind == "grid":
         return optuna.samplers.GridSampler(points.grid_space(sp), seed=seed)
     if kind == "nsga2":
-        nsga = optuna.samplers.NSGAIISampler(seed=seed)
-        return limits.feasible_sampler(nsga, sp) if sp.constrained else nsga
+        return limits.feasible_sampler(optuna.samplers.NSGAIISampler(seed=seed), sp)
     # group=True: TPE models the layer dimensions that exist only for deep models
     # (conv3_*, conv4_*) jointly with the depth that enables them, instead of
     # falling back to independent sampling in a conditional space.
     with experimental_ok():
         tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True)
-    # A size-limited study: the sampler also skips candidates the layer arithmetic rules out.
-    return limits.feasible_sampler(tpe, sp) if sp.constrained else tpe
+    # The sampler skips candidates the layer arithmetic rules out: unbuildable ones, and any over a size limit.
+    return limits.feasible_sampler(tpe, sp)
 
 
 def make_pruner(sp: space_mod.Space, epochs: int) -> optuna.pruners.BasePruner:
@@ -325,7 +287,10 @@ def ensure_baseline_queued(study: optuna.Study, sp: space_mod.Space) -> bool:
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get("baseline") and t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING):
             return t.state == TrialState.WAITING
-    study.enqueue_trial(points.baseline_params(sp), user_attrs={"baseline": True})
+    base = points.baseline_params(sp)
+    if base is None:  # [baseline] model = "none"
+        return False
+    study.enqueue_trial(base, user_attrs={"baseline": True})
     return True
 
 
@@ -336,11 +301,6 @@ def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
             return t
     return None
 
-
-def param_count(user_attrs: dict[str, Any]) -> int | None:
-    """A trial's parameter count; studies made before the rename stored it as ``params``."""
-    value = user_attrs.get("param_count", user_attrs.get("params"))
-    return value if isinstance(value, int) else None
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
@@ -353,10 +313,14 @@ def counts(study: optuna.Study) -> dict[str, int]:
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """Highest validation accuracy among completed feasible trials (test accuracy never decides)."""
+    """Best by the study's metric among completed feasible trials: highest validation accuracy, or lowest
+    validation loss in a study whose metric is val_loss (test accuracy never decides)."""
+    loss = study.directions[0] == optuna.study.StudyDirection.MINIMIZE
+    key = "val_loss" if loss else "val_accuracy"
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get("val_accuracy") is not None and limits.feasible(t)]
-    return max(done, key=lambda t: (t.user_attrs["val_accuracy"], -t.number)) if done else None
+            if t.user_attrs.get(key) is not None and limits.feasible(t)]
+    sign = -1.0 if loss else 1.0
+    return max(done, key=lambda t: (sign * t.user_attrs[key], -t.number)) if done else None
 
 
 def delete(name: str, url: str | None = None) -> None:

@@ -15,13 +15,12 @@ import sys
 from typing import Any, Callable
 
 from cnnsearch.ground import data as data_mod
-from cnnsearch.ground import interrupt, provenance
-from cnnsearch.ground.errors import ArchitectureError, CnnsearchError, ConfigError, DataError, Interrupted
-from cnnsearch.model.arch import summarize
+from cnnsearch.ground import interrupt
+from cnnsearch.ground.errors import CnnsearchError, ConfigError, Interrupted
 from cnnsearch.model.train import available_cores
 from cnnsearch.records.storage import STORAGE_ENV
 from cnnsearch.search.stale import fail_stale
-from cnnsearch.search import limits, points
+from cnnsearch.search import limits, prepare
 from cnnsearch.search.study import WORKER_ENV, Handle, ensure_baseline_queued, load
 
 #: Seconds a worker gets to record its interrupted trial after the signal is passed on, before it is killed.
@@ -64,20 +63,25 @@ def max_workers(cores: int | None = None) -> int:
     return max(1, available_cores() if cores is None else cores)
 
 
-def study_splits(handle: Handle, data_path: str | None) -> data_mod.Splits:
-    """The study's data, split at its fidelity; a DataError if missing, changed or too small for the reference."""
-    ds = provenance.load(handle.study, data_path)
-    splits = data_mod.split(ds, train_limit=handle.training.train_limit)
-    try:
-        summarize(points.spec_from_values(points.baseline_params(handle.space), handle.space), splits.input_shape,
-                  splits.n_classes)
-    except ArchitectureError as exc:
-        raise DataError(f"{ds.source}: images of {splits.input_shape} are too small for the reference"
-                        f" model: {exc}") from exc
+def study_splits(handle: Handle, data_path: str | None, options: dict[str, Any] | None = None) -> data_mod.Splits:
+    """The study's data, split at its fidelity (:func:`cnnsearch.search.prepare.study_splits`); a DataError if
+    missing, changed or too small for the baseline. Its warnings go to ``options["notes"]``, shown once by the caller.
+    """
+    opts = options if options is not None else {}
+    splits, notes = prepare.study_splits(handle, data_path, data=opts.get("data"), val_data=opts.get("val_data"),
+                                         val_fraction=opts.get("val_fraction"))
+    opts["notes"] = notes
     # Size limits no point meets would record only untrained infeasible draws: refuse before any trial.
     # Here, not at create: a model's size depends on the images' shape, known once the data are.
     limits.check_some_point_fits(handle.space, input_shape=splits.input_shape, n_classes=splits.n_classes)
     return splits
+
+
+def warn_once(opts: dict[str, Any]) -> None:
+    """Show the data's warnings (:func:`study_splits`) once, through ``opts["on_warning"]``."""
+    if opts.get("on_warning") is not None:
+        for note in opts.get("notes", []):
+            opts["on_warning"](note)
 
 
 class WorkerDied(CnnsearchError):
@@ -100,7 +104,8 @@ def _command(name: str, threads: int, timeout: float | None, data_path: str | No
 
 def run_workers(name: str, *, trials: int, workers: int, timeout: float | None = None, data_path: str | None = None,
                 url: str | None = None, quiet: bool = False, cores: int | None = None, debug: bool = False,
-                seed: int | None = None, watch: Callable[[list[Any], int], list[int]] | None = None) -> list[int]:
+                seed: int | None = None, val_data: str | None = None, val_fraction: float | None = None,
+                on_warning: Callable[[str], None] | None = None, watch: Callable[[list[Any], int], list[int]] | None = None) -> list[int]:
     """Run ``trials`` new trials of study ``name`` in ``workers`` processes on this machine.
 
     Each process runs a fixed share, so the study gains exactly ``trials``
@@ -126,12 +131,15 @@ def run_workers(name: str, *, trials: int, workers: int, timeout: float | None =
     h = load(name, url)
     # Bad data is one error line from here, not one from each worker; a first run also records the
     # study's data here, once, before the workers start.
-    study_splits(h, data_path)
+    opts: dict[str, Any] = {"val_data": val_data, "val_fraction": val_fraction, "on_warning": on_warning}
+    study_splits(h, data_path, opts)
+    warn_once(opts)
     total = trials + (1 if ensure_baseline_queued(h.study, h.space) else 0)
     workers = max(1, min(workers, total))
     shares = [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
     threads = max(1, (cores or available_cores()) // workers)
     cmd = _command(name, threads, timeout, data_path, quiet, debug, seed)
+    cmd += ["--val-data", val_data] * bool(val_data) + ["--val-fraction", str(val_fraction)] * (val_fraction is not None)
     with interrupt.handled():
         procs: list[subprocess.Popen[bytes]] = []
         try:
