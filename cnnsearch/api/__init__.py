@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cnnsearch.ground.output import replacing
 from cnnsearch.ground import data as data_mod
 from cnnsearch.ground.errors import ConfigError
 
@@ -160,10 +161,8 @@ def _data_path(ds: data_mod.Dataset, url: str) -> str:
             arrays.update(x_val=ds.x_val, y_val=ds.y_val)
         if ds.class_names:
             arrays["class_names"] = np.array(ds.class_names)
-        tmp = path.with_name(f".partial-{path.name}")
-        with open(tmp, "wb") as fh:
+        with replacing(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)  # float32 in [0, 1]: read back unchanged (float images are taken as scaled)
-        os.replace(tmp, path)
     return str(path)
 
 

@@ -15,7 +15,9 @@ import errno
 import os
 import stat
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from cnnsearch.ground.errors import CnnsearchError
 
@@ -53,16 +55,33 @@ def write_file(path: str | os.PathLike[str], data: bytes | str, *, flag: str = "
 
 def _replace(target: Path, blob: bytes) -> None:
     """Write ``blob`` to a temporary file beside ``target``, then rename it over ``target`` (atomic)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:40]}-", suffix=".tmp", dir=target.parent)
+    with replacing(target) as tmp:
+        tmp.write_bytes(blob)
+
+
+@contextmanager
+def replacing(target: str | os.PathLike[str], *, suffix: str | None = None) -> Iterator[Path]:
+    """The one atomic write: a temporary path beside ``target``, renamed over it when the block ends.
+
+    The block writes the temporary path (by any means: ``np.savez``, ``model.save``, ``fig.savefig``);
+    a block that raises (a full disk) leaves ``target`` as it was and no temporary file behind. Beside
+    the target, so the rename stays on one filesystem; named with ``suffix`` (default: the target's own,
+    since Keras and matplotlib read the format from it); readable as an ordinary file (mkstemp's private
+    mode is widened to the umask's). For user-named outputs, which may be devices, use :func:`write_file`.
+    """
+    target = Path(target)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name[:40]}-", suffix=suffix or target.suffix or ".tmp",
+                                dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
+        yield tmp
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; an output is an ordinary file
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -76,4 +95,4 @@ def _error(path: Path, flag: str, what: str, exc: OSError) -> CnnsearchError:
     return CnnsearchError(f"{flag} {path}: cannot write {what} there ({cause}); nothing was replaced; {fix}")
 
 
-__all__ = ["write_file"]
+__all__ = ["replacing", "write_file"]

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from cnnsearch.ground.output import replacing
 from cnnsearch.ground import data as data_mod
 from cnnsearch.model import forward
 from cnnsearch.model import viz
@@ -71,9 +72,8 @@ def run(
                              " you can write to") from exc
     result = fit(spec, splits, config, on_epoch=on_epoch, verbose=verbose)
     model_path = out / "model.keras"
-    tmp = out / "model.tmp.keras"
-    result.model.save(tmp)
-    os.replace(tmp, model_path)
+    with replacing(model_path) as tmp:
+        result.model.save(tmp)
     figures = draw_figures(result, spec, splits.x_test, out, mnist=ds.mnist)
     metrics = _metrics(result, splits, ds, spec, config)
     metrics["files"] = {"model": str(model_path), **{k: str(v) for k, v in figures.items()}}
@@ -146,6 +146,5 @@ def draw_figures(result: TrainResult, spec: ArchSpec, x_test: np.ndarray, out: P
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2))

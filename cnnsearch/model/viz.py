@@ -16,7 +16,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from cnnsearch.model.patches import channel_words, filters, rgb_patches
+from cnnsearch.ground.output import replacing
+from cnnsearch.model.patches import channel_words, filters, rgb_patches  # noqa: F401  (re-exported: viz.filters)
 
 from cnnsearch.model.arch import REFERENCE
 
@@ -375,10 +376,11 @@ def save(fig: Any, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _tight(fig)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")  # keeps a legend drawn outside the axes
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=DPI, bbox_inches="tight")  # keeps a legend drawn outside the axes
+    finally:
+        plt.close(fig)
     return path
 
 

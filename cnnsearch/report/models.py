@@ -14,14 +14,13 @@ issue 24), so two things bound it:
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cnnsearch.ground.output import replacing
 from cnnsearch.ground.errors import CnnsearchError
 from cnnsearch.model import forward, viz
 from cnnsearch.model.arch import ArchSpec, read_weights
@@ -150,14 +149,10 @@ def _read_cache(weights: Path, key: str) -> dict[str, np.ndarray] | None:
 
 def _write_cache(weights: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
     """Write atomically; a folder that cannot be written only costs the next report the same time again."""
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".figures-", suffix=".npz", dir=weights.parent)
-        with os.fdopen(fd, "wb") as fh:
+        with replacing(cache_path(weights)) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, key=np.array(key), **arrays)
-        os.replace(tmp, cache_path(weights))
     except OSError:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        pass
 
 __all__ = ["CACHE_VERSION", "ModelPanel", "Models", "SAMPLE", "cache_path", "compute_models", "panel"]

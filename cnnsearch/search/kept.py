@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from cnnsearch.ground.output import replacing
 from cnnsearch.ground import data as data_mod
 from cnnsearch.ground import private
 from cnnsearch.ground.errors import StorageError
@@ -70,10 +71,9 @@ def _copy_artifact(url: str, source_id: str, study: optuna.Study, trial: optuna.
 
     artifact_id = f"{safe_name(study.study_name)}-{tag}-trial{trial.number}-{os.getpid()}.keras"
     folder = artifact_dir(url)
-    partial = folder / f".partial-{artifact_id}"
-    shutil.copyfile(folder / source_id, partial)
-    digest = sha256(partial)
-    os.replace(partial, folder / artifact_id)
+    with replacing(folder / artifact_id) as partial:
+        shutil.copyfile(folder / source_id, partial)
+        digest = sha256(partial)
     return artifact_id, digest
 
 
@@ -87,14 +87,12 @@ def _save_model(url: str, study: optuna.Study, trial: optuna.Trial, model: Any, 
     """
     artifact_id = f"{safe_name(study.study_name)}-{tag}-trial{trial.number}-{os.getpid()}.keras"
     folder = artifact_dir(url)
-    partial = folder / f".partial-{artifact_id}"  # still ends in .keras, as Keras requires
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        model.save(partial)
-        digest = sha256(partial)
-        os.replace(partial, folder / artifact_id)
+        with replacing(folder / artifact_id) as partial:  # still ends in .keras, as Keras requires
+            model.save(partial)
+            digest = sha256(partial)
     except Exception as exc:
-        partial.unlink(missing_ok=True)
         nospace = is_enospc(exc)
         reason = (f"no space left on device ({folder})" if nospace
                   else f"cannot save the weights to {folder} ({type(exc).__name__}: {first_line(exc)})")

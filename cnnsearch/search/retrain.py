@@ -12,15 +12,15 @@ confirmation trained (issue 23 item 8).
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from cnnsearch.ground.output import replacing, write_file
 from cnnsearch.ground import data as data_mod
 from cnnsearch.ground import provenance
-from cnnsearch.ground.errors import CnnsearchError, ConfigError, StorageError
-from cnnsearch.records.storage import artifact_dir, is_enospc, kept_weights
+from cnnsearch.ground.errors import ConfigError, StorageError
+from cnnsearch.records.storage import artifact_dir, kept_weights
 from cnnsearch.search import points
 from cnnsearch.search import study as study_mod
 from cnnsearch.search.kept import safe_name, sha256
@@ -68,10 +68,9 @@ def keep_confirmed(study: Any, url: str, key: str, trial: int, seed: int, result
     folder = artifact_dir(url)
     folder.mkdir(parents=True, exist_ok=True)
     artifact_id = f"{safe_name(study.study_name)}-confirmed-{safe_name(key)}-seed{seed}.keras"
-    partial = folder / f".partial-{artifact_id}"
-    result.model.save(partial)
-    digest = sha256(partial)
-    os.replace(partial, folder / artifact_id)
+    with replacing(folder / artifact_id) as partial:
+        result.model.save(partial)
+        digest = sha256(partial)
     kept[key] = {"trial": trial, "seed": seed, "val_accuracy": result.val_accuracy, "artifact_id": artifact_id,
                  "sha256": digest}
     study.set_user_attr(CONFIRMED_KEY, kept)
@@ -89,15 +88,7 @@ def export_from(h: study_mod.Handle, key: str, export: str | os.PathLike[str]) -
     source = kept_weights(h.url, rec, "confirmed")  # verified against its stored checksum
     if source is None:
         raise StorageError(f"study {h.name!r}: weights {rec['artifact_id']} missing from {artifact_dir(h.url)}")
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        cause = "no space left on device" if is_enospc(exc) else (exc.strerror or str(exc))
-        raise CnnsearchError(f"--export {out}: cannot write the model ({cause}); nothing was written") from exc
+    write_file(out, source.read_bytes(), flag="--export", what="the model")  # never over a device or link
     return {**rec, "configuration": key, "exported": str(out)}
 
 
@@ -109,15 +100,12 @@ def _export_path(export: str | os.PathLike[str]) -> Path:
 
 
 def _save_atomically(model: Any, out: Path) -> None:
-    tmp = out.with_name(f".partial-{out.name}")  # still ends in .keras, as Keras requires
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        model.save(tmp)
-        os.replace(tmp, out)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        cause = "no space left on device" if is_enospc(exc) else (exc.strerror or str(exc))
-        raise CnnsearchError(f"--export {out}: cannot write the model ({cause}); nothing was written") from exc
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:  # Keras writes a path; the bytes then go where --export says
+        saved = Path(folder) / "model.keras"
+        model.save(saved)
+        write_file(out, saved.read_bytes(), flag="--export", what="the model")
 
 
 class _Fixed:
