@@ -90,6 +90,9 @@ def verdict_part(d: ReportData) -> str:
 
 def choices_part(d: ReportData) -> str:
     """Which choices mattered (importance, observational), each with the value that did best."""
+    if d.ablation is not None:  # an experiment beats an observation: the ablation answers when there is one
+        return ("<div class='statement'><b>Which choices mattered (by experiment: an ablation over paired"
+                f" seeds):</b> {html.escape(d.ablation['mattered'])} <a href='#ablation'>details</a></div>")
     imp = d.importance
     if imp is None:
         return p("Which choices mattered: importance was not computed.", "missing")

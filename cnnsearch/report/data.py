@@ -54,6 +54,8 @@ class ReportData:
     histories: dict[int, list[float]] = field(default_factory=dict)  # val accuracy by epoch, per trial
     study: Any = None  # the optuna.Study, for Optuna's own slice and parallel-coordinate plots
     reference_ok: bool = False  # the published 99.15% may be shown (see reference_applies)
+    ablation: dict[str, Any] | None = None  # the stored ablation's summary (evidence.ablate.show), if any
+    storage: str = field(default="", repr=False)  # the unmasked storage URL: read from, never rendered
     mnist: bool = True  # the study's data are MNIST (by sha256; unknown data count as MNIST until a run)
 
     @property
@@ -105,8 +107,24 @@ def compute(name: str, url: str | None = None, *, on_loaded: Callable[[], None] 
                                             if r["history"] and r["history"].get("val_accuracy")}, study=h.study,
                       reference_ok=search_ok, mnist=mnist)
     data.importance = importance_mod.compute(h.study)
+    data.storage = h.url
+    data.ablation = _ablation(name, h.url)
     data.confirm = confirm_mod.summarize(confirm_mod.stored(h.study), search=confirm_mod.search_scores(h))
     return data, h
+
+
+def _ablation(name: str, url: str) -> dict[str, Any] | None:
+    """The study's stored ablation, judged (reads only); None without one or when its records cannot be read."""
+    import warnings
+
+    from cnnsearch.evidence import ablate
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a skipped corrupt record is said by confirm --show, not here
+            return ablate.show(name, url)
+    except Exception:  # an unreadable ablation leaves the report with importance (observational) only
+        return None
 
 
 def confirm_reference_ok(d: ReportData) -> bool:

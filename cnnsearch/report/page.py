@@ -39,7 +39,25 @@ __all__ = ["ANSWER_PARTS", "SECTIONS", "Section", "ReportData", "build", "comput
 
 #: The sections after the answer, in order; each takes the ReportData and returns one Section or a list.
 #: The model figures and the settings come after these (they need the models and come last).
-SECTIONS: list[Callable[[ReportData], "Section | list[Section]"]] = [confirm_section, figure_sections,
+def ablation_section(d: ReportData) -> Section:
+    """Which choices carry the winner's gain, by experiment (``study ablate``), or how to find out."""
+    from cnnsearch.report import ablation
+
+    return Section(ablation.TITLE, ablation.section_html(d.name, d.ablation), ablation.ANCHOR)
+
+
+def frontier_section(d: ReportData) -> Section:
+    """Parameters against confirmed test accuracy for every study in this storage, beside published points."""
+    from cnnsearch.report import frontier
+
+    if not d.mnist:  # the published hand-built points and the reference's figures are MNIST's
+        return Section("Frontier", "<p class='missing'>The frontier compares with published MNIST models; this"
+                       " study's data are not MNIST.</p>", "frontier")
+    return Section("Frontier: all studies in this storage", frontier.html(d.storage or None), "frontier")
+
+
+SECTIONS: list[Callable[[ReportData], "Section | list[Section]"]] = [confirm_section, ablation_section,
+                                                                     frontier_section, figure_sections,
                                                                      trials_section]
 
 _CSS = """
