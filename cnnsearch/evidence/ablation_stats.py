@@ -42,24 +42,10 @@ def paired_verdicts(baseline: Mapping[int, Mapping[str, Any]],
     others are listed under ``incomplete`` with their finished seed count and get no verdict. Results
     carry ``n``, ``mean`` (candidate - baseline), ``ci95``, ``p``, ``p_holm``, ``verdict`` and ``reason``.
 
-    The one switch point to the evidence issue's verdict (same name, arguments and keys; it also
-    counts the test images' noise from ``labels`` and the runs' stored predictions). Today: training
-    seeds only, :func:`cnnsearch.evidence.verdict.paired`, ``holm`` and ``decide``; ``labels`` unused.
+    Through :func:`cnnsearch.evidence.verdict.paired_verdicts`, confirmation's own rule: training seeds
+    and the test images' noise (from ``labels`` and the runs' stored predictions), Holm over the family.
     """
-    seeds = sorted(baseline) if seeds is None else sorted(seeds)
-    family = [k for k in candidates if seeds and all(s in candidates[k] and s in baseline for s in seeds)]
-    incomplete = {k: sum(s in v for s in seeds) for k, v in candidates.items() if k not in family}
-    results: dict[str, dict[str, Any]] = {}
-    for k in family:
-        cmp = verdict_mod.paired([candidates[k][s]["test_accuracy"] for s in seeds],
-                                 [baseline[s]["test_accuracy"] for s in seeds])
-        why = "" if cmp.n >= verdict_mod.MIN_SEEDS else f"{cmp.n} paired seeds: a verdict needs {verdict_mod.MIN_SEEDS}"
-        results[k] = {"n": cmp.n, "mean": cmp.mean, "ci95": list(cmp.ci95), "p": cmp.p, "reason": why}
-    for (k, r), p in zip(results.items(), verdict_mod.holm([r["p"] for r in results.values()])):
-        r["p_holm"] = p
-        r["verdict"] = verdict_mod.decide(r["mean"], p, r["n"])
-    return {"alpha": verdict_mod.ALPHA, "seeds": seeds, "family": family, "incomplete": incomplete,
-            "results": results}
+    return verdict_mod.paired_verdicts(baseline, candidates, labels, seeds=seeds)
 
 
 def _by_seed(index: Index, ident: str, seeds: int) -> dict[int, dict[str, Any]]:
