@@ -52,7 +52,7 @@ def confirm_lines(name: str, summary: dict[str, Any], url: str | None) -> list[s
         sd = "" if r["sd_test_accuracy"] is None else f" ± {r['sd_test_accuracy']:.4f}"
         ci = r.get("diff_ci95")
         diff = "" if "diff_mean" not in r else f"{100 * r['diff_mean']:+.2f}" + (
-            "" if not ci else f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]")
+            "" if not ci or ci[0] is None or ci[1] is None else f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]")
         rows.append([r["config"], f"#{r['trial']}", f"{r['param_count']:,}", f"{r['mean_test_accuracy']:.4f}{sd}",
                      str(r["seeds"]), diff, "" if r.get("p_holm") is None else f"{r['p_holm']:.2g}",
                      r.get("verdict", "incomplete (no verdict)" if r.get("incomplete") else "")])
