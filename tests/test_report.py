@@ -194,12 +194,12 @@ def _confirm_runs(h: study_mod.Handle, gains: dict[str, list[float]]) -> None:
 
     from cnnsearch.evidence import confirm
 
-    labels = np.arange(1000) % 10
+    labels = np.arange(10000) % 10  # MNIST's test-set size: the image noise of a real confirmation
     confirm._store(h.study, "confirm_labels", confirm.encode(labels))
     for config, accs in gains.items():
         for seed, acc in enumerate(accs):
             pred = labels.copy()
-            pred[int(round(acc * 1000)):] += 1
+            pred[int(round(acc * 10000)):] += 1
             rec = {"config": config, "trial": 0 if config == "baseline" else int(config[5:]), "seed": seed,
                    "epochs": 3, "train_limit": 12000, "params": {}, "param_count": 1000, "test_accuracy": acc,
                    "test_loss": 0.1, "val_accuracy": 0.98, "seconds": 1.0, "predictions": confirm.encode(pred % 10)}
