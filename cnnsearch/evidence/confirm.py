@@ -256,7 +256,7 @@ def _keep(h: study_mod.Handle, donors: Any, c: Candidate, fid: Fidelity, seed: i
 
     donors.identify(record, c.spec, config)
     put(h.study, run_key(fid, c.key, seed), record)
-    if result is not None and result.model is not None:  # issue 23: the best seed's weights are kept
+    if getattr(result, "model", None) is not None:  # issue 23: the best seed's weights are kept
         retrain.keep_confirmed(h.study, h.url, f"{fid.key}:{c.key}", c.trial, seed, result)
     return record
 

@@ -35,10 +35,12 @@ def mosaic(tiles: np.ndarray, cols: int, gutter: int = 1, below: int = 0) -> np.
     ``below`` adds that many NaN rows under each tile row (room for a label).
     """
     n, h, w = tiles.shape[:3]
+    colour = tiles.ndim == 4 and tiles.shape[3] == 3  # RGB first-layer filters (issue 23): drawn in colour
+    depth = (3,) if colour else ()
     rows = max(1, -(-n // cols))
-    out = np.full((rows * (h + gutter + below), cols * (w + gutter)), np.nan, dtype=np.float32)
+    out = np.full((rows * (h + gutter + below), cols * (w + gutter), *depth), np.nan, dtype=np.float32)
     for i in range(n):
-        t = np.asarray(tiles[i], dtype=np.float32).reshape(h, w)
+        t = np.asarray(tiles[i], dtype=np.float32).reshape(h, w, *depth)
         lo, hi = float(np.nanmin(t)), float(np.nanmax(t))
         r, c = divmod(i, cols)
         y, x = r * (h + gutter + below), c * (w + gutter)
@@ -49,8 +51,11 @@ def mosaic(tiles: np.ndarray, cols: int, gutter: int = 1, below: int = 0) -> np.
 def _show(ax: Any, image: np.ndarray, title: str = "", fontsize: float = 9) -> None:
     import matplotlib
 
-    cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")
-    ax.imshow(np.ma.masked_invalid(image), cmap=cmap, interpolation="nearest", vmin=0, vmax=1)
+    if image.ndim == 3:  # colour: gutters (NaN) white
+        ax.imshow(np.where(np.isnan(image), 1.0, image), interpolation="nearest")
+    else:
+        cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")
+        ax.imshow(np.ma.masked_invalid(image), cmap=cmap, interpolation="nearest", vmin=0, vmax=1)
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
@@ -60,7 +65,7 @@ def _show(ax: Any, image: np.ndarray, title: str = "", fontsize: float = 9) -> N
 
 
 def draw_filters(filters: np.ndarray, title: str) -> Any:
-    """Filters (n, k, k) as one mosaic, 8 a row."""
+    """Filters (n, k, k), or colour patches (n, k, k, 3), as one mosaic, 8 a row."""
     plt = _pyplot()
     rows = max(1, -(-len(filters) // 8))
     fig, ax = plt.subplots(figsize=(viz.MODEL_FIGURE_WIDTH, viz.MODEL_FIGURE_WIDTH * rows / 8 + 0.45))

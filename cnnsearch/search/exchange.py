@@ -69,7 +69,8 @@ def trials_frame(name: str, url: str | None = None) -> pd.DataFrame:
         spread = pd.DataFrame(rows, index=df.index)
         at = df.columns.get_loc(col)
         df = pd.concat([df.iloc[:, :at], spread, df.iloc[:, at + 1:]], axis=1)
-    df["duration_s"] = df.pop("duration").dt.total_seconds()
+    # No trial finished yet (a fresh study: its queued baseline only): the column is all None, not timedelta.
+    df["duration_s"] = pd.to_timedelta(df.pop("duration")).dt.total_seconds()
     baseline = df.pop("user_attrs_baseline") if "user_attrs_baseline" in df else pd.Series(False, index=df.index)
     df.insert(1, "baseline", baseline.map(lambda v: v is True))
     df.insert(2, "state", df.pop("state"))
@@ -156,25 +157,38 @@ def _complete(given: dict[str, Any], sp: space_mod.Space) -> dict[str, Any]:
             if name in given and layer is not None:
                 raise ConfigError(f"enqueue: {name}: expected no value with conv_layers={layers} (it applies only"
                                   f" to models with {layer} or more conv layers); received {given[name]!r}")
+            if name in given and name.endswith("_learning_rate"):
+                raise ConfigError(f"enqueue: {name}: expected no value with optimizer="
+                                  f"{point.get('optimizer', sp.training.optimizer)}; received {given[name]!r}")
             if name in given:
                 raise ConfigError(f"enqueue: {name}: expected no value for this point (it is asked only with the"
-                                  f" optimizer or schedule it belongs to); received {given[name]!r}")
+                                  f" schedule it belongs to); received {given[name]!r}")
             continue
         if name in given:
             params[name] = given[name]
         elif name in ref:
             params[name] = ref[name]
-        elif layer is not None:  # a layer beyond the reference's two: the second layer's value, if the space holds it
-            second = params.get(name.replace(f"conv{layer}_", "conv2_"), points.seed_value(
-                name.replace(f"conv{layer}_", "conv2_")))
-            if not sp.dims[name].contains(second):
-                raise ConfigError(f"enqueue: {name}: expected a value (conv_layers={layers} needs it and the"
-                                  f" reference has none in this space: {sp.dims[name].to_dict()}); received none")
-            params[name] = second
         else:
-            raise ConfigError(f"enqueue: {name}: expected a value (this point asks for it and the reference has"
-                              f" none in this space: {sp.dims[name].to_dict()}); received none")
+            params[name] = _missing(name, params, point, sp, layer, layers)
     return params
+
+
+def _missing(name: str, params: dict[str, Any], point: dict[str, Any], sp: space_mod.Space, layer: int | None,
+             layers: int) -> Any:
+    """An asked dimension neither given nor the reference's: a deeper layer takes the second layer's value, the
+    learning rate of an optimizer the study does not train with its default (``points.DEFAULT_LEARNING_RATE``)."""
+    if layer is not None:
+        value = params.get(name.replace(f"conv{layer}_", "conv2_"),
+                           points.seed_value(name.replace(f"conv{layer}_", "conv2_")))
+        context = f"conv_layers={layers} needs it"
+    else:
+        opt = str(point.get("optimizer", sp.training.optimizer))
+        value = points.DEFAULT_LEARNING_RATE.get(opt) if name == f"{opt}_learning_rate" else None
+        context = f"optimizer={opt} needs it" if value is not None else "this point asks for it"
+    if value is None or not sp.dims[name].contains(value):
+        raise ConfigError(f"enqueue: {name}: expected a value ({context} and the reference has none in this"
+                          f" space: {sp.dims[name].to_dict()}); received none")
+    return value
 
 
 def _typed(key: str, raw: str, dim: space_mod.Dimension) -> Any:
