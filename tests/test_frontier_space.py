@@ -177,5 +177,5 @@ def test_enqueue_a_hand_built_point_in_the_tiny_space() -> None:
     assert summarize(spec).params == 7562 and overrides["schedule"] == "onecycle"
     with pytest.raises(ConfigError, match="enqueue: onecycle_pct_start: expected no value for this point"):
         exchange.parse_assignments(["onecycle_pct_start=0.3"], sp)
-    with pytest.raises(ConfigError, match="enqueue: adam_learning_rate: expected a value"):
-        exchange.parse_assignments(["optimizer=adam"], sp)
+    # Another optimizer than the study's, its rate left out: that optimizer's default rate (issue 26 item 6).
+    assert exchange.parse_assignments(["optimizer=adam"], sp)["adam_learning_rate"] == points.DEFAULT_LEARNING_RATE["adam"]
