@@ -95,7 +95,9 @@ def draw_digit_maps(digit: np.ndarray, maps1: np.ndarray, maps_last: np.ndarray,
 def draw_mistakes(images: np.ndarray, labels: list[str], *, title: str = "") -> Any:
     """The most confidently wrong digits, 4 a row, each labelled "#index: true→predicted (p)" under it."""
     plt = _pyplot()
-    tiles = np.squeeze(np.asarray(images), axis=-1) if np.asarray(images).ndim == 4 else np.asarray(images)
+    tiles = np.asarray(images)
+    if tiles.ndim == 4 and tiles.shape[-1] == 1:  # grayscale (n, h, w, 1); colour (n, h, w, 3) stays colour
+        tiles = tiles[..., 0]
     if not len(tiles):
         fig, ax = plt.subplots(figsize=(viz.MODEL_FIGURE_WIDTH, 0.8))
         ax.axis("off")
