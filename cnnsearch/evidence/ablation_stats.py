@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from cnnsearch.evidence.summary import no_nan as _no_nan  # one NaN rule for every --json
 from cnnsearch.evidence import verdict as verdict_mod
 from cnnsearch.evidence.confirm import Fidelity
 
@@ -192,17 +193,6 @@ def summarize(ab: dict[str, Any], index: Index, labels: np.ndarray | None = None
 
 def _mean(recs: list[dict[str, Any]]) -> float | None:
     return sum(float(r["test_accuracy"]) for r in recs) / len(recs) if recs else None
-
-
-def _no_nan(obj: Any) -> Any:
-    """NaN as None, so ``--json`` stays strict JSON."""
-    if isinstance(obj, float):
-        return None if math.isnan(obj) else obj
-    if isinstance(obj, dict):
-        return {k: _no_nan(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_no_nan(v) for v in obj]
-    return obj
 
 
 def _effect_text(r: dict[str, Any]) -> str:
