@@ -276,6 +276,9 @@ def _sigterm_when(args: list[str], env: dict[str, str], log: Path, marker: str, 
     import signal
 
     code = f"{prelude}\nimport sys; from cnnsearch.cli import main; sys.exit(main({args!r}, prog_name='cnnsearch'))"
+    # Confirmation's runs in this process, one after another, as the suite's other runs (conftest): the
+    # marker is a run's own start line.
+    env = {**env, "CNNSEARCH_RUN_WORKERS": "1"}
     p = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     try:
         _wait_for(lambda: marker in log.read_text() or p.poll() is not None, 300, repr(marker))

@@ -228,7 +228,7 @@ def train_all(h: study_mod.Handle, todo: list[tuple[int, Candidate]], splits: da
             yield _keep(h, donors, c, fid, seed, config, copied)
     workers = pool.pool_size(len(jobs))
     if workers > 1 and on_start is not None:
-        on_start(f"{len(jobs)} runs on {workers} processes")
+        on_start(f"{len(jobs)} runs on {workers} processes: {', '.join(jobs)}")
     for label, (seed, c, config) in (jobs.items() if workers == 1 else []):
         if on_start is not None:
             on_start(label)
