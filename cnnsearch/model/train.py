@@ -324,6 +324,9 @@ def _epoch_timer(K: Any, model: Any, epoch_seconds: list[float],
             model.stop_training = True  # fit() returns; the NaN check after it fails the trial
         if on_epoch is not None:
             on_epoch(epoch, logs)
+        from cnnsearch.ground import interrupt
+
+        interrupt.check()  # a signal swallowed inside TensorFlow's C code stops the fit here, between epochs
 
     # NaN is checked at the end of each epoch, not with keras.callbacks.TerminateOnNaN: a batch-level
     # callback makes Keras pull the loss off the device after every step, a sync per batch for at most
