@@ -8,28 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from cnnsearch.cli import main
 from cnnsearch.records import storage
 from cnnsearch.search import study as study_mod
 from conftest import TINY_SPACE
+from test_storage import cli, one_error_line  # the suite's "one error line" helpers, shared
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
-
-
-def one_error_line(r: Result, *needles: str, code: int = 1) -> str:
-    assert r.exit_code == code, r.output
-    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("cnnsearch: error:"), r.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 # --- item 3: no password in any output; "authentication failed" ----------------------------------------
@@ -224,8 +209,6 @@ def test_killed_worker_is_named_and_its_trial_requeued(tmp_path: Path, tiny_npz:
 
 
 def test_trials_stopped_by_the_parents_death_say_so(tmp_path: Path, tiny_npz: Path) -> None:
-    import signal
-
     from optuna.trial import TrialState
 
     url, log = f"sqlite:///{tmp_path / 'p.db'}", tmp_path / "run.log"

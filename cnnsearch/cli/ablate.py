@@ -102,17 +102,11 @@ def _run(name: str, trial: int | None, seeds: int, epochs: int | None, train_lim
         b.end_unit(f"[{b.k}/{b.total}] {b.label}: test_acc {r['test_accuracy']:.4f}, {r['seconds']:.0f} s;"
                    f" ETA {duration(eta)}")
 
-    try:
+    from cnnsearch.cli.running import closing, unit_hooks
+
+    with closing(bar, "ablation"):
         summary = ablate_mod.run(name, trial=trial, seeds=seeds, epochs=epochs, train_limit=train_limit,
-                                 data_path=data_path, url=url, on_plan=plan, on_run=line,
-                                 on_start=lambda label: bar[0].start_unit(label),
-                                 on_epoch=lambda e, logs: bar[0].epoch_end(e, logs))
-    except BaseException:
-        if bar:
-            bar[0].close(None)  # the error's one line is the last
-        raise
-    if bar:
-        bar[0].close("ablation")
+                                 data_path=data_path, url=url, on_plan=plan, on_run=line, **unit_hooks(bar))
     return summary
 
 

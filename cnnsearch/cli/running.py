@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import click
 
@@ -48,3 +49,22 @@ def run_here(name: str, *, trials: int, timeout: float | None, data_path: str | 
     finally:
         if bar:
             bar[0].close(None)
+
+
+def unit_hooks(bar: list[Any]) -> dict[str, Any]:
+    """``on_start`` and ``on_epoch`` hooks that drive the run's progress bar (``bar[0]``, made by the plan hook)."""
+    return {"on_start": lambda label: bar[0].start_unit(label), "on_epoch": lambda e, logs: bar[0].epoch_end(e, logs)}
+
+
+@contextmanager
+def closing(bar: list[Any], what: str) -> Iterator[None]:
+    """Close the progress bar when the block ends: with ``what``'s total time, or silently when it raises, so
+    the error's one line is the last."""
+    try:
+        yield
+    except BaseException:
+        if bar:
+            bar[0].close(None)
+        raise
+    if bar:
+        bar[0].close(what)

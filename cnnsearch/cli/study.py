@@ -354,23 +354,15 @@ def study_confirm(name: str, top: int, seeds: int, max_seeds: int | None, new_fa
             ref.epochs if epochs is None else epochs, ref.train_limit if train_limit is None else train_limit)
         summary = confirm_mod.show(name, url, fid)
     else:
+        from cnnsearch.cli.running import closing, unit_hooks
         from cnnsearch.ground import interrupt
 
-        try:
-            # SIGTERM as Ctrl-C: one line, exit 143; the runs stored so far are kept and confirm resumes there.
-            with interrupt.stopping():
-                summary = confirm_mod.run(name, top=top, seeds=seeds, max_seeds=max_seeds, new=new_family,
-                                          epochs=ref.epochs if epochs is None else epochs,
-                                          train_limit=ref.train_limit if train_limit is None else train_limit,
-                                          data_path=data_path, url=url, on_run=line, on_plan=plan,
-                                          on_start=lambda label: bar[0].start_unit(label),
-                                          on_epoch=lambda e, logs: bar[0].epoch_end(e, logs))
-        except BaseException:
-            if bar:
-                bar[0].close(None)  # the error's one line is the last
-            raise
-        if bar:
-            bar[0].close("confirmation")
+        # SIGTERM as Ctrl-C: one line, exit 143; the runs stored so far are kept and confirm resumes there.
+        with closing(bar, "confirmation"), interrupt.stopping():
+            summary = confirm_mod.run(name, top=top, seeds=seeds, max_seeds=max_seeds, new=new_family,
+                                      epochs=ref.epochs if epochs is None else epochs,
+                                      train_limit=ref.train_limit if train_limit is None else train_limit,
+                                      data_path=data_path, url=url, on_run=line, on_plan=plan, **unit_hooks(bar))
     if as_json:
         emit_json(summary)
         return

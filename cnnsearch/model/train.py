@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from cnnsearch.ground import interrupt
 from cnnsearch.model import schedules
 from cnnsearch.model.arch import REFERENCE, ArchSpec, build_model, summarize
 from cnnsearch.ground.data import Splits
@@ -324,8 +325,6 @@ def _epoch_timer(K: Any, model: Any, epoch_seconds: list[float],
             model.stop_training = True  # fit() returns; the NaN check after it fails the trial
         if on_epoch is not None:
             on_epoch(epoch, logs)
-        from cnnsearch.ground import interrupt
-
         interrupt.check()  # a signal swallowed inside TensorFlow's C code stops the fit here, between epochs
 
     # NaN is checked at the end of each epoch, not with keras.callbacks.TerminateOnNaN: a batch-level

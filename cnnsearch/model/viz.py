@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from cnnsearch.ground.output import replacing
-from cnnsearch.model.patches import channel_words, filters, rgb_patches  # noqa: F401  (re-exported: viz.filters)
+from cnnsearch.model.patches import channel_words, filters  # noqa: F401  (re-exported: viz.filters, viz.channel_words)
 
 from cnnsearch.model.arch import REFERENCE
 
@@ -306,14 +306,17 @@ def draw_learning_curves(curves: Mapping[str, Sequence[float]], baseline_key: st
 
 
 def draw_confusion(matrix: np.ndarray, *, title: str = "") -> Any:
-    """Confusion matrix with counts."""
+    """Confusion matrix with counts; each count dark on a light cell and white on a dark one (a zero stays visible)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(MODEL_FIGURE_WIDTH, MODEL_FIGURE_WIDTH * 0.9))
-    ax.imshow(np.log1p(matrix), cmap="Blues")
+    shade = np.log1p(matrix)
+    top = float(shade.max()) or 1.0
+    ax.imshow(shade, cmap="Blues", vmin=0, vmax=top)
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
+            dark = shade[i, j] / top > 0.55  # Blues is dark above about half its range
             ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=MIN_FONT_PT + 1,
-                    color="white" if i == j else "black")
+                    color="white" if dark else "black", fontweight="bold" if i == j else "normal")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_xticks(range(matrix.shape[1]))

@@ -1,8 +1,7 @@
 """The model figures section: the best model beside the baseline (filters, feature maps, confusion, mistakes).
 
-The arrays come from :mod:`cnnsearch.report.models`; here they are only drawn. The confusion
-matrix is drawn here (not with :func:`cnnsearch.model.viz.draw_confusion`) so that every cell's
-count, a zero on the diagonal included, is readable against its own background. Filters, feature
+The arrays come from :mod:`cnnsearch.report.models`; here they are only drawn (the confusion
+matrix with :func:`cnnsearch.model.viz.draw_confusion`, as the baseline's figures are). Filters, feature
 maps and mistakes are drawn as one mosaic image per panel (each tile scaled to its own range, white
 gutters) rather than one matplotlib axes per tile: the ~420 axes of two models' panels took most
 of a report's time (issue 24).
@@ -115,26 +114,6 @@ def draw_mistakes(images: np.ndarray, labels: list[str], *, title: str = "") -> 
     return fig
 
 
-def draw_confusion(matrix: np.ndarray, *, title: str = "") -> Any:
-    """Confusion matrix with counts; each count dark on a light cell and white on a dark one."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(viz.MODEL_FIGURE_WIDTH, viz.MODEL_FIGURE_WIDTH * 0.9))
-    shade = np.log1p(matrix)
-    top = float(shade.max()) or 1.0
-    ax.imshow(shade, cmap="Blues", vmin=0, vmax=top)
-    for i in range(matrix.shape[0]):
-        for j in range(matrix.shape[1]):
-            dark = shade[i, j] / top > 0.55  # Blues is dark above about half its range
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=viz.MIN_FONT_PT + 1,
-                    color="white" if dark else "black", fontweight="bold" if i == j else "normal")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_xticks(range(matrix.shape[1]))
-    ax.set_yticks(range(matrix.shape[0]))
-    ax.set_title(title or "confusion matrix (test set)", fontsize=10)
-    return fig
-
-
 def _panel_html(m: ModelPanel) -> str:
     rec, lab = m.record, m.label
     n_f1 = len(m.filters1)
@@ -148,7 +127,7 @@ def _panel_html(m: ModelPanel) -> str:
         parts.append(img(viz.data_uri(draw_digit_maps(image, m1, m2, title=f"{lab}: test digit #{idx}")),
                          f"Test digit #{idx} and the {lab} model's first- and last-conv-layer feature maps of it"))
     wrong = int(m.confusion.sum() - np.trace(m.confusion))
-    parts.append(img(viz.data_uri(draw_confusion(m.confusion, title=f"{lab}: confusion matrix, first {m.sample:,}"
+    parts.append(img(viz.data_uri(viz.draw_confusion(m.confusion, title=f"{lab}: confusion matrix, first {m.sample:,}"
                                                                     f" test images ({m.accuracy:.4f} correct)")),
                      f"Confusion matrix of the {lab} model on the first {m.sample:,} test images: {wrong} of them"
                      " misclassified"))
@@ -172,4 +151,4 @@ def model_section(m: Models) -> Section:
                    + "".join(_panel_html(x) for x in m.panels) + "</div></details>", "model")
 
 
-__all__ = ["draw_confusion", "draw_digit_maps", "draw_filters", "draw_mistakes", "model_section", "mosaic"]
+__all__ = ["draw_digit_maps", "draw_filters", "draw_mistakes", "model_section", "mosaic"]

@@ -129,6 +129,14 @@ def check_baseline_is_a_point(space: Space, err: Any) -> None:
                       ' model unless [baseline] says model = "none" or gives a point of your own)', dim.to_dict())
 
 
+def _combinations(axes: list[list[Any]], budget: int) -> Any:
+    """Every combination of the axes' values, or ``budget`` seeded random ones when there are more."""
+    if math.prod(len(a) for a in axes) <= budget:
+        return itertools.product(*axes)
+    rng = random.Random(0)
+    return ([rng.choice(a) for a in axes] for _ in range(budget))
+
+
 def check_some_point_builds(space: Space, *, input_shape: tuple[int, int, int] = (28, 28, 1),
                             budget: int = 20_000) -> None:
     """Reject a space in which no architecture can be built (on MNIST-sized input).
@@ -139,12 +147,7 @@ def check_some_point_builds(space: Space, *, input_shape: tuple[int, int, int] =
         n for n in ("conv_layers", "stride", "padding", "pool", "pool_size", "pool_every", "pool_at", "transition")
         if n in space.dims]
     axes = [space.dims[n].points() for n in shape_dims]
-    total = math.prod(len(a) for a in axes)
-    if total <= budget:
-        combos: Any = itertools.product(*axes)
-    else:
-        rng = random.Random(0)
-        combos = ([rng.choice(a) for a in axes] for _ in range(budget))
+    combos = _combinations(axes, budget)
     fixed = {n: d.points()[0] for n, d in space.dims.items() if n not in shape_dims}
     last_error = ""
     for combo in combos:
@@ -168,12 +171,7 @@ def unbuildable_share(space: Space, input_shape: tuple[int, int, int], n_classes
     """
     names = space.searched
     axes = [space.dims[n].points() for n in names]
-    total = math.prod(len(a) for a in axes)
-    if total <= budget:
-        combos: Any = itertools.product(*axes)
-    else:
-        rng = random.Random(0)
-        combos = ([rng.choice(a) for a in axes] for _ in range(budget))
+    combos = _combinations(axes, budget)
     bad = n = 0
     for combo in combos:
         n += 1
