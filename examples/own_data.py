@@ -99,6 +99,10 @@ def main() -> None:
     study = cnnsearch.run_study("rgb-own-model", data=(train, test), space=space, trials=trials, build=build,
                              metric="val_loss", callbacks=[keras.callbacks.TerminateOnNaN()], storage=args.storage)
     print("own-model study: best trial", study.best_trial.number, "val_loss", study.best_trial.value)
+    # Confirmed with the same build: each top trial's choices replayed (optuna's FixedTrial), over paired seeds.
+    summary = cnnsearch.confirm("rgb-own-model", build=build, top=1, seeds=2, epochs=epochs, train_limit=0,
+                                storage=args.storage)
+    print("own-model confirmed:", [(c["config"], c["mean_test_accuracy"]) for c in summary["configs"]])
     print("report:", cnnsearch.write_report("rgb-own-model", out / "rgb-own-model.html", storage=args.storage))
 
     # 3. It is an ordinary Optuna study: optuna.load_study works on cnnsearch's storage.

@@ -54,3 +54,39 @@ def test_frontier_without_confirmations_says_so(tmp_path: Path, tiny_space: Path
     study_mod.create("s", tiny_space, url)
     page = frontier.html(url)
     assert page.startswith("<p class='missing'>") and "--epochs 20 --train-limit 0" in page
+
+
+def test_frontier_adds_committed_confirmations(tmp_path: Path, tiny_space: Path) -> None:
+    """A study whose storage is elsewhere joins the figure from its committed confirm.json (issue 21 item 5)."""
+    import json
+
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    study = study_mod.create("tiny", tiny_space, url).study
+    for seed in range(3):
+        _store(study, "baseline", 0, seed, 0.99, 1_199_882)
+        _store(study, "trial7", 7, seed, 0.99, 7_500)
+    row = {"seeds": 3, "seed_list": [0, 1, 2]}
+    doc = {"fidelity": {"epochs": 20, "train_limit": 0}, "configs": [
+        {**row, "config": "baseline", "param_count": 1_199_882, "test_accuracies": [0.98] * 3,
+         "mean_test_accuracy": 0.98},
+        {**row, "config": "trial228", "param_count": 93_370, "test_accuracies": [0.995] * 3,
+         "mean_test_accuracy": 0.995, "verdict": "better"},  # no 'reason': judged under the older rules
+        {**row, "config": "trial9", "param_count": 90_000, "test_accuracies": [0.99] * 3,
+         "mean_test_accuracy": 0.99, "verdict": "inconclusive", "reason": ""}]}
+    (tmp_path / "example").mkdir()
+    path = tmp_path / "example" / "confirm.json"
+    path.write_text(json.dumps(doc))
+    data = frontier.compute(url, files=[path])
+    by = {(p.study, p.config): p for p in data.candidates}
+    assert set(by) == {("tiny", "trial7"), ("example", "trial228"), ("example", "trial9")}
+    assert by[("example", "trial228")].verdict == "not decidable today (was better under the older rules)"
+    assert by[("example", "trial9")].verdict == "inconclusive" and by[("example", "trial228")].params == 93_370
+    assert sorted(p.study for p in data.reference) == ["example", "tiny"]  # different runs: two points
+    other = json.loads(json.dumps(doc))
+    other["fidelity"] = {"epochs": 3, "train_limit": 0}
+    path.write_text(json.dumps(other))
+    assert frontier.compute(url, files=[path]).unconfirmed == ["example"]
+    path.write_text("{not json")
+    with pytest.raises(frontier.ConfigError, match=r"--frontier-with .*confirm.json: expected the JSON of"):
+        frontier.compute(url, files=[path])
+    assert "hand-built" in frontier.html(url, files=[])

@@ -297,8 +297,49 @@ def test_python_api_arrays_builder_metric_and_callbacks(tmp_path: Path) -> None:
     assert len(done) == 2 and study.direction.name == "MINIMIZE" and len(seen) == 2
     assert study.best_trial.value == min(t.user_attrs["val_loss"] for t in done)
     assert study.user_attrs["data"]["mnist"] is False and not study.user_attrs["data"]["path"].endswith("arrays")
+    with pytest.raises(ConfigError, match="no baseline"):  # [baseline] model = "none": nothing to judge against
+        cnnsearch.confirm("api", storage=url, build=build)
+
+
+def test_confirm_a_builders_study_from_python(tmp_path: Path) -> None:
+    """Issue 23 item 7: a study searched with build(trial) is confirmed by replaying build on each trial's choices."""
+    import keras
+
+    import cnnsearch
+
+    calls: list[int] = []
+
+    def build(trial):  # type: ignore[no-untyped-def]
+        width = trial.suggest_int("width", 2, 6)
+        calls.append(width)
+        return keras.Sequential([keras.Input((10, 10, 3)), keras.layers.Conv2D(width, 3), keras.layers.Flatten(),
+                                 keras.layers.Dense(4, activation="softmax")])
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    space = tmp_path / "s.toml"
+    space.write_text(OWN.format(baseline="[baseline]\nconv1_filters = 4\nconv2_filters = 16"))
+    study = cnnsearch.run_study("own", data=_rgb(), space=space, trials=2, build=build, storage=url)
+    widths = {f"trial{t.number}": t.params["width"] for t in study.trials
+              if t.state.name == "COMPLETE" and not t.user_attrs.get("baseline")}
+    r = CliRunner().invoke(main, ["study", "confirm", "own", "--top", "1", "--seeds", "1", "--epochs", "1",
+                                  "--storage", url])
+    assert r.exit_code == 2 and "searched with your own build function" in r.output and "cnnsearch.confirm(" in r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    calls.clear()
+    summary = cnnsearch.confirm("own", top=1, seeds=2, epochs=1, train_limit=0, storage=url, build=build)
+    rows = {c["config"]: c for c in summary["configs"]}
+    (key,) = [k for k in rows if k != "baseline"]
+    assert key in widths and rows[key]["seeds"] == 2 and rows["baseline"]["seeds"] == 2
+    assert calls == [widths[key]] * 2  # the winner's own choice, replayed for each seed: no new suggestion
+    w = widths[key]
+    assert rows[key]["param_count"] == (3 * 3 * 3 * w + w) + (8 * 8 * w * 4 + 4)  # the builder's model, not a spec
+    assert rows["baseline"]["param_count"] != rows[key]["param_count"]
     with pytest.raises(ConfigError, match="searched with your own build function"):
-        cnnsearch.confirm("api", storage=url)
+        cnnsearch.confirm("own", top=1, seeds=2, epochs=1, storage=url)
+    again = cnnsearch.confirm("own", top=1, seeds=2, epochs=1, train_limit=0, storage=url, build=build)
+    assert calls == [w] * 2 and again["configs"][1]["test_accuracies"] == rows[key]["test_accuracies"]  # stored
+    page = cnnsearch.write_report("own", tmp_path / "r.html", storage=url).read_text()
+    assert f"{key}" in page and "99.15%" not in page  # its confirmation in the report; not MNIST: no 99.15%
 
 
 def test_train_any_trial_and_export_the_confirmed_winner(tmp_path: Path, tiny_npz: Path, tiny_space: Path) -> None:
@@ -338,6 +379,7 @@ def test_example_script_runs_at_tiny_scale(tmp_path: Path) -> None:
                        timeout=800, cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "own-model study: best trial" in r.stdout and (tmp_path / "rgb-space.html").is_file()
+    assert "own-model confirmed: [('baseline'" in r.stdout  # a builder's study, confirmed from Python
     assert "99.15" not in (tmp_path / "rgb-space.html").read_text()
     assert "python examples/own_data.py" in (root / "docs" / "python-api.md").read_text()
 

@@ -83,22 +83,18 @@ def load_study(name: str, storage: str | None = None) -> optuna.Study:
 
 
 def confirm(name: str, *, top: int = 3, seeds: int = 3, epochs: int | None = None, train_limit: int | None = None,
-            storage: str | None = None) -> dict[str, Any]:
+            storage: str | None = None, build: Callable[[Any], Any] | None = None) -> dict[str, Any]:
     """Retrain the baseline and the ``top`` trials over ``seeds`` paired seeds; returns the summary (the CLI's --json).
 
-    A study searched with your own ``build`` cannot be confirmed yet (its trials have no spec to
-    retrain): ConfigError.
+    A study searched with your own ``build`` needs it again here (functions are not stored): each
+    trial's model is ``build(optuna.trial.FixedTrial(trial.params))``, trained in this process; the
+    baseline is the space's, as in the search. Without it, such a study is refused (ConfigError).
     """
     from cnnsearch.evidence import confirm as confirm_mod
     from cnnsearch.records.storage import resolve_storage
 
-    study = load_study(name, storage)
-    if study.user_attrs.get("builder"):
-        raise ConfigError(f"study {name!r} was searched with your own build function"
-                          f" ({study.user_attrs['builder']}); confirm retrains the space's architectures only:"
-                          " retrain your best trial's model yourself over several seeds")
     kwargs = {k: v for k, v in (("epochs", epochs), ("train_limit", train_limit)) if v is not None}
-    return confirm_mod.run(name, top=top, seeds=seeds, url=resolve_storage(storage), **kwargs)
+    return confirm_mod.run(name, top=top, seeds=seeds, url=resolve_storage(storage), build=build, **kwargs)
 
 
 def write_report(name: str, out: str | os.PathLike[str] | None = None, *, storage: str | None = None,

@@ -197,12 +197,17 @@ study_argument = click.argument("name", shell_complete=complete_study)
               help="Test images for the model figures (default: the data the study was trained on, then"
                    " $CNNSEARCH_DATA, then the Keras cache).")
 @click.option("--no-models", is_flag=True, help="Skip the learned-filter figures (tables and study figures only).")
+@click.option("--frontier-with", "frontier_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Add a committed confirmation (reports/NAME/confirm.json, from 'study confirm NAME --json') of a"
+                   " study in another storage to the frontier figure; repeatable.")
 @storage_option
-def report(name: str, out: str | None, data_path: str | None, no_models: bool, url: str | None) -> None:
-    write_report(name, out, url, data_path, models=not no_models)
+def report(name: str, out: str | None, data_path: str | None, no_models: bool, frontier_files: tuple[str, ...],
+           url: str | None) -> None:
+    write_report(name, out, url, data_path, models=not no_models, frontier_files=frontier_files)
 
 
-def write_report(name: str, out: str | None, url: str | None, data_path: str | None, *, models: bool = True) -> None:
+def write_report(name: str, out: str | None, url: str | None, data_path: str | None, *, models: bool = True,
+                 frontier_files: tuple[str, ...] = ()) -> None:
     """Write the report, saying on stderr what it is computing, then its path and the wall time."""
     import time
 
@@ -219,7 +224,8 @@ def write_report(name: str, out: str | None, url: str | None, data_path: str | N
         click.echo(f"report: {text}", err=True)
 
     with interrupt.stopping():  # SIGTERM as Ctrl-C: one line, exit 143; the old report stays whole
-        path = report_mod.write(name, out, url, data_path=data_path, models=models, on_step=step)
+        path = report_mod.write(name, out, url, data_path=data_path, models=models, on_step=step,
+                                frontier_files=frontier_files)
     click.echo(f"wrote {path} in {duration(time.perf_counter() - start)} (open it in a browser; it makes no network"
                " requests)")
     if models:

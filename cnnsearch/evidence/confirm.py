@@ -52,16 +52,19 @@ class Candidate:
     key: str  # "baseline" or "trial<N>"
     trial: int
     params: dict[str, Any]
-    spec: ArchSpec
+    spec: ArchSpec | None  # None for a model of the user's own build(trial)
     overrides: dict[str, Any]  # learning rate / batch size the trial chose
+    build: Callable[[], Any] | None = None  # the user's build, bound to the trial's params (issue 23)
 
 
-def candidates(handle: study_mod.Handle, top: int) -> list[Candidate]:
+def candidates(handle: study_mod.Handle, top: int, build: Callable[[Any], Any] | None = None) -> list[Candidate]:
     """The baseline and the ``top`` best distinct configurations by validation accuracy.
 
     Distinct: differing in at least one discrete choice. Trials that differ only in a continuous
     value (a log-range learning rate) are one configuration, represented by its best trial, so
     the confirmation budget is not spent on three learning rates of one architecture.
+    ``build``: the study's own ``build(trial)`` (a builder's study), replayed on each trial's
+    params through ``optuna.trial.FixedTrial``; the baseline is still the space's point.
     """
     import optuna
 
@@ -69,6 +72,10 @@ def candidates(handle: study_mod.Handle, top: int) -> list[Candidate]:
     base = next((t for t in done if t.user_attrs.get("baseline")), None)
     out: list[Candidate] = []
     base_params = points.baseline_params(handle.space)
+    if base_params is None:
+        raise ConfigError(f"study {handle.name!r} has no baseline ([baseline] model = \"none\" in its space file);"
+                          " a confirmation judges candidates against one, so it cannot run: create the study with"
+                          " [baseline] model = \"reference\" or a point of your own")
     spec, overrides = points.suggest(optuna.trial.FixedTrial(base_params), handle.space)
     out.append(Candidate("baseline", base.number if base else 0, base_params, spec, overrides))
     def discrete(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -82,10 +89,18 @@ def candidates(handle: study_mod.Handle, top: int) -> list[Candidate]:
             continue
         seen.add(key)
         spec, overrides = points.suggest(optuna.trial.FixedTrial(t.params), handle.space)
-        out.append(Candidate(f"trial{t.number}", t.number, dict(t.params), spec, overrides))
+        own = None if build is None else _bound(build, dict(t.params))
+        out.append(Candidate(f"trial{t.number}", t.number, dict(t.params), None if own else spec, overrides, own))
         if len(out) == top + 1:
             break
     return out
+
+
+def _bound(build: Callable[[Any], Any], params: dict[str, Any]) -> Callable[[], Any]:
+    """``build`` replayed on a finished trial's choices (called after the seed is set, as in the search)."""
+    import optuna
+
+    return lambda: build(optuna.trial.FixedTrial(params))
 
 
 def run(
@@ -103,6 +118,7 @@ def run(
     on_plan: Callable[[Any], None] | None = None,
     on_start: Callable[[str], None] | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    build: Callable[[Any], Any] | None = None,
 ) -> dict[str, Any]:
     """Retrain the baseline and the top configurations of study ``name`` with ``seeds`` seeds, then judge.
 
@@ -112,6 +128,9 @@ def run(
     finishes; runs already stored are skipped. Returns :func:`summarize` of this confirmation.
     Progress hooks: ``on_plan`` hears the :class:`cnnsearch.evidence.estimate.Plan`, ``on_start``
     each run's label (``trial4 seed 1``), ``on_epoch`` its epochs, ``on_run`` its record.
+    ``build``: the ``build(trial)`` a builder's study was searched with (required for one, refused for
+    others): its models train in this process, one after another (a function of yours does not cross
+    into the pool's processes).
     """
     if top < 1 or seeds < 1 or epochs < 1 or train_limit < 0 or (max_seeds is not None and max_seeds < seeds):
         raise ConfigError(f"confirm: expected --top >= 1, --seeds >= 1, --max-seeds >= --seeds, --epochs >= 1,"
@@ -119,8 +138,9 @@ def run(
                           f" epochs={epochs}, train_limit={train_limit}")
     fid = Fidelity(epochs, train_limit)
     h = study_mod.load(name, url)
+    _check_builder(h, build)
     attrs = stored(h.study)
-    cands = candidates(h, top)
+    cands = candidates(h, top, build)
     if len(cands) == 1:
         raise StorageError(f"study {name!r} has no completed trial besides the baseline to confirm; run the search"
                            f" first: cnnsearch study run {name} --trials N")
@@ -143,6 +163,19 @@ def run(
         looks[-1]["verdicts"] = judged["verdicts"]
         put(h.study, family_key(fid, fam["id"]), fam)
     return summarize(stored(h.study), fid, family=fam["id"], search=search_scores(h))
+
+
+def _check_builder(h: study_mod.Handle, build: Callable[[Any], Any] | None) -> None:
+    """A builder's study needs its build function again (functions are not stored); other studies refuse one."""
+    own = h.study.user_attrs.get("builder")
+    if own and build is None:
+        raise ConfigError(f"study {h.name!r} was searched with your own build function ({own}); expected it again to"
+                          f" retrain its trials; received none. From Python: cnnsearch.confirm({h.name!r},"
+                          f" build={own.split('.')[-1]}, ...) (the command line cannot call your function)")
+    if build is not None and not own:
+        raise ConfigError(f"study {h.name!r} was searched over its space's architectures; received build="
+                          f"{getattr(build, '__qualname__', build)!r}, which would confirm other models than those"
+                          " searched: confirm it without build")
 
 
 def _declare(name: str, attrs: dict[str, Any], fid: Fidelity, keys: list[str], seeds: int, max_seeds: int | None,
@@ -218,18 +251,19 @@ def train_all(h: study_mod.Handle, todo: list[tuple[int, Candidate]], splits: da
 
     donors = reuse.Pool(h, splits)  # issue 21: identical runs of other studies in this storage
     jobs: dict[str, tuple[int, Candidate, TrainConfig]] = {}
+    own: dict[str, tuple[int, Candidate, TrainConfig]] = {}  # the user's build: in this process only
     for seed, c in todo:
         config = run_config(h, c, fid, seed)
-        copied = donors.find(c.spec, config, {"config": c.key, "trial": c.trial, "seed": seed, **fid.to_dict(),
-                                               "params": c.params})
+        copied = None if c.spec is None else donors.find(
+            c.spec, config, {"config": c.key, "trial": c.trial, "seed": seed, **fid.to_dict(), "params": c.params})
         if copied is None:
-            jobs[f"{c.key} seed {seed}"] = (seed, c, config)
+            (jobs if c.spec is not None else own)[f"{c.key} seed {seed}"] = (seed, c, config)
         else:
             yield _keep(h, donors, c, fid, seed, config, copied)
     workers = pool.pool_size(len(jobs))
     if workers > 1 and on_start is not None:
         on_start(f"{len(jobs)} runs on {workers} processes: {', '.join(jobs)}")
-    for label, (seed, c, config) in (jobs.items() if workers == 1 else []):
+    for label, (seed, c, config) in [*own.items(), *(jobs.items() if workers == 1 else [])]:
         if on_start is not None:
             on_start(label)
         r = fit_one(c, splits, config, on_epoch)
@@ -247,14 +281,15 @@ def fit_one(c: Candidate, splits: data_mod.Splits, config: TrainConfig,
     """Train one run in this process (the sequential path), then free its model."""
     from cnnsearch.model.train import fit
 
-    return fit(c.spec, splits, config, predict_test=True, on_epoch=on_epoch)
+    return fit(c.spec, splits, config, predict_test=True, on_epoch=on_epoch, build=c.build)
 
 
 def _keep(h: study_mod.Handle, donors: Any, c: Candidate, fid: Fidelity, seed: int, config: TrainConfig,
           record: dict[str, Any], result: TrainResult | None = None) -> dict[str, Any]:
     from cnnsearch.search import retrain
 
-    donors.identify(record, c.spec, config)
+    if c.spec is not None:  # a builder's model has no spec to match another study's runs by
+        donors.identify(record, c.spec, config)
     put(h.study, run_key(fid, c.key, seed), record)
     if getattr(result, "model", None) is not None:  # issue 23: the best seed's weights are kept
         retrain.keep_confirmed(h.study, h.url, f"{fid.key}:{c.key}", c.trial, seed, result)
@@ -290,6 +325,9 @@ def _plan(h: study_mod.Handle, cands: list[Candidate], todo: list[tuple[int, Can
     from cnnsearch.evidence import estimate
     from cnnsearch.model.arch import summarize as arch_summary
 
+    if any(c.spec is None for c in cands):  # a builder's FLOPs are unknown: the plan gives no time
+        return estimate.plan([], 0, len(splits.x_val), [0 for _ in todo], configs=len(cands), seeds=seeds,
+                             total=seeds * len(cands), epochs=fid.epochs, train_images=len(splits.x_train))
     flops = {c.key: arch_summary(c.spec, splits.input_shape, splits.n_classes).flops for c in cands}
     trials = [{"epoch_seconds": study_mod.trial_attr(t, "epoch_seconds"), "flops": study_mod.trial_attr(t, "flops")}
               for t in h.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]

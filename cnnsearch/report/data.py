@@ -57,6 +57,7 @@ class ReportData:
     ablation: dict[str, Any] | None = None  # the stored ablation's summary (evidence.ablate.show), if any
     storage: str = field(default="", repr=False)  # the unmasked storage URL: read from, never rendered
     mnist: bool = True  # the study's data are MNIST (by sha256; unknown data count as MNIST until a run)
+    frontier_files: tuple[Any, ...] = ()  # committed confirmation JSONs of other storages' studies (frontier)
 
     @property
     def param_columns(self) -> list[str]:

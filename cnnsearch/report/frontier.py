@@ -15,12 +15,20 @@ figure: one seed, best epoch, mostly chosen on the test set.
 from __future__ import annotations
 
 import html as html_mod
+import json
+import os
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
 from cnnsearch.evidence import confirm as confirm_mod
 from cnnsearch.evidence import verdict as verdict_mod
+from cnnsearch.ground.errors import ConfigError
 from cnnsearch.model.arch import REFERENCE
+
+#: A committed confirmation (``study confirm --json`` or ``reports/NAME/confirm.json``), for studies whose
+#: storage is elsewhere: one path, or a sequence of them.
+Files = Sequence["str | os.PathLike[str]"]
 
 #: The protocol of the published points, as the figure and table name it.
 PUBLISHED_PROTOCOL = "one seed, best epoch"
@@ -81,10 +89,13 @@ def interval(accuracies: list[float]) -> tuple[float | None, float | None]:
     return (None, None) if low != low else (low, high)  # NaN with one seed
 
 
-def compute(url: str | None = None, fidelity: confirm_mod.Fidelity = confirm_mod.REFERENCE_FIDELITY) -> FrontierData:
+def compute(url: str | None = None, fidelity: confirm_mod.Fidelity = confirm_mod.REFERENCE_FIDELITY,
+            files: Files = ()) -> FrontierData:
     """The frontier of every study in storage ``url`` at ``fidelity`` (default: 20 epochs on all images).
 
-    Reads only: each study's stored confirmation runs (:func:`cnnsearch.evidence.confirm.stored`).
+    Reads only: each study's stored confirmation runs (:func:`cnnsearch.evidence.confirm.stored`), then each
+    of ``files``, a committed confirmation JSON whose storage is not this one (its study is named after the
+    file's folder, as ``reports/NAME/confirm.json``). A study in both counts once, from the storage.
     """
     import optuna
 
@@ -93,24 +104,60 @@ def compute(url: str | None = None, fidelity: confirm_mod.Fidelity = confirm_mod
     storage = open_storage(url)
     out = FrontierData(fidelity=fidelity.to_dict())
     refs: dict[tuple[tuple[int, float], ...], Point] = {}
-    for name in sorted(optuna.study.get_all_study_names(storage)):
+    names = sorted(optuna.study.get_all_study_names(storage))
+    for name in names:
         attrs = confirm_mod.stored(optuna.load_study(study_name=name, storage=storage))
-        summary = confirm_mod.summarize(attrs, fidelity)
-        if not summary["configs"]:
-            out.unconfirmed.append(name)
-            continue
-        for row in summary["configs"]:
-            accs = [float(a) for a in row["test_accuracies"]]
-            point = Point(name, row["config"], int(row["param_count"]), float(row["mean_test_accuracy"]),
-                          interval(accs), int(row["seeds"]), row.get("verdict"))
-            if row["config"] != "baseline":
-                out.candidates.append(point)
-                continue
-            key = tuple(zip(row["seed_list"], accs))  # reused runs: the same seeds and accuracies, one point
-            seen = refs.get(key)
-            refs[key] = point if seen is None else replace(seen, study=f"{seen.study}, {name}")
+        _add(out, refs, name, confirm_mod.summarize(attrs, fidelity)["configs"])
+    for path in files:
+        name, configs = read_file(path, fidelity)
+        if name not in names:
+            _add(out, refs, name, configs)
     out.reference = list(refs.values())
     return out
+
+
+def read_file(path: "str | os.PathLike[str]", fidelity: confirm_mod.Fidelity) -> tuple[str, list[dict[str, Any]]]:
+    """A committed confirmation JSON's study name (its folder's) and its configurations at ``fidelity``."""
+    def bad(received: str) -> ConfigError:
+        return ConfigError(f"--frontier-with {path}: expected the JSON of 'cnnsearch study confirm NAME --json'"
+                           f" (as reports/NAME/confirm.json); received {received}; give such a file")
+
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise bad(f"a file that cannot be read ({e.strerror or e})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise bad("a file that is not JSON") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("configs"), list) or not isinstance(doc.get("fidelity"), dict):
+        raise bad("JSON without 'configs' and 'fidelity'")
+    name = Path(path).resolve().parent.name or str(path)
+    if {k: doc["fidelity"].get(k) for k in fidelity.to_dict()} != fidelity.to_dict():
+        return name, []  # another fidelity: listed as unconfirmed at this one
+    need = ("config", "param_count", "mean_test_accuracy", "test_accuracies", "seeds", "seed_list")
+    if not all(isinstance(c, dict) and all(k in c for k in need) for c in doc["configs"]):
+        raise bad(f"a configuration without one of {', '.join(need)}")
+    # A verdict without 'reason' was judged before test-image noise was counted (issue 20): not today's verdict.
+    return name, [c if c.get("verdict") is None or "reason" in c
+                  else {**c, "verdict": f"not decidable today (was {c['verdict']} under the older rules)"}
+                  for c in doc["configs"]]
+
+
+def _add(out: FrontierData, refs: dict[tuple[tuple[int, float], ...], Point], name: str,
+         configs: list[dict[str, Any]]) -> None:
+    """One study's confirmed configurations into ``out``; identical reference runs share one point."""
+    if not configs:
+        out.unconfirmed.append(name)
+        return
+    for row in configs:
+        accs = [float(a) for a in row["test_accuracies"]]
+        point = Point(name, row["config"], int(row["param_count"]), float(row["mean_test_accuracy"]),
+                      interval(accs), int(row["seeds"]), row.get("verdict"))
+        if row["config"] != "baseline":
+            out.candidates.append(point)
+            continue
+        key = tuple(zip(row["seed_list"], accs))  # reused runs: the same seeds and accuracies, one point
+        seen = refs.get(key)
+        refs[key] = point if seen is None else replace(seen, study=f"{seen.study}, {name}")
 
 
 def draw(data: FrontierData) -> Any:
@@ -155,14 +202,16 @@ def draw(data: FrontierData) -> Any:
     return fig
 
 
-def html(url: str | None = None, fidelity: confirm_mod.Fidelity = confirm_mod.REFERENCE_FIDELITY) -> str:
+def html(url: str | None = None, fidelity: confirm_mod.Fidelity = confirm_mod.REFERENCE_FIDELITY,
+         files: Files = ()) -> str:
     """The frontier section's HTML (figure, table, caption), or one paragraph saying why there is none.
 
-    For the report page (``report/page.py``: one Section after the confirmation's) and README.
+    For the report page (``report/page.py``: one Section after the confirmation's) and README; ``files`` as
+    for :func:`compute`.
     """
     from cnnsearch.model import viz
 
-    data = compute(url, fidelity)
+    data = compute(url, fidelity, files)
     fid = confirm_mod.Fidelity(**data.fidelity)
     if not data.reference and not data.candidates:
         return (f"<p class='missing'>No study in this storage has confirmation runs at {fid.describe()}, so there"

@@ -23,7 +23,7 @@ import html
 import os
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from cnnsearch.ground.output import write_file
 from cnnsearch.report.answer import ANSWER_PARTS, answer_section
@@ -57,7 +57,7 @@ def frontier_section(d: ReportData) -> Section:
 
     with warnings.catch_warnings():  # other studies' skipped records: the confirmation section said this study's
         warnings.simplefilter("ignore")
-        body = frontier.html(d.storage or None)
+        body = frontier.html(d.storage or None, files=d.frontier_files)
     return Section("Frontier: all studies in this storage", body, "frontier")
 
 
@@ -105,7 +105,8 @@ def render(d: ReportData, sections: list[Section]) -> str:
 
 
 def build(name: str, url: str | None = None, *, data_path: str | None = None, models: bool = True,
-          on_step: Callable[[str], None] | None = None) -> str:
+          on_step: Callable[[str], None] | None = None,
+          frontier_files: Sequence[str | os.PathLike[str]] = ()) -> str:
     """The report of study ``name`` as an HTML string.
 
     Args:
@@ -114,9 +115,12 @@ def build(name: str, url: str | None = None, *, data_path: str | None = None, mo
         data_path: Test images for the model figures (resolved as for ``--data``; never downloaded).
         models: Include the learned-filter figures (set False for a table-and-figures-only report).
         on_step: Hears what is being computed (one short line per step), for progress.
+        frontier_files: Committed confirmation JSONs of studies in other storages, added to the frontier
+            (``reports/NAME/confirm.json``; see :func:`cnnsearch.report.frontier.compute`).
     """
     step = on_step or (lambda _text: None)
     d, h = compute(name, url, on_loaded=lambda: step(f"read study {name!r}; computing parameter importance"))
+    d.frontier_files = tuple(frontier_files)
     step("drawing the study figures")
     sections = [answer_section(d)]
     for renderer in SECTIONS:
@@ -147,10 +151,11 @@ def default_out(name: str) -> Path:
 
 
 def write(name: str, out: str | os.PathLike[str] | None = None, url: str | None = None, *,
-          data_path: str | None = None, models: bool = True, on_step: Callable[[str], None] | None = None) -> Path:
+          data_path: str | None = None, models: bool = True, on_step: Callable[[str], None] | None = None,
+          frontier_files: Sequence[str | os.PathLike[str]] = ()) -> Path:
     """Build the report and write it atomically (default ``reports/NAME/index.html``); see :func:`build`."""
     path = Path(out) if out is not None else default_out(name)
-    text = build(name, url, data_path=data_path, models=models, on_step=on_step)
+    text = build(name, url, data_path=data_path, models=models, on_step=on_step, frontier_files=frontier_files)
     # Atomic over a regular file (a failure never leaves half a report over a good one); through a
     # device or pipe; never over one (cnnsearch.ground.output).
     write_file(path, text, flag="--out", what="the report")
