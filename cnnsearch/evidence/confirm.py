@@ -89,18 +89,26 @@ def candidates(handle: study_mod.Handle, top: int, build: Callable[[Any], Any] |
             continue
         seen.add(key)
         spec, overrides = points.suggest(optuna.trial.FixedTrial(t.params), handle.space)
-        own = None if build is None else _bound(build, dict(t.params))
+        own = None if build is None else _bound(build, dict(t.params), handle.space)
         out.append(Candidate(f"trial{t.number}", t.number, dict(t.params), None if own else spec, overrides, own))
         if len(out) == top + 1:
             break
     return out
 
 
-def _bound(build: Callable[[Any], Any], params: dict[str, Any]) -> Callable[[], Any]:
-    """``build`` replayed on a finished trial's choices (called after the seed is set, as in the search)."""
+def _bound(build: Callable[[Any], Any], params: dict[str, Any], space: Any) -> Callable[[], Any]:
+    """``build`` replayed on a finished trial's choices (called after the seed is set, as in the search).
+
+    As in the search, the space's point is suggested first, so ``trial.params`` holds it when ``build`` reads it.
+    """
     import optuna
 
-    return lambda: build(optuna.trial.FixedTrial(params))
+    def replay() -> Any:
+        trial = optuna.trial.FixedTrial(params)
+        points.suggest(trial, space)
+        return build(trial)
+
+    return replay
 
 
 def run(
