@@ -340,6 +340,36 @@ def test_confirm_a_builders_study_from_python(tmp_path: Path) -> None:
     assert calls == [w] * 2 and again["configs"][1]["test_accuracies"] == rows[key]["test_accuracies"]  # stored
     page = cnnsearch.write_report("own", tmp_path / "r.html", storage=url).read_text()
     assert f"{key}" in page and "99.15%" not in page  # its confirmation in the report; not MNIST: no 99.15%
+    # The builder's kept model, read with Keras: its first conv layer's w filters drawn, its confusion matrix too.
+    assert "first-layer filters" in page and "Confusion matrix of the best model" in page
+    assert "model figures are left out" not in page
+
+
+def test_a_builders_model_is_drawn_from_its_first_conv_layers(tmp_path: Path) -> None:
+    """The report reads a model of your own with Keras: first two Conv2D kernels, their maps, its probabilities."""
+    import keras
+
+    from cnnsearch.ground.errors import CnnsearchError
+    from cnnsearch.model import own
+
+    model = keras.Sequential([keras.Input((10, 10, 3)), keras.layers.Conv2D(5, 3, activation="relu"),
+                              keras.layers.Conv2D(7, 3), keras.layers.Conv2D(2, 3), keras.layers.Flatten(),
+                              keras.layers.Dense(4, activation="softmax")])
+    path = tmp_path / "m.keras"
+    model.save(path)
+    x = np.random.default_rng(0).random((12, 10, 10, 3)).astype(np.float32)
+    weights, arrays = own.figure_arrays(path, x, [1, 3], 9)
+    assert weights["conv1"][0].shape == (3, 3, 3, 5) and weights["conv2"][0].shape == (3, 3, 5, 7)
+    assert arrays["maps1"].shape == (2, 8, 8, 5) and arrays["maps_last"].shape == (2, 6, 6, 7)
+    assert arrays["maps1"].min() >= 0.0  # after the layer's own ReLU
+    np.testing.assert_allclose(arrays["proba"], model.predict(x[:9], verbose=0), rtol=1e-5, atol=1e-6)
+    dense = keras.Sequential([keras.Input((10, 10, 3)), keras.layers.Flatten(), keras.layers.Dense(4)])
+    dense.save(tmp_path / "d.keras")
+    with pytest.raises(CnnsearchError, match="d.keras: this model of your own build has no top-level Conv2D"):
+        own.figure_arrays(tmp_path / "d.keras", x, [1], 9)
+    (tmp_path / "bad.keras").write_bytes(b"not a zip")
+    with pytest.raises(CnnsearchError, match="bad.keras: Keras cannot load this model of your own build"):
+        own.figure_arrays(tmp_path / "bad.keras", x, [1], 9)
 
 
 def test_train_any_trial_and_export_the_confirmed_winner(tmp_path: Path, tiny_npz: Path, tiny_space: Path) -> None:

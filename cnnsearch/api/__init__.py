@@ -103,9 +103,8 @@ def write_report(name: str, out: str | os.PathLike[str] | None = None, *, storag
     from cnnsearch.records.storage import resolve_storage
     from cnnsearch.report import page
 
-    builder = load_study(name, storage).user_attrs.get("builder")
-    # The learned-filter figures read the space's layer names; a model of your own may have none.
-    return page.write(name, out, resolve_storage(storage), models=models and not builder)
+    # A model of your own build is drawn from its first two Conv2D layers, read with Keras (cnnsearch.model.own).
+    return page.write(name, out, resolve_storage(storage), models=models)
 
 
 def as_dataset(data: DataLike, validation_data: Any = None) -> data_mod.Dataset | None:

@@ -90,7 +90,10 @@ def compute_models(d: ReportData, h: study_mod.Handle, data_path: str | None) ->
     wanted = [("best", d.best, best_file)]
     if base_file is not None and d.baseline is not None and d.baseline["number"] != d.best["number"]:
         wanted.append(("baseline", d.baseline, base_file))
-    out = Models(panels=[panel(label, rec, path, ds, data_sha) for label, rec, path in wanted])
+    try:
+        out = Models(panels=[panel(label, rec, path, ds, data_sha) for label, rec, path in wanted])
+    except CnnsearchError as exc:  # a model of your own that Keras cannot load or that has no conv layer
+        return Models(missing=f"The model figures are left out: {exc}")
     if len(wanted) == 1:
         out.note = ("The in-study baseline is the best model so far: no trial has beaten it on validation."
                     if d.baseline is not None and d.baseline["number"] == d.best["number"] else
@@ -100,19 +103,26 @@ def compute_models(d: ReportData, h: study_mod.Handle, data_path: str | None) ->
 
 def panel(label: str, rec: dict[str, Any], path: Path, ds: Any, data_sha: str) -> ModelPanel:
     """One model's arrays: from the cache beside its weights when it matches, else computed and cached."""
-    weights = read_weights(path)
-    spec = ArchSpec.from_dict(rec["spec"])
     idx = [i for i in viz.REFERENCE_DIGITS if i < len(ds.x_test)]  # small test sets of your own data
     n = min(SAMPLE, len(ds.y_test))
     names = list(ds.class_names) if getattr(ds, "class_names", None) else [str(k) for k in range(ds.n_classes)]
-    layers = ("conv1", "conv2") if "conv2" in weights else ("conv1",)
     key = _cache_key(path, data_sha, n)
     arrays = _read_cache(path, key)
     cached = arrays is not None
-    if arrays is None:
-        maps = forward.feature_maps(weights, spec, ds.x_test[idx], layers)
-        arrays = {"proba": forward.predict_proba(weights, spec, ds.x_test[:n]).astype(np.float32),
-                  "maps1": maps["conv1"], "maps_last": maps[layers[-1]]}
+    if rec.get("spec") is None:  # a model of the user's own build(trial): only Keras can run its layers
+        from cnnsearch.model import own
+
+        weights, computed = own.figure_arrays(path, ds.x_test, idx, n)
+        arrays = arrays or computed
+    else:
+        weights = read_weights(path)
+        spec = ArchSpec.from_dict(rec["spec"])
+        layers = ("conv1", "conv2") if "conv2" in weights else ("conv1",)
+        if arrays is None:
+            maps = forward.feature_maps(weights, spec, ds.x_test[idx], layers)
+            arrays = {"proba": forward.predict_proba(weights, spec, ds.x_test[:n]).astype(np.float32),
+                      "maps1": maps["conv1"], "maps_last": maps[layers[-1]]}
+    if not cached:
         _write_cache(path, key, arrays)
     proba, y = arrays["proba"], ds.y_test[:n]
     pred = proba.argmax(axis=1)
