@@ -17,7 +17,6 @@ MODULE_EXCEPTIONS: dict[str, str] = {
 }
 #: "module:function" -> why it may be longer, until it is split.
 FUNCTION_EXCEPTIONS: dict[str, str] = {
-    "search/limits.py:feasible_sampler": "over before the layout move; split pending",
 }
 
 

@@ -11,6 +11,7 @@ sampler from proposing points the arithmetic already rules out.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
 from cnnsearch.model.arch import Summary, summarize
@@ -122,6 +123,16 @@ def check_some_point_fits(space: Space, *, input_shape: tuple[int, ...] = (28, 2
                           " smaller values (fewer filters, dense_units = 0, a larger pool)")
 
 
+class _Judge:
+    """Whether a point is known infeasible for this space, input shape and class count (set by the objective)."""
+
+    def __init__(self, space: Space) -> None:
+        self.space, self.input_shape, self.n_classes = space, (28, 28, 1), 10
+
+    def infeasible(self, params: Mapping[str, Any]) -> bool:
+        return known_infeasible(params, self.space, self.input_shape, self.n_classes)
+
+
 def feasible_sampler(base: Any, space: Space, tries: int = 20) -> Any:
     """Wrap an Optuna sampler so its model-based proposals skip points known to be infeasible.
 
@@ -136,33 +147,45 @@ def feasible_sampler(base: Any, space: Space, tries: int = 20) -> Any:
     """
     import optuna
 
+    judge = _Judge(space)
+    if isinstance(base, optuna.samplers.TPESampler):
+        private.mask_tpe_candidates(base, judge.infeasible)  # Optuna's private TPE hooks, version-checked
+    return _sampler_class()(base, judge, tries)
+
+
+@functools.cache
+def _sampler_class() -> type:
+    """The wrapper's class, made once (Optuna is imported only when a study runs)."""
+    import optuna
+
     class FeasibleSampler(optuna.samplers.BaseSampler):
-        def __init__(self) -> None:
-            self.base, self.redraws = base, 0  # redraws: proposals drawn again, for the benchmark
+        def __init__(self, base: Any, judge: _Judge, tries: int) -> None:
+            self.base, self.judge, self.tries = base, judge, tries
+            self.redraws = 0  # proposals drawn again, for the benchmark
 
         @property
         def input_shape(self) -> tuple[int, ...]:
-            return _Judge.input_shape
+            return self.judge.input_shape
 
         @input_shape.setter
         def input_shape(self, value: tuple[int, ...]) -> None:
-            _Judge.input_shape = tuple(value)
+            self.judge.input_shape = tuple(value)
 
         @property
         def n_classes(self) -> int:
-            return _Judge.n_classes
+            return self.judge.n_classes
 
         @n_classes.setter
         def n_classes(self, value: int) -> None:
-            _Judge.n_classes = int(value)
+            self.judge.n_classes = int(value)
 
         def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
             return self.base.infer_relative_search_space(study, trial)
 
         def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
             params = self.base.sample_relative(study, trial, search_space)
-            for _ in range(tries - 1):
-                if not params or not _Judge.infeasible(params):
+            for _ in range(self.tries - 1):
+                if not params or not self.judge.infeasible(params):
                     break
                 self.redraws += 1
                 params = self.base.sample_relative(study, trial, search_space)
@@ -180,14 +203,4 @@ def feasible_sampler(base: Any, space: Space, tries: int = 20) -> Any:
         def reseed_rng(self) -> None:
             self.base.reseed_rng()
 
-    class _Judge:
-        input_shape: tuple[int, ...] = (28, 28, 1)
-        n_classes = 10
-
-        @classmethod
-        def infeasible(cls, params: Mapping[str, Any]) -> bool:
-            return known_infeasible(params, space, cls.input_shape, cls.n_classes)
-
-    if isinstance(base, optuna.samplers.TPESampler):
-        private.mask_tpe_candidates(base, _Judge.infeasible)  # Optuna's private TPE hooks, version-checked
-    return FeasibleSampler()
+    return FeasibleSampler
