@@ -6,12 +6,17 @@ trial fails with the reason "interrupted (SIGTERM)" (never left RUNNING), worker
 processes are stopped, and the command exits with 128 + the signal number
 (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 
-The handler raises :class:`~cnnsearch.ground.errors.Interrupted` at once, so a run
-stops wherever it is. Python may run that handler inside a finaliser
-(TensorFlow and SQLAlchemy have many), where the exception is swallowed and
-printed as "Exception ignored ... KeyboardInterrupt": the hook installed here
-keeps that quiet, and the flag makes the next :func:`check` (every training
-batch, every trial start) raise again, so an interrupt is never lost.
+The handler sets the flag; it raises :class:`~cnnsearch.ground.errors.Interrupted`
+at once only where stopping is safe, so a run stops promptly but never inside a
+storage write: while any frame of the interrupted stack belongs to the storage
+code (:data:`DEFERRED_MODULES`: SQLAlchemy, Optuna's storages, the database
+drivers) it only sets the flag, and the next :func:`check` (every training
+batch, every epoch end, every trial start) raises. A second signal outside the
+storage code raises if the first was deferred and never raised. Python may run
+the handler inside a finaliser (TensorFlow and SQLAlchemy have many), where the
+exception is swallowed and printed as "Exception ignored ... KeyboardInterrupt":
+the hook installed here keeps that quiet, and the flag makes the next
+:func:`check` raise again, so an interrupt is never lost.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ from cnnsearch.ground.errors import Interrupted
 SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGTERM", "SIGHUP")) if s is not None)
 
 _received: list[int] = []  # the first signal this process got, if any
+_raised: list[bool] = []  # the handler has raised it (once per process: a second raise would break clean-up)
+
+#: Modules a signal never interrupts (a commit half done): the handler only sets the flag inside them.
+DEFERRED_MODULES = ("sqlalchemy", "optuna.storages", "sqlite3", "psycopg2", "pymysql", "filelock")
 
 
 def received() -> int | None:
@@ -39,6 +48,7 @@ def received() -> int | None:
 def check() -> None:
     """Raise :class:`Interrupted` if a handled signal has arrived (call where stopping is safe)."""
     if _received:
+        _raised[:] = [True]
         raise Interrupted(_received[0], _why())
 
 
@@ -60,13 +70,26 @@ def _why() -> str:
     return "the run's parent process died" if parent_gone() else ""
 
 
+def in_storage(frame: Any) -> bool:
+    """Whether ``frame`` or any frame below it on the stack runs storage code (:data:`DEFERRED_MODULES`)."""
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "") or ""
+        if module.startswith(DEFERRED_MODULES):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _handler(signum: int, frame: Any) -> None:
-    first = not _received
-    if first:
+    if not _received:
         _received.append(signum)
-        raise Interrupted(signum, _why())
-    # A second signal while stopping (the terminal's Ctrl-C reaches the workers and the parent forwards
-    # it too): the first is being handled; raising again would break the clean-up halfway.
+    if _raised or in_storage(frame):
+        # Inside a storage write: the flag is set, the next check() raises. Raised already: a second signal
+        # while stopping (the terminal's Ctrl-C reaches the workers and the parent forwards it too) would
+        # break the clean-up halfway.
+        return
+    _raised.append(True)
+    raise Interrupted(_received[0], _why())
 
 
 def _quiet_unraisable(unraisable: Any) -> None:
@@ -87,6 +110,7 @@ def handled() -> Iterator[None]:
     previous = {s: signal.getsignal(s) for s in SIGNALS}
     _previous_hook[0] = sys.unraisablehook
     _received.clear()
+    _raised.clear()
     for s in SIGNALS:
         if previous[s] is not signal.SIG_IGN:  # nohup (SIGHUP) and `cmd &` in scripts (SIGINT) ignore on purpose
             signal.signal(s, _handler)
