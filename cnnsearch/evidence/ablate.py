@@ -172,8 +172,11 @@ def make_plan(h: study_mod.Handle, ab: Ablation, jobs: list[dict[str, Any]], reu
               for t in h.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     cut = n_train - len(splits.x_val)  # training images after the validation split
     trial_images = min(h.training.train_limit, cut) if h.training.train_limit else cut
+    from cnnsearch.model import pool
+
     p = estimate.plan(trials, trial_images, len(splits.x_val), [int(j["flops"]) for j in jobs], configs=0,
-                      seeds=ab.seeds, epochs=ab.fidelity.epochs, train_images=len(splits.x_train))
+                      seeds=ab.seeds, epochs=ab.fidelity.epochs, train_images=len(splits.x_train),
+                      processes=pool.pool_size(len(jobs)))
     configs = len({ab.winner["identity"], ab.baseline["identity"],
                    *[v["identity"] for v in ab.variants if v["problem"] is None]})
     bad = [f"{v['change']} ({v['direction'].replace('_', '-')}): {v['problem']}" for v in ab.variants if v["problem"]]

@@ -336,13 +336,19 @@ def _plan(h: study_mod.Handle, cands: list[Candidate], todo: list[tuple[int, Can
     if any(c.spec is None for c in cands):  # a builder's FLOPs are unknown: the plan gives no time
         return estimate.plan([], 0, len(splits.x_val), [0 for _ in todo], configs=len(cands), seeds=seeds,
                              total=seeds * len(cands), epochs=fid.epochs, train_images=len(splits.x_train))
+    from cnnsearch.model import pool
+
     flops = {c.key: arch_summary(c.spec, splits.input_shape, splits.n_classes).flops for c in cands}
-    trials = [{"epoch_seconds": study_mod.trial_attr(t, "epoch_seconds"), "flops": study_mod.trial_attr(t, "flops")}
-              for t in h.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    done = h.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    trials = {t.number: {"epoch_seconds": study_mod.trial_attr(t, "epoch_seconds"),
+                         "flops": study_mod.trial_attr(t, "flops")} for t in done}
+    base = next((t.number for t in done if t.user_attrs.get("baseline")), None)  # the baseline's own trial
+    own = [trials.get(base if c.key == "baseline" else c.trial) for _, c in todo]
     cut = n_train - len(splits.x_val)  # training images after the validation split
     trial_images = min(h.training.train_limit, cut) if h.training.train_limit else cut
-    return estimate.plan(trials, trial_images, len(splits.x_val), [flops[c.key] for _, c in todo], configs=len(cands),
-                         seeds=seeds, total=seeds * len(cands), epochs=fid.epochs, train_images=len(splits.x_train))
+    return estimate.plan(list(trials.values()), trial_images, len(splits.x_val), [flops[c.key] for _, c in todo],
+                         configs=len(cands), seeds=seeds, total=seeds * len(cands), epochs=fid.epochs,
+                         train_images=len(splits.x_train), own=own, processes=pool.pool_size(len(todo)))
 
 
 __all__ = ["Candidate", "FAMILY_PREFIX", "Fidelity", "PREFIX", "REFERENCE_ACCURACY", "REFERENCE_FIDELITY",

@@ -6,6 +6,13 @@ images, one forward pass over the validation images. Each finished trial gives a
 speed, its median epoch time (the median skips the first epoch's graph building)
 divided by that count; the median over trials is this machine's measured speed.
 Scaled by images and FLOPs, it estimates any other run. No TensorFlow, no optuna.
+
+Scaling by FLOPs is rough across model sizes: on a 2-core CPU a 7,562-parameter model trained at
+5.9 GFLOP/s and the reference at 35.8 (``tests/bench/bench_small.py``), so a small study's median
+speed made the reference's runs 6x too long. A run whose configuration is itself a trial of the
+study (every confirmation candidate and the baseline) is therefore scaled from that trial's own
+epoch times: the same model, only more images. Runs spread over ``processes`` one-thread
+processes are packed longest first (each process takes the next run when free).
 """
 
 from __future__ import annotations
@@ -64,6 +71,8 @@ class Plan(NamedTuple):
     speed: Speed | None
     trial_images: int  # images each measured trial trained on
     total: int = 0  # runs the confirmation needs, new and already stored (0: not said)
+    processes: int = 1  # runs trained at once
+    own: int = 0  # runs timed from their own configuration's trial (the rest from the median speed)
 
     def text(self) -> str:
         """``12 runs: 4 configurations x 3 seeds at 20 epochs on 54,000 images; about 2 h 25 min ...``."""
@@ -80,17 +89,40 @@ class Plan(NamedTuple):
             return head + "; no time estimate (no trial of this study has measured epoch times)"
         from cnnsearch.ground.progress import duration
 
-        return (f"{head}; about {duration(self.seconds)} at this machine's measured speed (the median epoch time"
-                f" of {self.speed.trials} finished trial{'s' if self.speed.trials != 1 else ''} on {self.trial_images:,} images, scaled by images and"
-                " FLOPs)")
+        where = (f"{self.processes} runs at a time" if self.processes > 1 else "one run at a time")
+        if self.own == self.runs:
+            how = "each configuration's own search trial's epoch times, scaled by images"
+        else:
+            how = (f"the median epoch time of {self.speed.trials} finished trial{'s' if self.speed.trials != 1 else ''}"
+                   f" on {self.trial_images:,} images, scaled by images and FLOPs"
+                   + (f"; {self.own} run{'s' if self.own != 1 else ''} from their own trial's" if self.own else ""))
+        return f"{head}; about {duration(self.seconds)} at this machine's measured speed ({how}; {where})"
 
 
 def plan(trials: Iterable[Mapping[str, Any]], trial_images: int, val_images: int, run_flops: list[int],
-         *, configs: int, seeds: int, epochs: int, train_images: int, total: int = 0) -> Plan:
-    """A confirmation's plan: ``run_flops`` holds the forward FLOPs of each run still to train."""
+         *, configs: int, seeds: int, epochs: int, train_images: int, total: int = 0,
+         own: list[Mapping[str, Any] | None] | None = None, processes: int = 1) -> Plan:
+    """A confirmation's plan: ``run_flops`` holds the forward FLOPs of each run still to train.
+
+    ``own``: for each run, the user attributes of the trial of its own configuration (None where there is
+    none): its speed is that trial's, else the median over ``trials``. ``processes``: runs at once.
+    """
     s = speed(trials, trial_images, val_images)
-    seconds = None if s is None else sum(epochs * epoch_seconds(s, f, train_images, val_images) for f in run_flops)
-    return Plan(len(run_flops), configs, seeds, epochs, train_images, seconds, s, trial_images, total)
+    mine = [None if o is None else speed([o], trial_images, val_images) for o in (own or [None] * len(run_flops))]
+    if s is None and any(m is None for m in mine):
+        return Plan(len(run_flops), configs, seeds, epochs, train_images, None, s, trial_images, total, processes)
+    each = [epochs * epoch_seconds(m or s, f, train_images, val_images)  # type: ignore[arg-type]
+            for m, f in zip(mine, run_flops)]
+    return Plan(len(run_flops), configs, seeds, epochs, train_images, packed(each, processes), s or mine[0],
+                trial_images, total, processes, sum(m is not None for m in mine))
+
+
+def packed(seconds: list[float], processes: int) -> float:
+    """Wall time of ``seconds`` runs on ``processes`` workers, each taking the longest run left when free."""
+    loads = [0.0] * max(1, processes)
+    for t in sorted(seconds, reverse=True):
+        loads[loads.index(min(loads))] += t
+    return max(loads)
 
 
 __all__ = ["Plan", "Speed", "TRAIN_COST", "epoch_seconds", "plan", "speed", "work"]
