@@ -11,7 +11,9 @@ at once only where stopping is safe, so a run stops promptly but never inside a
 storage write: while any frame of the interrupted stack belongs to the storage
 code (:data:`DEFERRED_MODULES`: SQLAlchemy, Optuna's storages, the database
 drivers) it only sets the flag, and the next :func:`check` (every training
-batch, every epoch end, every trial start) raises. A second signal outside the
+batch, every epoch end, every trial start) raises; where no check comes (a wait
+on a pool's results), the signal is sent again every :data:`REDELIVER_S`
+seconds until it lands outside the storage code. A second signal outside the
 storage code raises if the first was deferred and never raised. Python may run
 the handler inside a finaliser (TensorFlow and SQLAlchemy have many), where the
 exception is swallowed and printed as "Exception ignored ... KeyboardInterrupt":
@@ -25,6 +27,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -35,6 +38,7 @@ SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGTER
 
 _received: list[int] = []  # the first signal this process got, if any
 _raised: list[bool] = []  # the handler has raised it (once per process: a second raise would break clean-up)
+_redelivering: list[bool] = []  # a thread is re-sending a deferred signal
 
 #: Modules a signal never interrupts (a commit half done): the handler only sets the flag inside them.
 DEFERRED_MODULES = ("sqlalchemy", "optuna.storages", "sqlite3", "psycopg2", "pymysql", "filelock")
@@ -80,16 +84,42 @@ def in_storage(frame: Any) -> bool:
     return False
 
 
+#: Seconds between re-deliveries of a deferred signal (see :func:`_redeliver`).
+REDELIVER_S = 0.2
+
+
 def _handler(signum: int, frame: Any) -> None:
     if not _received:
         _received.append(signum)
-    if _raised or in_storage(frame):
-        # Inside a storage write: the flag is set, the next check() raises. Raised already: a second signal
-        # while stopping (the terminal's Ctrl-C reaches the workers and the parent forwards it too) would
-        # break the clean-up halfway.
+    if _raised:
+        # Raised already: a second signal while stopping (the terminal's Ctrl-C reaches the workers and the
+        # parent forwards it too) would break the clean-up halfway.
+        return
+    if in_storage(frame):
+        # Inside a storage write: only the flag. A loop that waits without calling check() (a pool's results,
+        # a watcher's poll) still stops: the signal is sent again until it lands outside the storage code.
+        _redeliver(signum)
         return
     _raised.append(True)
     raise Interrupted(_received[0], _why())
+
+
+def _redeliver(signum: int) -> None:
+    """Send ``signum`` to this process again every :data:`REDELIVER_S` until it has been raised (one thread)."""
+    if _redelivering:
+        return
+    _redelivering.append(True)
+
+    def again() -> None:
+        try:
+            while not _raised and signal.getsignal(signum) is _handler:  # stops once raised or handlers restored
+                time.sleep(REDELIVER_S)
+                if not _raised and signal.getsignal(signum) is _handler:
+                    os.kill(os.getpid(), signum)
+        finally:
+            _redelivering.clear()
+
+    threading.Thread(target=again, name="cnnsearch-redeliver", daemon=True).start()
 
 
 def _quiet_unraisable(unraisable: Any) -> None:

@@ -17,7 +17,6 @@ Hooked into :func:`cnnsearch.search.runner.run_workers` by its ``watch`` argumen
 
 from __future__ import annotations
 
-import math
 import re
 import statistics
 import subprocess
@@ -28,6 +27,7 @@ from typing import IO, Any
 
 from optuna.trial import FrozenTrial, TrialState
 
+from cnnsearch.ground import interrupt
 from cnnsearch.ground.describe import choices
 from cnnsearch.ground.progress import duration, plan_line
 from cnnsearch.search.study import load, param_count, trial_attr
@@ -90,6 +90,7 @@ class Watch:
         try:
             while any(p.poll() is None for p in procs):
                 self.poll()
+                interrupt.check()  # a signal deferred during the storage read stops here
                 time.sleep(self.poll_s)
             for r in readers:
                 r.join(timeout=5)
