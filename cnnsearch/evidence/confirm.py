@@ -289,7 +289,8 @@ def fit_one(c: Candidate, splits: data_mod.Splits, config: TrainConfig,
     """Train one run in this process (the sequential path), then free its model."""
     from cnnsearch.model.train import fit
 
-    return fit(c.spec, splits, config, predict_test=True, on_epoch=on_epoch, build=c.build)
+    own = {"build": c.build} if c.build is not None else {}  # a space model's call stays as it was (fakes too)
+    return fit(c.spec, splits, config, predict_test=True, on_epoch=on_epoch, **own)
 
 
 def _keep(h: study_mod.Handle, donors: Any, c: Candidate, fid: Fidelity, seed: int, config: TrainConfig,
