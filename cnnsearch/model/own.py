@@ -16,12 +16,13 @@ import numpy as np
 from cnnsearch.ground.errors import CnnsearchError
 
 
-def figure_arrays(path: Path, x_test: np.ndarray, idx: list[int],
-                  n: int) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray]]:
+def figure_arrays(path: Path, x_test: np.ndarray, idx: list[int], n: int,
+                  compute: bool = True) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray] | None]:
     """A builder model's first conv kernels (``{"conv1": [kernel], "conv2": [kernel]}``) and its figure arrays.
 
     The arrays are those the report caches for a space model: ``proba`` of the first ``n`` test images,
-    ``maps1`` and ``maps_last`` (the first and the last drawn conv layer's outputs) of the images ``idx``.
+    ``maps1`` and ``maps_last`` (the first and the last drawn conv layer's outputs) of the images ``idx``;
+    None when ``compute`` is False (the caller has them cached: only the kernels are read).
 
     Raises:
         CnnsearchError: Keras cannot load the file, or the model has no top-level Conv2D layer.
@@ -39,6 +40,8 @@ def figure_arrays(path: Path, x_test: np.ndarray, idx: list[int],
         raise CnnsearchError(f"{path.name}: this model of your own build has no top-level Conv2D layer: no filters"
                              " or feature maps to draw")
     weights = {f"conv{i + 1}": [np.asarray(layer.get_weights()[0])] for i, layer in enumerate(convs)}
+    if not compute:
+        return weights, None
     probe = keras.Model(model.inputs, [convs[0].output, convs[-1].output])
     first, last = probe.predict(x_test[idx], verbose=0) if idx else (np.zeros((0,)), np.zeros((0,)))
     proba = np.asarray(model.predict(x_test[:n], batch_size=500, verbose=0), np.float32)

@@ -112,8 +112,8 @@ def panel(label: str, rec: dict[str, Any], path: Path, ds: Any, data_sha: str) -
     if rec.get("spec") is None:  # a model of the user's own build(trial): only Keras can run its layers
         from cnnsearch.model import own
 
-        weights, computed = own.figure_arrays(path, ds.x_test, idx, n)
-        arrays = arrays or computed
+        weights, computed = own.figure_arrays(path, ds.x_test, idx, n, compute=arrays is None)
+        arrays = arrays if arrays is not None else computed
     else:
         weights = read_weights(path)
         spec = ArchSpec.from_dict(rec["spec"])
