@@ -300,3 +300,20 @@ def test_a_candidate_stopped_early_is_listed_apart_and_does_not_change_the_other
     assert _rows(both)["trial3"]["p_holm"] == _rows(alone)["trial3"]["p_holm"]
     assert _rows(both)["trial5"]["incomplete"] is True and "verdict" not in _rows(both)["trial5"]
     assert "Incomplete, in no family and without a verdict: trial5 (1 of 3 seeds)" in both["verdict"]
+
+
+def test_a_declared_confirmation_before_its_first_look_counts_against_its_declared_seeds() -> None:
+    """Before any look, 'n of N seeds' names the declared maximum (not 0), and the next command repeats it."""
+    from cnnsearch.evidence import words
+    from cnnsearch.report.headline import headline
+
+    fam = {"id": 1, "candidates": ["trial28", "trial30"], "max_seeds": 5, "looks": [],
+           "incomplete": {"trial28": 1, "trial30": 0}, "judged_seeds": [], "pending_runs": 1}
+    text = words._family_sentence(fam)
+    assert "trial28 (1 of 5 seeds), trial30 (0 of 5 seeds)" in text
+    assert "1 run beyond the last look is stored" in text and "run(s)" not in text
+    summary = {"fidelity": {"epochs": 20, "train_limit": 0}, "family": fam,
+               "configs": [{"config": "trial28", "trial": 28, "param_count": 6740}]}
+    h = headline("tiny", summary)
+    assert h.status == "not-yet"
+    assert h.command == "cnnsearch study confirm tiny --top 2 --seeds 5 --epochs 20 --train-limit 0"

@@ -111,7 +111,7 @@ def rank_sentence(check: dict[str, Any]) -> str:
     """The fidelity check in words: how well the search's ranking held at the confirmation's fidelity."""
     n, rho, search = check["n"], check["spearman"], Fidelity(**check["search_fidelity"])
     head = (f"Fidelity check: the search's validation accuracy ({search.describe()}) against the confirmed mean"
-            f" test accuracy of the same {n} configurations")
+            f" test accuracy of the same {n} configuration{'s' * (n != 1)}")
     if rho is None or math.isnan(rho):
         return head + ": not computable (it needs at least 3 configurations with distinct scores)."
     p = check.get("p")
@@ -145,10 +145,14 @@ def _family_sentence(fam: dict[str, Any]) -> str:
                 f" {len(looks)} look{'s' * (len(looks) != 1)} so far.")
     inc = fam.get("incomplete") or {}
     if inc:
+        # Before the first look nothing is judged yet: count against the seeds the confirmation declared.
+        of = len(fam.get("judged_seeds") or []) or int(fam.get("max_seeds") or 0)
         head += (" Incomplete, in no family and without a verdict: "
-                 + ", ".join(f"{k} ({n} of {len(fam.get('judged_seeds') or [])} seeds)" for k, n in inc.items()) + ".")
-    if fam.get("pending_runs"):
-        head += f" {fam['pending_runs']} run(s) beyond the last look are stored and not judged until the next look."
+                 + ", ".join(f"{k} ({n} of {of} seed{'s' * (of != 1)})" for k, n in inc.items()) + ".")
+    pending = int(fam.get("pending_runs") or 0)
+    if pending:
+        head += (f" {pending} run{'s' * (pending != 1)} beyond the last look {'are' if pending != 1 else 'is'}"
+                 " stored and not judged until the next look.")
     return head
 
 

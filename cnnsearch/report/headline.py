@@ -61,7 +61,11 @@ def headline(name: str, summary: dict[str, Any], *, best: dict[str, Any] | None 
         return _confirmed(name, summary, cands, reference_ok, storage)
     if any(r.get("config") != "baseline" for r in summary.get("configs", [])):
         fid = confirm_mod.Fidelity(**summary["fidelity"])
-        cmd = confirm_command(name, storage) + f" --epochs {fid.epochs} --train-limit {fid.train_limit}"
+        fam = summary.get("family") or {}
+        # The declared confirmation's own size: another --top or --seeds would declare a new family.
+        top, seeds = len(fam.get("candidates") or []) or 3, int(fam.get("max_seeds") or 3)
+        cmd = (confirm_command(name, storage, top=top, seeds=seeds)
+               + f" --epochs {fid.epochs} --train-limit {fid.train_limit}")
         return Headline("Not yet: the candidates are retrained but the baseline has no run with the same seeds at"
                         f" {fid.describe()}; run `{cmd}`.", "not-yet", cmd)
     if best is None:
