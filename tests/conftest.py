@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
 import struct
 from pathlib import Path
 from typing import Iterator
@@ -51,6 +52,14 @@ def write_idx(path: Path, arr: np.ndarray, *, magic: int | None = None, gz: bool
     else:
         path.write_bytes(blob)
     return path
+
+
+# A shell starts a background job (`bash .ci/run &`, `nohup ... &`: no job control) with SIGINT
+# ignored, and every process it starts inherits that. The tests that stop a real server or a real
+# run with Ctrl-C (SIGINT) would then wait on a child that cannot hear it. Python's own handler
+# here makes the children start with SIGINT live, however the suite was launched.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

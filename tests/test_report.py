@@ -145,7 +145,15 @@ def test_report_of_a_trained_study_shows_filters(tmp_path: Path, tiny_space: Pat
     h = study_mod.load("trained", url)
     h.study.enqueue_trial({"conv1_filters": 8, "conv2_filters": 8, "conv1_kernel": 3, "dropout_dense": 0.0})
     runner.run("trained", trials=2, url=url)
+    # The worker that kept each model cached its figure arrays (issue 24): the report only reads them.
+    from cnnsearch.model import figcache
+    from cnnsearch.search.kept import model_file
+
+    kept = [model_file(h, w) for w in ("best", "baseline")]
+    assert all(p is not None and figcache.cache_path(p).exists() for p in kept)
+    stamps = {p: figcache.cache_path(p).stat().st_mtime_ns for p in kept}
     text = report_mod.build("trained", url)
+    assert {p: figcache.cache_path(p).stat().st_mtime_ns for p in kept} == stamps  # read, not rewritten
     section = text.split("<section id='model'>")[1].split("</section>")[0]
     assert "first-layer filters" in section or section.count("<img") >= 6
     assert section.count("<img") >= 7  # filters x2, three digits' maps, confusion, mistakes (per model)

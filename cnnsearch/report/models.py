@@ -6,34 +6,27 @@ issue 24), so two things bound it:
 
 - the confusion matrix and the confident mistakes use the first :data:`SAMPLE` test images
   (the figures say so; the trial's own test accuracy over all images is in the tables);
-- the arrays of a kept model are cached beside its weights (``<weights>.figures.npz``), keyed by
-  the weights' and the data's SHA-256: the baseline's are computed once per study, the best
-  model's once each time a new best is kept.
+- the arrays of a kept model are cached beside its weights (:mod:`cnnsearch.model.figcache`):
+  the search worker that keeps a new best writes them, so the report after ``study run`` reads
+  them; a report computes only what no worker cached (a model of your own, an older study).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cnnsearch.ground.output import replacing
 from cnnsearch.ground.errors import CnnsearchError
-from cnnsearch.model import forward, viz
+from cnnsearch.model import figcache, viz
 from cnnsearch.model.arch import ArchSpec, read_weights
+from cnnsearch.model.figcache import SAMPLE
 from cnnsearch.records.storage import artifact_dir
 from cnnsearch.report.data import ReportData
 from cnnsearch.search import study as study_mod
 from cnnsearch.search.objective import model_file
-
-#: Test images the confusion matrix and the confident mistakes are computed on (the first N): 2,000 keep
-#: a report of two models under 10 s on a 2-core CPU; every class appears about 200 times.
-SAMPLE = 2000
-#: Bumped when the cached arrays change meaning, so an old cache is recomputed, never misread.
-CACHE_VERSION = 1
 
 
 @dataclass
@@ -77,12 +70,10 @@ def compute_models(d: ReportData, h: study_mod.Handle, data_path: str | None) ->
                               f" ({artifact_dir(h.url)});"
                               " run the study on this machine or point CNNSEARCH_ARTIFACTS at the shared folder.")
     try:
-        from cnnsearch.ground import data as data_mod
         from cnnsearch.ground import provenance
 
         # The data the study was trained on (remembered at its first run) unless --data says otherwise.
         ds = provenance.load(h.study, data_path, remember=False, download=False)
-        data_sha = data_mod.fingerprint(ds.source)
     except provenance.DataMismatch:
         raise  # other data than the study's: refused, not drawn around
     except CnnsearchError as exc:
@@ -91,7 +82,7 @@ def compute_models(d: ReportData, h: study_mod.Handle, data_path: str | None) ->
     if base_file is not None and d.baseline is not None and d.baseline["number"] != d.best["number"]:
         wanted.append(("baseline", d.baseline, base_file))
     try:
-        out = Models(panels=[panel(label, rec, path, ds, data_sha) for label, rec, path in wanted])
+        out = Models(panels=[panel(label, rec, path, ds) for label, rec, path in wanted])
     except CnnsearchError as exc:  # a model of your own that Keras cannot load or that has no conv layer
         return Models(missing=f"The model figures are left out: {exc}")
     if len(wanted) == 1:
@@ -101,13 +92,13 @@ def compute_models(d: ReportData, h: study_mod.Handle, data_path: str | None) ->
     return out
 
 
-def panel(label: str, rec: dict[str, Any], path: Path, ds: Any, data_sha: str) -> ModelPanel:
+def panel(label: str, rec: dict[str, Any], path: Path, ds: Any) -> ModelPanel:
     """One model's arrays: from the cache beside its weights when it matches, else computed and cached."""
-    idx = [i for i in viz.REFERENCE_DIGITS if i < len(ds.x_test)]  # small test sets of your own data
+    idx = figcache.digits(ds.x_test)
     n = min(SAMPLE, len(ds.y_test))
     names = list(ds.class_names) if getattr(ds, "class_names", None) else [str(k) for k in range(ds.n_classes)]
-    key = _cache_key(path, data_sha, n)
-    arrays = _read_cache(path, key)
+    key = figcache.key(path, ds.x_test)
+    arrays = figcache.read(path, key)
     cached = arrays is not None
     if rec.get("spec") is None:  # a model of the user's own build(trial): only Keras can run its layers
         from cnnsearch.model import own
@@ -116,14 +107,10 @@ def panel(label: str, rec: dict[str, Any], path: Path, ds: Any, data_sha: str) -
         arrays = arrays if arrays is not None else computed
     else:
         weights = read_weights(path)
-        spec = ArchSpec.from_dict(rec["spec"])
-        layers = ("conv1", "conv2") if "conv2" in weights else ("conv1",)
         if arrays is None:
-            maps = forward.feature_maps(weights, spec, ds.x_test[idx], layers)
-            arrays = {"proba": forward.predict_proba(weights, spec, ds.x_test[:n]).astype(np.float32),
-                      "maps1": maps["conv1"], "maps_last": maps[layers[-1]]}
+            arrays = figcache.compute(weights, ArchSpec.from_dict(rec["spec"]), ds.x_test)
     if not cached:
-        _write_cache(path, key, arrays)
+        figcache.write(path, key, arrays)
     proba, y = arrays["proba"], ds.y_test[:n]
     pred = proba.argmax(axis=1)
     wrong = viz.confident_mistakes(y, proba, 16)
@@ -136,33 +123,4 @@ def panel(label: str, rec: dict[str, Any], path: Path, ds: Any, data_sha: str) -
         mistake_labels=[f"#{i}: {names[y[i]]}→{names[pred[i]]} ({proba[i, pred[i]]:.0%})" for i in wrong], sample=n, cached=cached)
 
 
-def cache_path(weights: Path) -> Path:
-    """Where a kept model's figure arrays are cached: beside its weights."""
-    return weights.with_name(weights.name + ".figures.npz")
-
-
-def _cache_key(weights: Path, data_sha: str, n: int) -> str:
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    return f"v{CACHE_VERSION}:{digest}:{data_sha}:{n}:{','.join(map(str, viz.REFERENCE_DIGITS))}"
-
-
-def _read_cache(weights: Path, key: str) -> dict[str, np.ndarray] | None:
-    path = cache_path(weights)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["key"]) != key:
-                return None  # other weights under the same name, other data, or an older format
-            return {k: z[k] for k in ("proba", "maps1", "maps_last")}
-    except (OSError, KeyError, ValueError):  # absent, damaged or foreign: compute again
-        return None
-
-
-def _write_cache(weights: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write atomically; a folder that cannot be written only costs the next report the same time again."""
-    try:
-        with replacing(cache_path(weights)) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, key=np.array(key), **arrays)
-    except OSError:
-        pass
-
-__all__ = ["CACHE_VERSION", "ModelPanel", "Models", "SAMPLE", "cache_path", "compute_models", "panel"]
+__all__ = ["ModelPanel", "Models", "SAMPLE", "compute_models", "panel"]

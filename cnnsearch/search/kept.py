@@ -104,6 +104,33 @@ def _save_model(url: str, study: optuna.Study, trial: optuna.Trial, model: Any, 
     return artifact_id, digest
 
 
+def prepare_figures(url: str, kept: tuple[str, str], spec: Any, x_test: Any) -> tuple[str, str]:
+    """Cache the figure arrays of the model just kept (``kept``: its artifact id and SHA-256); returns ``kept``.
+
+    ``spec``: the model's ArchSpec or its dict; None for a model of your own (left to the report).
+
+    Done here, in the worker that trained it, so the report after ``study run`` only reads them
+    (issue 24: the forward pass was most of a report's time). Best effort: a failure costs only the
+    report the same time again (it computes what is not cached).
+    """
+    from cnnsearch.model import figcache
+
+    try:
+        figcache.prepare(artifact_dir(url) / kept[0], spec if spec is None or isinstance(spec, dict) else
+                         spec.to_dict(), x_test)
+    except Exception:  # noqa: BLE001 - never fail a finished trial for a figure cache
+        pass
+    return kept
+
+
+def remove_kept(store: Any, url: str, artifact_id: str) -> None:
+    """Remove a kept model that is no longer needed, with its cached figure arrays."""
+    from cnnsearch.model import figcache
+
+    store.remove(artifact_id)
+    figcache.cache_path(artifact_dir(url) / artifact_id).unlink(missing_ok=True)
+
+
 def model_file(handle: Handle, which: str = "best") -> Path | None:
     """Path of the kept ``.keras`` file of the best (or ``"baseline"``) trial, if any, verified.
 

@@ -22,9 +22,9 @@ from cnnsearch.search import points
 from cnnsearch.model.arch import summarize
 from cnnsearch.ground.errors import ArchitectureError, CnnsearchError, Interrupted, TrialFailed
 from cnnsearch.records.storage import artifact_store, first_line
-from cnnsearch.search.kept import (_copy_artifact, _save_model, find_reusable_baseline, model_file, process_start,
-                                   splits_sha256, worker_lease)
-from cnnsearch.search.study import (SHORT_ATTR, SYSTEM_PREFIX, Handle, baseline_role, fresh_user_attrs,
+from cnnsearch.search.kept import (_copy_artifact, _save_model, find_reusable_baseline, model_file, prepare_figures,
+                                   process_start, remove_kept, splits_sha256, worker_lease)
+from cnnsearch.search.study import (SHORT_ATTR, SYSTEM_PREFIX, Handle, baseline_role, fresh_user_attrs, trial_attr,
                                     set_trial_data)
 
 
@@ -112,7 +112,9 @@ class Objective:
         result, pruning = self._fit(trial, built, config, is_baseline)
         value = self._record(trial, result, pruning)
         self._keep_if_best(trial, result.val_accuracy,
-                           lambda tag: _save_model(self.handle.url, self.handle.study, trial, result.model, tag),
+                           lambda tag: prepare_figures(self.handle.url, _save_model(
+                               self.handle.url, self.handle.study, trial, result.model, tag), built.spec,
+                               self.splits.x_test),
                            candidate=not built.reason, score=-value if self.metric == "val_loss" else value)
         if self.handle.space.multi_objective:
             return value, float(built.summary.params)
@@ -285,7 +287,10 @@ class Objective:
                 trial.report(value, step)
         # The weights are copied, not referenced: deleting the donor study must not break this study's report.
         self._keep_if_best(trial, donor.user_attrs["val_accuracy"],
-                           lambda tag: _copy_artifact(self.handle.url, artifact_id, self.handle.study, trial, tag),
+                           lambda tag: prepare_figures(self.handle.url, _copy_artifact(
+                               self.handle.url, artifact_id, self.handle.study, trial, tag),
+                               trial_attr(donor, "spec"),
+                               self.splits.x_test),
                            candidate)
         values = donor.values
         return (values[0], values[1]) if self.handle.space.multi_objective else values[0]
@@ -321,7 +326,7 @@ class Objective:
         current = fresh_user_attrs(study).get("best_weights")
         if current and current.get("score", current["val_accuracy"]) >= score:
             if artifact_id != saved:
-                store.remove(artifact_id)
+                remove_kept(store, self.handle.url, artifact_id)
             return
         study.set_user_attr("best_weights", {"trial": trial.number, "artifact_id": artifact_id,
                                              "val_accuracy": val_accuracy, "sha256": digest,
@@ -329,7 +334,7 @@ class Objective:
                                              **({"score": score} if score != val_accuracy else {})})
         if current and current["artifact_id"] != baseline_id:
             try:
-                store.remove(current["artifact_id"])
+                remove_kept(store, self.handle.url, current["artifact_id"])
             except Exception:  # already gone: nothing to free
                 pass
 
