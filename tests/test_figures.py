@@ -122,3 +122,29 @@ def test_slice_leaves_untrained_trials_out_without_a_log_line_each(caplog: pytes
     assert not [r for r in caplog.records if "omitted" in r.getMessage()]
     assert len(fig.axes[0].collections[0].get_offsets()) == 2  # only the trained trials are drawn
     assert optuna.logging.get_verbosity() == before  # restored
+
+
+def test_model_mosaics_are_sharp_pngs_and_the_confusion_matrix_is_text() -> None:
+    """Pillow mosaics keep every value a whole block of pixels (grey and RGB); the confusion table shows each count."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from cnnsearch.report import modelfig
+
+    rng = np.random.default_rng(0)
+    grey = modelfig.mosaic(rng.random((16, 3, 3)), 8)  # 2 rows of 8, gutters NaN
+    im = Image.open(io.BytesIO(base64.b64decode(modelfig.png_uri(grey).split(",", 1)[1])))
+    scale = round(modelfig.MOSAIC_PIXELS / grey.shape[1])
+    assert im.size == (grey.shape[1] * scale, grey.shape[0] * scale) and im.mode == "L"
+    px = np.asarray(im)
+    assert px[3 * scale, 0] == 255  # a gutter (NaN) is white
+    assert len(np.unique(px[:scale, :scale])) == 1  # one value, one uniform block: no resampling blur
+    rgb = modelfig.mosaic(rng.random((8, 3, 3, 3)), 8)
+    assert Image.open(io.BytesIO(base64.b64decode(modelfig.png_uri(rgb).split(",", 1)[1]))).mode == "RGB"
+    matrix = np.array([[5, 0], [0, 0]])
+    table = modelfig.confusion_html(matrix, ["cat", "dog"], title="t")
+    assert table.count("<td") == 4 and table.count(">0</td>") == 3 and ">5</td>" in table
+    assert "<th>cat</th>" in table and "<th>dog</th>" in table
+    assert "no wrong predictions" in modelfig.mistakes_html(np.zeros((0, 4, 4)), [], title="m", alt="a")

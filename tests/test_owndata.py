@@ -341,7 +341,7 @@ def test_confirm_a_builders_study_from_python(tmp_path: Path) -> None:
     page = cnnsearch.write_report("own", tmp_path / "r.html", storage=url).read_text()
     assert f"{key}" in page and "99.15%" not in page  # its confirmation in the report; not MNIST: no 99.15%
     # The builder's kept model, read with Keras: its first conv layer's w filters drawn, its confusion matrix too.
-    assert "first-layer filters" in page and "Confusion matrix of the best model" in page
+    assert "first-layer filters" in page and "best: confusion matrix" in page
     assert "model figures are left out" not in page
 
 

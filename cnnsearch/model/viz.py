@@ -366,6 +366,10 @@ def _count_ticks(axis: Any) -> None:
 
 
 def _tight(fig: Any) -> None:
+    if len(fig.axes) < 2:
+        # One axes: nothing to keep apart, and saving with bbox_inches="tight" already fits the page
+        # around every label and legend. tight_layout would be one more full draw (issue 24: time).
+        return
     with warnings.catch_warnings():
         # Gridspec and colour-bar figures "are not compatible with tight_layout"; saving with
         # bbox_inches="tight" crops them right anyway.

@@ -44,6 +44,7 @@ class ModelPanel:
     mistake_labels: list[str]
     sample: int = SAMPLE  # test images the confusion matrix and mistakes are computed on
     cached: bool = False  # the arrays came from the cache beside the weights
+    class_names: list[str] = field(default_factory=list)  # the confusion matrix's row and column labels
 
 
 @dataclass
@@ -120,7 +121,8 @@ def panel(label: str, rec: dict[str, Any], path: Path, ds: Any) -> ModelPanel:
         digits=[(i, ds.x_test[i], arrays["maps1"][j], arrays["maps_last"][j]) for j, i in enumerate(idx)],
         confusion=viz.confusion(y, pred, ds.n_classes), accuracy=float((pred == y).mean()),
         mistakes=ds.x_test[:n][wrong],
-        mistake_labels=[f"#{i}: {names[y[i]]}→{names[pred[i]]} ({proba[i, pred[i]]:.0%})" for i in wrong], sample=n, cached=cached)
+        mistake_labels=[f"#{i}: {names[y[i]]}→{names[pred[i]]} ({proba[i, pred[i]]:.0%})" for i in wrong], sample=n, cached=cached,
+        class_names=names)
 
 
 __all__ = ["ModelPanel", "Models", "SAMPLE", "compute_models", "panel"]

@@ -86,6 +86,11 @@ nav a{margin-right:.8rem}nav{font-size:.9rem}pre{background:#f6f6f6;padding:.6re
 border-left:4px solid #3a6ea5;font-size:.92rem}table.summary{font-size:.9rem}
 .verdict{padding:0 .35rem;border-radius:3px}.verdict.better{background:#cdebd3}.verdict.worse{background:#f6d0d0}
 .verdict.inconclusive{background:#eee}details>summary{cursor:pointer;font-weight:600;margin:.4rem 0}
+figure.mosaic{margin:.6rem 0}figure.mosaic>figcaption{font-weight:600;font-size:.88rem;margin:.2rem 0}
+img.mosaic{width:100%;image-rendering:pixelated}.digit img.mosaic{width:20%;display:block}
+figure.mosaic div{font-size:.8rem;color:#444}.mistakes{display:grid;grid-template-columns:repeat(4,1fr);gap:.3rem}
+.mistakes figure{margin:0;text-align:center;font-size:.75rem}
+table.confusion{font-size:.75rem}table.confusion td,table.confusion th{text-align:center;padding:.15rem .3rem}
 """
 
 
