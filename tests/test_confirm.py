@@ -82,7 +82,10 @@ def test_confirm_runs_resumes_and_shows_without_training(tmp_path: Path, tiny_sp
                                " about ")
     assert "measured speed" in lines[0]
     done = [ln for ln in lines if ": test accuracy " in ln]  # baseline and trial1, seeds 0-2
-    assert len(done) == 6 and done[0].startswith("[1/6] baseline seed 0") and "ETA" in done[0]
+    assert len(done) == 6 and done[0].startswith("[1/6] ") and "ETA" in done[0]
+    # One count per finished run, on both paths (the pool's runs start no unit on the bar one by one).
+    assert [ln.split("]")[0] + "]" for ln in done] == [f"[{i}/6]" for i in range(1, 7)]
+    assert done[-1].endswith("ETA 0 s")
     assert [ln for ln in lines if "total wall time" in ln][0].startswith("confirmation in ")
     assert re.search(r"trial1 vs the re-trained baseline: (better|worse|inconclusive)", r.stdout)
     assert "beyond noise" not in r.stdout

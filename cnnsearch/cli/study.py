@@ -337,16 +337,24 @@ def study_confirm(name: str, top: int, seeds: int, max_seeds: int | None, new_fa
     from cnnsearch.ground.progress import Progress, duration
 
     bar: list[Progress] = []
+    took: list[float] = []  # each finished run's own seconds
+    at_once = [1]  # runs trained at the same time (the plan's processes)
 
     def plan(p: Any) -> None:
         click.echo(p.text(), err=True)
         prior = p.seconds / (p.runs * p.epochs) if p.seconds and p.runs else None
+        at_once[0] = max(1, int(getattr(p, "processes", 1) or 1))
         bar.append(Progress(p.runs, p.epochs, verbose=verbose, epoch_prior_s=prior))
 
     def line(r: dict[str, Any]) -> None:
         b = bar[0]
-        b.end_unit(f"[{b.k}/{b.total}] {r['config']} seed {r['seed']}: test accuracy {r['test_accuracy']:.4f},"
-                   f" {r['seconds']:.0f} s; ETA {duration(b.eta()) if b.k < b.total else '0 s'}")
+        took.append(float(r["seconds"]))
+        # From whole runs measured so far: runs in the pool's processes send no epochs to this bar, and the
+        # plan's estimate is only a prior. The mean run over the runs trained at once, for those still to do.
+        n = len(took)  # counted here: the pool's runs do not start units on the bar one by one
+        eta = sum(took) / n * (b.total - n) / at_once[0]
+        b.end_unit(f"[{n}/{b.total}] {r['config']} seed {r['seed']}: test accuracy {r['test_accuracy']:.4f},"
+                   f" {r['seconds']:.0f} s; ETA {duration(eta) if n < b.total else '0 s'}")
 
     ref = confirm_mod.REFERENCE_FIDELITY
     if show_only:
