@@ -81,8 +81,11 @@ def test_create_run_show_best_export(env: dict[str, str], tiny_space: Path, tmp_
     model = keras.models.load_model(out)
     assert model.count_params() == rec["param_count"]
     # Only the best trial's weights are kept, and the in-study baseline's for the report.
-    kept = sorted(p.name for p in storage.artifact_dir(env["url"]).iterdir())
+    kept = sorted(p.name for p in storage.artifact_dir(env["url"]).iterdir() if p.suffix == ".keras")
     assert len(kept) == (1 if rec["baseline"] else 2) and any("-baseline-trial0-" in k for k in kept)
+    # Each kept model's figure arrays were cached by the worker that kept it (issue 24), and nothing else.
+    caches = sorted(p.name for p in storage.artifact_dir(env["url"]).iterdir() if p.suffix != ".keras")
+    assert caches == [k + ".figures.npz" for k in kept]
     # Deleting the study frees its kept weights too.
     assert cli("study", "delete", "demo", "--yes").exit_code == 0
     assert list(storage.artifact_dir(env["url"]).iterdir()) == []

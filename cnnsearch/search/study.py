@@ -324,7 +324,9 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
 
 
 def delete(name: str, url: str | None = None) -> None:
-    """Delete study ``name`` and its kept weights."""
+    """Delete study ``name`` and its kept weights (with their cached figure arrays)."""
+    from cnnsearch.model import figcache  # here: the figure code is not needed by the rest of this module
+
     h = load(name, url)
     kept = {(h.study.user_attrs.get(k) or {}).get("artifact_id") for k in ("best_weights", "baseline_weights")}
     optuna.delete_study(study_name=name, storage=private.storage_of(h.study))  # the study's own storage object
@@ -332,6 +334,7 @@ def delete(name: str, url: str | None = None) -> None:
         path = artifact_path(h.url, artifact_id)  # None for a tampered id pointing out of the folder
         if path is not None:
             path.unlink(missing_ok=True)
+            figcache.cache_path(path).unlink(missing_ok=True)  # its figure arrays, cached beside it
 
 
 def weights_problems(name: str, url: str | None = None) -> list[str]:
