@@ -54,12 +54,14 @@ def write_idx(path: Path, arr: np.ndarray, *, magic: int | None = None, gz: bool
     return path
 
 
-# A shell starts a background job (`bash .ci/run &`, `nohup ... &`: no job control) with SIGINT
-# ignored, and every process it starts inherits that. The tests that stop a real server or a real
-# run with Ctrl-C (SIGINT) would then wait on a child that cannot hear it. Python's own handler
-# here makes the children start with SIGINT live, however the suite was launched.
+# A shell starts a background job (`bash .ci/run &`: no job control) with SIGINT ignored, `nohup`
+# ignores SIGHUP, and every process started from there inherits that. The tests that stop a real
+# server or a real run with Ctrl-C (SIGINT) or a hang-up (SIGHUP) would then wait on a child that
+# cannot hear it. Restored here, so the children start with both live however the suite was launched.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.fixture
