@@ -129,6 +129,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    ap.add_argument("--note", default="", help="what else the machine was doing, for the JSON")
     a = ap.parse_args()
     if not a.data:
         sys.exit("bench_report.py: expected --data PATH or $CNNSEARCH_DATA (MNIST); received neither")
@@ -145,9 +146,10 @@ def main() -> None:
         runs["no_models"].append(timed_report(url, name, a.data, tmp / "r.html", models=False))
     result = {
         "what": f"cnnsearch report of a {a.trials}-trial study (create_trial) with model figures, fresh process",
-        "command": f"python tests/bench/bench_report.py --trials {a.trials} --reps {a.reps}",
+        "command": "python " + " ".join(sys.argv),  # as run, --data and --json included
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),  # its load average, taken at the end, says how shared the machine was
+        "note": a.note,
         "seconds": runs,
         "median_seconds": {k: round(statistics.median(v), 2) for k, v in runs.items()},
         "bound_seconds": 10,
