@@ -64,6 +64,20 @@ if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
+#: Tests measured at >= 3 s in a full run (tests/bench/slow_tests.py writes the list from its JUnit XML).
+SLOW_LIST = Path(__file__).with_name("slow.txt")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the listed tests ``slow``: ``python3 -m pytest -m "not slow"`` is the edit-test loop."""
+    if not SLOW_LIST.exists():
+        return
+    slow = {ln.strip() for ln in SLOW_LIST.read_text().splitlines() if ln.strip() and not ln.startswith("#")}
+    for item in items:
+        if item.nodeid in slow:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def tiny_arrays() -> dict[str, np.ndarray]:
     return make_tiny()
