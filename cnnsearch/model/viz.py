@@ -366,15 +366,11 @@ def _count_ticks(axis: Any) -> None:
 
 
 def _tight(fig: Any) -> None:
-    if len(fig.axes) < 2:
-        # One axes: nothing to keep apart, and saving with bbox_inches="tight" already fits the page
-        # around every label and legend. tight_layout would be one more full draw (issue 24: time).
-        return
-    with warnings.catch_warnings():
-        # Gridspec and colour-bar figures "are not compatible with tight_layout"; saving with
-        # bbox_inches="tight" crops them right anyway.
-        warnings.simplefilter("ignore", UserWarning)
-        fig.tight_layout()
+    # One axes has nothing to keep apart: bbox_inches="tight" fits it, without one more draw (issue 24: time).
+    if len(fig.axes) > 1:
+        with warnings.catch_warnings():  # gridspec and colour bars "not compatible"; the tight bbox crops them
+            warnings.simplefilter("ignore", UserWarning)
+            fig.tight_layout()
 
 
 def save(fig: Any, path: str | os.PathLike[str]) -> Path:
