@@ -343,7 +343,7 @@ def study_confirm(name: str, top: int, seeds: int, max_seeds: int | None, new_fa
     def plan(p: Any) -> None:
         click.echo(p.text(), err=True)
         prior = p.seconds / (p.runs * p.epochs) if p.seconds and p.runs else None
-        at_once[0] = max(1, int(getattr(p, "processes", 1) or 1))
+        at_once[0] = max(1, p.processes)
         bar.append(Progress(p.runs, p.epochs, verbose=verbose, epoch_prior_s=prior))
 
     def line(r: dict[str, Any]) -> None:

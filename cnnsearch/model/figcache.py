@@ -81,17 +81,19 @@ def compute(weights: dict[str, Any], spec: ArchSpec, x_test: np.ndarray) -> dict
             "maps1": maps["conv1"], "maps_last": maps[layers[-1]]}
 
 
-def prepare(path: Path, spec: dict[str, Any] | None, x_test: np.ndarray) -> bool:
+def prepare(path: Path, spec: ArchSpec | dict[str, Any] | None, x_test: np.ndarray) -> bool:
     """Compute and cache the arrays of the space model kept at ``path`` unless cached; True if written.
 
-    A model of your own (``spec`` None) is left to the report (only Keras can run its layers there).
+    ``spec``: its ArchSpec, or the dict a trial stores. A model of your own (``spec`` None) is left to
+    the report (only Keras can run its layers there).
     """
     if spec is None:
         return False
     cache_key = key(path, x_test)
     if read(path, cache_key) is not None:
         return False
-    write(path, cache_key, compute(read_weights(path), ArchSpec.from_dict(spec), x_test))
+    write(path, cache_key, compute(read_weights(path), ArchSpec.from_dict(spec) if isinstance(spec, dict) else spec,
+                                   x_test))
     return True
 
 

@@ -17,27 +17,24 @@ import numpy as np
 
 from cnnsearch.model import viz
 from cnnsearch.report.markup import Section, img, p
+from cnnsearch.report.models import ModelPanel, Models
 
 #: Pixels a mosaic is drawn at (about the width of one column of the report's two-model panel).
 MOSAIC_PIXELS = 560
-from cnnsearch.report.models import ModelPanel, Models
 
 
-def mosaic(tiles: np.ndarray, cols: int, gutter: int = 1, below: int = 0) -> np.ndarray:
-    """Tiles (n, h, w) in rows of ``cols``, each scaled to [0, 1] by its own range; gutters are NaN (drawn white).
-
-    ``below`` adds that many NaN rows under each tile row (room for a label).
-    """
+def mosaic(tiles: np.ndarray, cols: int, gutter: int = 1) -> np.ndarray:
+    """Tiles (n, h, w) in rows of ``cols``, each scaled to [0, 1] by its own range; gutters are NaN (drawn white)."""
     n, h, w = tiles.shape[:3]
     colour = tiles.ndim == 4 and tiles.shape[3] == 3  # RGB first-layer filters (issue 23): drawn in colour
     depth = (3,) if colour else ()
     rows = max(1, -(-n // cols))
-    out = np.full((rows * (h + gutter + below), cols * (w + gutter), *depth), np.nan, dtype=np.float32)
+    out = np.full((rows * (h + gutter), cols * (w + gutter), *depth), np.nan, dtype=np.float32)
     for i in range(n):
         t = np.asarray(tiles[i], dtype=np.float32).reshape(h, w, *depth)
         lo, hi = float(np.nanmin(t)), float(np.nanmax(t))
         r, c = divmod(i, cols)
-        y, x = r * (h + gutter + below), c * (w + gutter)
+        y, x = r * (h + gutter), c * (w + gutter)
         out[y:y + h, x:x + w] = (t - lo) / (hi - lo) if hi > lo else 0.5
     return out
 
@@ -151,4 +148,5 @@ def model_section(m: Models) -> Section:
                    + "".join(_panel_html(x) for x in m.panels) + "</div></details>", "model")
 
 
-__all__ = ["MOSAIC_PIXELS", "confusion_html", "digit_maps_html", "filters_html", "mistakes_html", "model_section", "mosaic", "png_uri"]
+__all__ = ["MOSAIC_PIXELS", "confusion_html", "digit_maps_html", "filters_html", "mistakes_html", "model_section",
+           "mosaic", "png_uri"]

@@ -116,8 +116,7 @@ def prepare_figures(url: str, kept: tuple[str, str], spec: Any, x_test: Any) -> 
     from cnnsearch.model import figcache
 
     try:
-        figcache.prepare(artifact_dir(url) / kept[0], spec if spec is None or isinstance(spec, dict) else
-                         spec.to_dict(), x_test)
+        figcache.prepare(artifact_dir(url) / kept[0], spec, x_test)
     except Exception:  # noqa: BLE001 - never fail a finished trial for a figure cache
         pass
     return kept
