@@ -170,3 +170,22 @@ def test_confirm_needs_a_completed_search(tmp_path: Path, tiny_space: Path, monk
     study_mod.create("e", tiny_space)
     r = CliRunner().invoke(main, ["study", "confirm", "e"])
     assert r.exit_code == 1 and "no completed trial besides the baseline" in r.stderr
+
+
+def test_confirm_on_two_processes_counts_each_finished_run(tmp_path: Path, tiny_space: Path, tiny_npz: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool's runs start no unit on the progress bar one by one: each landing run still gets its own count."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    monkeypatch.setenv("CNNSEARCH_STORAGE", url)
+    monkeypatch.setenv("CNNSEARCH_DATA", str(tiny_npz))
+    study_mod.create("p", tiny_space)
+    study_mod.load("p").study.enqueue_trial({"conv1_filters": 8, "conv2_filters": 8, "conv1_kernel": 3,
+                                             "dropout_dense": 0.0})
+    runner.run("p", trials=1)
+    monkeypatch.setenv("CNNSEARCH_RUN_WORKERS", "2")  # the pool, as on the default 2-core machine
+    r = CliRunner().invoke(main, ["study", "confirm", "p", "--top", "1", "--seeds", "2", "--epochs", "1"])
+    assert r.exit_code == 0, r.output
+    assert "2 runs at a time" in r.stderr.splitlines()[0], r.stderr  # the plan: it ran on the pool
+    done = [ln for ln in r.stderr.splitlines() if ": test accuracy " in ln]
+    assert [ln.split("]")[0] + "]" for ln in done] == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"], r.stderr
+    assert all("ETA " in ln for ln in done) and done[-1].endswith("ETA 0 s")
